@@ -1,0 +1,141 @@
+"""Alembic environment for AutoPR Engine: one history for PostgreSQL and SQLite.
+
+The database comes from ``DATABASE_URL`` (``autopr.config``), or from a connection handed in
+through ``config.attributes["connection"]`` by the migration flows and the test bed, so the
+connection that holds the migration lock is the one that migrates.
+"""
+
+from __future__ import annotations
+
+from logging.config import fileConfig
+from typing import Any
+
+from alembic.util import CommandError
+from sqlalchemy import Connection, Engine, pool
+from sqlalchemy.exc import DBAPIError
+
+from alembic import context
+from autopr.config import ConfigurationError, Settings
+from autopr.database import Base, make_engine
+from autopr.database.engine import describe_connection_error
+
+config = context.config
+
+if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+target_metadata = Base.metadata
+
+# Tables the migration tooling keeps in the application's database: never part of the models,
+# so autogenerate must neither create nor drop them.
+TOOL_OWNED_TABLES = frozenset({"autopr_migration_ledger"})
+
+
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    if type_ == "table":
+        return name not in TOOL_OWNED_TABLES
+    table = getattr(obj, "table", None)
+    return table is None or table.name not in TOOL_OWNED_TABLES
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigurationError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _configure(**kwargs: Any) -> None:
+    context.configure(
+        target_metadata=target_metadata,
+        include_object=include_object,
+        compare_type=True,
+        compare_server_default=True,
+        # Each revision commits on its own: a revision with an autocommit block (CREATE INDEX
+        # CONCURRENTLY) commits everything before it anyway, so make that the rule.
+        transaction_per_migration=True,
+        **kwargs,
+    )
+
+
+def run_migrations_offline() -> None:
+    """Render SQL without a database: for ``--sql`` and for plans."""
+    dialect = context.get_x_argument(as_dictionary=True).get("dialect")
+    if dialect:
+        _configure(dialect_name=dialect, literal_binds=True, dialect_opts={"paramstyle": "named"})
+    else:
+        _configure(
+            url=_settings().database_url,
+            literal_binds=True,
+            dialect_opts={"paramstyle": "named"},
+        )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def _run_on(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        _sqlite_foreign_keys(connection, enabled=False)
+    # SQLite cannot ALTER most things; batch mode recreates the table instead.
+    _configure(connection=connection, render_as_batch=sqlite)
+    try:
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        if sqlite:
+            _sqlite_foreign_keys(connection, enabled=True)
+    if sqlite:
+        _check_sqlite_foreign_keys(connection)
+
+
+def _sqlite_foreign_keys(connection: Connection, *, enabled: bool) -> None:
+    """Batch mode drops and recreates tables; with enforcement on, that would cascade deletes.
+
+    The pragma is a no-op inside a transaction, so end SQLAlchemy's implicit one first.
+    """
+    if connection.in_transaction() and not connection.in_nested_transaction():
+        connection.commit()
+    connection.exec_driver_sql(f"PRAGMA foreign_keys={'ON' if enabled else 'OFF'}")
+    connection.commit()
+
+
+def _check_sqlite_foreign_keys(connection: Connection) -> None:
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    connection.commit()
+    if broken:
+        tables = sorted({row[0] for row in broken})
+        raise CommandError(
+            f"the migration left {len(broken)} rows with broken foreign keys in "
+            f"{', '.join(tables)}; run PRAGMA foreign_key_check to see them"
+        )
+
+
+def run_migrations_online() -> None:
+    handed_in = config.attributes.get("connection")
+    if isinstance(handed_in, Engine):
+        with handed_in.connect() as connection:
+            _run_on(connection)
+        return
+    if handed_in is not None:
+        _run_on(handed_in)
+        return
+    settings = _settings()
+    engine = make_engine(settings.database_url, poolclass=pool.NullPool)
+    try:
+        connection = engine.connect()
+    except DBAPIError as exc:
+        raise CommandError(describe_connection_error(exc, settings.database_url)) from None
+    try:
+        _run_on(connection)
+    finally:
+        connection.close()
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,1 @@
+"""AutoPR Engine: the application whose database the migration flows operate on."""

@@ -1,0 +1,1 @@
+"""Safe, orchestrated Alembic migrations for AutoPR Engine, as Prefect flows."""

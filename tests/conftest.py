@@ -1,0 +1,60 @@
+"""The test bed: real SQLite files and real PostgreSQL databases, one fresh database per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import URL, make_url
+
+from tests.support.databases import (
+    admin_url_from_env,
+    check_postgresql_answers,
+    create_database,
+    drop_database,
+)
+
+# Variables that choose databases or change behaviour; no test may inherit them.
+ENVIRONMENT_PREFIXES = ("DATABASE_URL", "AUTOPR_DB_", "AUTOPR_HEALTH_", "PGPASSWORD", "PGHOST")
+
+_ADMIN_URL = admin_url_from_env()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    problem = check_postgresql_answers(_ADMIN_URL)
+    if problem:
+        pytest.exit(problem, returncode=3)
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(ENVIRONMENT_PREFIXES):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def postgresql_admin_url() -> URL:
+    return _ADMIN_URL
+
+
+@pytest.fixture
+def postgresql_url(postgresql_admin_url: URL) -> Iterator[URL]:
+    """A new, empty PostgreSQL database, dropped after the test."""
+    url = create_database(postgresql_admin_url)
+    try:
+        yield url
+    finally:
+        drop_database(postgresql_admin_url, url.database)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: os.PathLike[str]) -> URL:
+    return make_url(f"sqlite:///{tmp_path}/autopr.db")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> URL:
+    """An empty database of each kind: a ``tmp_path`` SQLite file, a fresh PostgreSQL database."""
+    return request.getfixturevalue(f"{request.param}_url")
