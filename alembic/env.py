@@ -10,11 +10,11 @@ from __future__ import annotations
 from logging.config import fileConfig
 from typing import Any
 
+from alembic import context
 from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, pool
 from sqlalchemy.exc import DBAPIError
 
-from alembic import context
 from autopr.config import ConfigurationError, Settings
 from autopr.database import Base, make_engine
 from autopr.database.engine import describe_connection_error

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-
 from alembic import context, op
 
 revision: str = "b47a91d3e6f2"

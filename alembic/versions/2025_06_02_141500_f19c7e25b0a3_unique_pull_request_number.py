@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-
 from alembic import context, op
 
 revision: str = "f19c7e25b0a3"

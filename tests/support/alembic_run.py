@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from alembic import command
 from sqlalchemy import URL, Engine
 
-from alembic import command
 from autopr.config import DATABASE_URL_ENV
 from autopr.database.schema import ALEMBIC_INI, database_revision
 from flows.alembic_ops import make_config
