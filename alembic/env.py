@@ -7,17 +7,20 @@ connection that holds the migration lock is the one that migrates.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from logging.config import fileConfig
 from typing import Any
 
 from alembic import context
 from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, pool
+from sqlalchemy import Connection, Engine, pool, text
 from sqlalchemy.exc import DBAPIError
 
 from autopr.config import ConfigurationError, Settings
 from autopr.database import Base, make_engine
 from autopr.database.engine import describe_connection_error
+from autopr.database.schema import MIGRATION_LOCK_KEY
 
 config = context.config
 
@@ -48,6 +51,9 @@ def _settings() -> Settings:
 
 
 def _configure(**kwargs: Any) -> None:
+    on_version_apply = config.attributes.get("on_version_apply")
+    if on_version_apply is not None:
+        kwargs["on_version_apply"] = on_version_apply
     context.configure(
         target_metadata=target_metadata,
         include_object=include_object,
@@ -62,7 +68,9 @@ def _configure(**kwargs: Any) -> None:
 
 def run_migrations_offline() -> None:
     """Render SQL without a database: for ``--sql`` and for plans."""
-    dialect = context.get_x_argument(as_dictionary=True).get("dialect")
+    dialect = config.attributes.get("dialect") or context.get_x_argument(as_dictionary=True).get(
+        "dialect"
+    )
     if dialect:
         _configure(dialect_name=dialect, literal_binds=True, dialect_opts={"paramstyle": "named"})
     else:
@@ -129,10 +137,34 @@ def run_migrations_online() -> None:
     except DBAPIError as exc:
         raise CommandError(describe_connection_error(exc, settings.database_url)) from None
     try:
-        _run_on(connection)
+        with _migration_lock(connection):
+            _run_on(connection)
     finally:
         connection.close()
         engine.dispose()
+
+
+@contextmanager
+def _migration_lock(connection: Connection) -> Iterator[None]:
+    """Plain ``alembic`` on PostgreSQL takes the migration flows' advisory lock too."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    taken = connection.scalar(
+        text("SELECT pg_try_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+    )
+    connection.commit()
+    if not taken:
+        raise CommandError(
+            "another migration holds this database's migration lock (a migrate flow or another "
+            "alembic run); wait for it to finish, then run this command again"
+        )
+    try:
+        yield
+    finally:
+        connection.rollback()
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        connection.commit()
 
 
 if context.is_offline_mode():

@@ -1,24 +1,53 @@
 """The one place in ``flows`` that calls Alembic: one function per operation.
 
-Each builds a ``Config`` from the project's ``alembic.ini``; operations that touch a database
-hand our own ``Connection`` to ``env.py`` through ``config.attributes["connection"]``.
+Each builds a ``Config`` from the history's ``alembic.ini``; operations that touch a database
+hand our own ``Connection`` to ``env.py`` through ``config.attributes["connection"]``, so the
+connection holding the migration lock and the session timeouts is the one that migrates.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
 from alembic.config import Config
-from alembic.script import ScriptDirectory
+from alembic.script import Script, ScriptDirectory
+from alembic.script.revision import RevisionError
+from alembic.util import CommandError
 from sqlalchemy import Connection
 
-from autopr.database.schema import ALEMBIC_INI, database_revision
+from autopr.database.schema import alembic_ini, database_revision
+from flows.errors import ConfigurationError
+
+_RELATIVE = re.compile(r"^\+(\d+)$")
 
 
-def make_config(*, connection: Connection | None = None) -> Config:
-    """An Alembic config for this project's history, bound to ``connection`` if given."""
-    config = Config(str(ALEMBIC_INI))
+@dataclass(frozen=True)
+class RevisionInfo:
+    """One revision of the history, as a plan lists it."""
+
+    revision: str
+    message: str
+    path: Path
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+def make_config(*, connection: Connection | None = None, **attributes: Any) -> Config:
+    """An Alembic config for the history, bound to ``connection`` if given."""
+    config = Config(str(alembic_ini()))
     config.attributes["configure_logger"] = False
     if connection is not None:
         config.attributes["connection"] = connection
+    config.attributes.update(attributes)
     return config
 
 
@@ -36,8 +65,129 @@ def current(connection: Connection) -> str | None:
     return database_revision(connection)
 
 
-def pending(current_revision: str | None, target: str = "heads") -> list[tuple[str, str]]:
-    """``(revision, message)`` for each revision an upgrade to ``target`` would run, in order."""
+def is_known(revision: str) -> bool:
+    try:
+        return script_directory().get_revision(revision) is not None
+    except (CommandError, RevisionError):
+        return False
+
+
+def _info(script: Script) -> RevisionInfo:
+    return RevisionInfo(script.revision, (script.doc or "").strip(), Path(script.path))
+
+
+def pending(current_revision: str | None, target: str = "heads") -> list[RevisionInfo]:
+    """Each revision an upgrade from ``current_revision`` to ``target`` runs, in order."""
+    revisions = script_directory().iterate_revisions(target, current_revision or "base")
+    return [_info(script) for script in reversed(list(revisions))]
+
+
+def between_for_downgrade(current_revision: str, target: str | None) -> list[RevisionInfo]:
+    """Each revision a downgrade from ``current_revision`` to ``target`` undoes, in order."""
+    revisions = script_directory().iterate_revisions(current_revision, target or "base")
+    return [_info(script) for script in revisions]
+
+
+def ancestors(revision: str | None) -> set[str]:
+    """``revision`` and every revision below it."""
+    if revision is None:
+        return set()
+    return {script.revision for script in script_directory().iterate_revisions(revision, "base")}
+
+
+def multiple_heads_advice(found: list[str]) -> str:
+    return (
+        f"the history has {len(found)} heads ({', '.join(found)}); merge them with "
+        f"`alembic merge heads -m \"merge\"`, deploy that code, then migrate to the merge revision"
+    )
+
+
+def resolve(spec: str, current_revision: str | None) -> str:
+    """Turn ``head``, ``+N``, a revision id or a unique prefix into exactly one revision id.
+
+    Raises:
+        ConfigurationError: unknown, ambiguous, ``base``, or beyond the head.
+    """
     script = script_directory()
-    revisions = script.iterate_revisions(target, current_revision or "base")
-    return [(rev.revision, rev.doc or "") for rev in reversed(list(revisions))]
+    found = list(script.get_heads())
+    spec = (spec or "").strip()
+    if spec in ("head", "heads"):
+        if len(found) != 1:
+            raise ConfigurationError(multiple_heads_advice(found))
+        return found[0]
+    relative = _RELATIVE.match(spec)
+    if relative:
+        steps = int(relative.group(1))
+        path = pending(current_revision, found[0] if len(found) == 1 else "heads")
+        if steps < 1 or steps > len(path):
+            raise ConfigurationError(
+                f"revision {spec} is beyond the head: the database is {len(path)} revision(s) "
+                f"behind {', '.join(found)}"
+            )
+        return path[steps - 1].revision
+    if spec in ("", "base") or spec.startswith("-"):
+        raise ConfigurationError(
+            f"revision {spec or '(empty)'!r} would downgrade; migrate only upgrades: use the "
+            f"rollback flow to go back"
+        )
+    try:
+        revision = script.get_revision(spec)
+    except (CommandError, RevisionError) as exc:
+        raise ConfigurationError(
+            f"revision {spec!r} does not name exactly one revision ({exc}); the heads are "
+            f"{', '.join(found)}; `alembic history` lists them all"
+        ) from None
+    if revision is None:
+        raise ConfigurationError(f"revision {spec!r} is not in the history")
+    return revision.revision
+
+
+def render_sql(dialect: str, current_revision: str | None, target: str) -> str:
+    """The SQL an upgrade from ``current_revision`` to ``target`` runs, in ``dialect``."""
+    buffer = io.StringIO()
+    config = make_config(dialect=dialect)
+    config.output_buffer = buffer
+    span = f"{current_revision}:{target}" if current_revision else target
+    command.upgrade(config, span, sql=True)
+    return buffer.getvalue()
+
+
+def render_downgrade_sql(dialect: str, current_revision: str, target: str | None) -> str:
+    """The SQL a downgrade from ``current_revision`` to ``target`` (``None``: base) runs."""
+    buffer = io.StringIO()
+    config = make_config(dialect=dialect)
+    config.output_buffer = buffer
+    command.downgrade(config, f"{current_revision}:{target or 'base'}", sql=True)
+    return buffer.getvalue()
+
+
+RevisionCallback = Callable[[str, str, bool], None]
+
+
+def _version_callback(on_revision: RevisionCallback | None) -> Callable[..., None] | None:
+    if on_revision is None:
+        return None
+
+    def on_version_apply(*, step: Any, **_: Any) -> None:
+        revision = step.up_revision_id if step.is_upgrade else step.down_revision_ids
+        if isinstance(revision, tuple):
+            revision = ",".join(revision) or "base"
+        on_revision(str(revision), (step.up_revision.doc or "").strip(), step.is_upgrade)
+
+    return on_version_apply
+
+
+def upgrade(
+    connection: Connection, target: str, *, on_revision: RevisionCallback | None = None
+) -> None:
+    """Upgrade to ``target`` on ``connection``; ``on_revision`` hears of each applied revision."""
+    config = make_config(connection=connection, on_version_apply=_version_callback(on_revision))
+    command.upgrade(config, target)
+
+
+def downgrade(
+    connection: Connection, target: str | None, *, on_revision: RevisionCallback | None = None
+) -> None:
+    """Downgrade to ``target`` (``None``: base) on ``connection``."""
+    config = make_config(connection=connection, on_version_apply=_version_callback(on_revision))
+    command.downgrade(config, target or "base")

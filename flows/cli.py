@@ -40,8 +40,8 @@ def _status(_args: argparse.Namespace) -> int:
         print(f"pending:  unknown: {current} is not in this code's history")
         return 1
     print(f"pending:  {len(todo)}")
-    for revision, message in todo:
-        print(f"  {revision}  {message}")
+    for info in todo:
+        print(f"  {info.revision}  {info.message}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 
@@ -13,11 +14,25 @@ from sqlalchemy import Connection, MetaData, inspect
 from autopr.database.models import Base
 
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
+ALEMBIC_CONFIG_ENV = "AUTOPR_ALEMBIC_CONFIG"
+# Session-level advisory lock taken by every migration (the flows and plain `alembic`), so two
+# migrations of one PostgreSQL database never interleave. The value spells "autopr-m".
+MIGRATION_LOCK_KEY = 0x6175746F70722D6D
+
+
+def alembic_ini() -> Path:
+    """The alembic.ini of the history this code runs: ours, or ``AUTOPR_ALEMBIC_CONFIG``."""
+    override = os.environ.get(ALEMBIC_CONFIG_ENV, "").strip()
+    return Path(override).absolute() if override else ALEMBIC_INI
+
+
+def _script() -> ScriptDirectory:
+    return _script_at(alembic_ini())
 
 
 @cache
-def _script() -> ScriptDirectory:
-    return ScriptDirectory.from_config(Config(str(ALEMBIC_INI)))
+def _script_at(path: Path) -> ScriptDirectory:
+    return ScriptDirectory.from_config(Config(str(path)))
 
 
 def code_heads() -> tuple[str, ...]:
@@ -25,14 +40,15 @@ def code_heads() -> tuple[str, ...]:
     return tuple(_script().get_heads())
 
 
-@cache
-def _known_revisions() -> frozenset[str]:
-    return frozenset(script.revision for script in _script().walk_revisions())
-
-
 def is_known_revision(revision: str) -> bool:
     """Whether every head in ``revision`` (comma-separated) is in this code's history."""
-    return all(head in _known_revisions() for head in revision.split(","))
+    known = _known_revisions(alembic_ini())
+    return all(head in known for head in revision.split(","))
+
+
+@cache
+def _known_revisions(path: Path) -> frozenset[str]:
+    return frozenset(script.revision for script in _script_at(path).walk_revisions())
 
 
 def database_revision(connection: Connection) -> str | None:

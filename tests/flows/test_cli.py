@@ -11,7 +11,7 @@ from flows.alembic_ops import heads, pending
 from flows.cli import main
 from tests.support.alembic_run import upgrade
 
-HISTORY = [revision for revision, _ in pending(None)]
+HISTORY = [info.revision for info in pending(None)]
 
 
 def test_status_lists_the_revisions_still_to_run(

@@ -16,7 +16,7 @@ from tests.support.alembic_run import alembic_cli, revision_of, upgrade
 from tests.support.databases import table_checksums
 from tests.support.seed import seed
 
-HISTORY = [revision for revision, _ in pending(None)]
+HISTORY = [info.revision for info in pending(None)]
 HEAD = heads()[0]
 PASSWORD = "Sup3r-Secret-pw"
 

@@ -1,0 +1,82 @@
+"""Everything the migration flows raise on purpose, rooted at ``MigrationError``.
+
+    MigrationError
+     +-- ConfigurationError      bad input: unknown target, malformed URL, bad revision
+     +-- PreflightRefused        the target is not in a state we may migrate
+     |    +-- DatabaseUnreachable
+     |    +-- UnfinishedRun
+     +-- LockUnavailable         another run holds the target's migration lock
+     +-- ApprovalRejected
+     +-- BackupFailed
+     +-- UpgradeFailed
+     |    +-- LockTimeout        a statement waited longer than lock_timeout
+     +-- HealthCheckFailed
+     +-- DowngradeFailed
+     +-- RestoreFailed
+
+Every message says what happened and then what to do, and never holds a password.
+"""
+
+from __future__ import annotations
+
+from autopr.config import ConfigurationError as SettingsError
+
+
+class MigrationError(Exception):
+    """Root of every error the migration flows raise on purpose."""
+
+    exit_code = 1
+
+
+class ConfigurationError(MigrationError, SettingsError):
+    """Bad input (target, URL, revision, policy); nothing was touched."""
+
+    exit_code = 2
+
+
+class PreflightRefused(MigrationError):
+    """The target is not in a state we may migrate; nothing was touched."""
+
+    exit_code = 3
+
+
+class DatabaseUnreachable(PreflightRefused):
+    """The target database did not answer within the connect timeout."""
+
+
+class UnfinishedRun(PreflightRefused):
+    """The ledger holds a run that never finished: a crashed worker, a killed process."""
+
+
+class LockUnavailable(MigrationError):
+    """Another run holds the target's migration lock, and waiting for it timed out."""
+
+    exit_code = 4
+
+
+class ApprovalRejected(MigrationError):
+    """The operator (or the policy) rejected the migration; nothing was touched."""
+
+
+class BackupFailed(MigrationError):
+    """The backup could not be taken or verified; nothing was touched."""
+
+
+class UpgradeFailed(MigrationError):
+    """A revision failed while upgrading."""
+
+
+class LockTimeout(UpgradeFailed):
+    """A statement waited longer than ``lock_timeout`` for a table lock (retried)."""
+
+
+class HealthCheckFailed(MigrationError):
+    """The application did not become healthy at the expected revision in time."""
+
+
+class DowngradeFailed(MigrationError):
+    """Alembic could not downgrade back to the starting revision."""
+
+
+class RestoreFailed(MigrationError):
+    """The backup could not be restored or did not verify."""

@@ -1,0 +1,83 @@
+"""Operator policy as Pydantic models: flow parameters with safe defaults and bounds.
+
+The Prefect UI renders these as forms; per-environment values live in ``prefect.yaml``.
+Secrets never appear here: parameters are visible to everyone who can see the run.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Policy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LockPolicy(_Policy):
+    """How long to wait for locks: the run's migration lock and PostgreSQL table locks."""
+
+    wait_seconds: float = Field(
+        600, ge=0, le=86400, description="How long a second run waits for the migration lock."
+    )
+    lock_timeout_seconds: float = Field(
+        5, gt=0, le=600, description="PostgreSQL lock_timeout for each migration statement."
+    )
+    statement_timeout_seconds: float = Field(
+        1800, gt=0, le=86400, description="PostgreSQL statement_timeout for each statement."
+    )
+    lock_retries: int = Field(
+        3, ge=0, le=20, description="Retries of the upgrade after a lock timeout."
+    )
+    retry_backoff_seconds: float = Field(
+        2, ge=0, le=600, description="First delay between lock-timeout retries; doubles."
+    )
+
+
+class PreflightPolicy(_Policy):
+    """What must be true before anything is touched."""
+
+    connect_timeout_seconds: float = Field(10, gt=0, le=300)
+    long_transaction_seconds: float = Field(
+        60, gt=0, description="Transactions open longer than this are reported in the plan."
+    )
+    max_transaction_seconds: float = Field(
+        300, gt=0, description="Refuse while any transaction has been open longer than this."
+    )
+    free_space_factor: float = Field(
+        1.2, ge=1, le=10, description="Free space needed in the backup directory, x database size."
+    )
+
+
+class BackupPolicy(_Policy):
+    """How the backup that guards the upgrade is taken."""
+
+    format: Literal["auto", "custom", "directory"] = Field(
+        "auto", description="pg_dump format; auto picks directory with parallel jobs when large."
+    )
+    compression: int = Field(
+        1, ge=0, le=9, description="pg_dump gzip level: 1 is far faster than the default 6."
+    )
+    jobs: int = Field(0, ge=0, le=64, description="Parallel jobs; 0 means one per CPU core.")
+    directory_format_above_bytes: int = Field(
+        1_000_000_000, ge=0, description="auto uses the directory format above this size."
+    )
+
+
+class ProbePolicy(_Policy):
+    """When the application counts as healthy after a change."""
+
+    consecutive_successes: int = Field(3, ge=1, le=100)
+    interval_seconds: float = Field(1, gt=0, le=60)
+    deadline_seconds: float = Field(60, gt=0, le=3600)
+    request_timeout_seconds: float = Field(5, gt=0, le=60)
+
+
+class MigrationPolicy(_Policy):
+    """Everything an operator may tune about a migration run; the defaults are the safe ones."""
+
+    lock: LockPolicy = LockPolicy()
+    preflight: PreflightPolicy = PreflightPolicy()
+    backup: BackupPolicy = BackupPolicy()
+    probe: ProbePolicy = ProbePolicy()

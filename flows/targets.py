@@ -1,0 +1,166 @@
+"""Named databases: a flow parameter names a target, never a URL (parameters show in the UI).
+
+For a target ``staging``:
+
+- URL: ``AUTOPR_DB_STAGING_URL``, else the Prefect Secret block ``autopr-db-staging``, else
+  (for the default target only) ``DATABASE_URL``.
+- Health URL: ``AUTOPR_DB_STAGING_HEALTH_URL``; the default target falls back to
+  ``AUTOPR_HEALTH_URL``, then ``http://127.0.0.1:8000/health``.
+- Backup directory: ``AUTOPR_DB_STAGING_BACKUP_DIR``, else ``$AUTOPR_BACKUP_DIR/staging``,
+  else ``./backups/staging``.
+- Production: ``AUTOPR_DB_STAGING_PRODUCTION=true``; targets named ``prod``/``production``
+  are production unless it says false.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import URL
+
+from autopr.config import DATABASE_URL_ENV, mask_url, parse_database_url, render_url
+from flows.errors import ConfigurationError
+
+DEFAULT_TARGET_ENV = "AUTOPR_DEFAULT_TARGET"
+DEFAULT_TARGET = "default"
+DEFAULT_HEALTH_URL = "http://127.0.0.1:8000/health"
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A database the flows may migrate, with where its application and backups live."""
+
+    name: str
+    url: URL = field(repr=False)
+    health_url: str
+    backup_dir: Path
+    production: bool = False
+
+    @property
+    def masked_url(self) -> str:
+        return render_url(self.url)
+
+    @property
+    def dialect(self) -> str:
+        return self.url.get_backend_name()
+
+    @property
+    def resource_id(self) -> str:
+        """The Prefect event resource this target's events concern."""
+        return f"autopr.database.{self.name}"
+
+    def __repr__(self) -> str:
+        return f"Target(name={self.name!r}, url={self.masked_url!r}, production={self.production})"
+
+
+def env_prefix(name: str) -> str:
+    return f"AUTOPR_DB_{name.upper().replace('-', '_')}_"
+
+
+def default_target_name(environ: Mapping[str, str] | None = None) -> str:
+    environ = os.environ if environ is None else environ
+    return environ.get(DEFAULT_TARGET_ENV, "").strip() or DEFAULT_TARGET
+
+
+def validate_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigurationError(
+            f"target name {name!r} is not valid: use 1-40 lowercase letters, digits and dashes "
+            f"(it becomes part of lock, artifact and event names)"
+        )
+    return name
+
+
+def resolve_target(name: str, environ: Mapping[str, str] | None = None) -> Target:
+    """Resolve a target name to its database, health URL and backup directory.
+
+    Raises:
+        ConfigurationError: the name is invalid, or no URL is configured for it.
+    """
+    environ = os.environ if environ is None else environ
+    validate_name(name)
+    prefix = env_prefix(name)
+    is_default = name == default_target_name(environ)
+    url_variable, raw_url = _find_url(name, prefix, is_default, environ)
+    try:
+        url = parse_database_url(raw_url, variable=url_variable)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    return Target(
+        name=name,
+        url=url,
+        health_url=_health_url(name, prefix, is_default, environ),
+        backup_dir=_backup_dir(name, prefix, environ),
+        production=_production(name, prefix, environ),
+    )
+
+
+def _find_url(
+    name: str, prefix: str, is_default: bool, environ: Mapping[str, str]
+) -> tuple[str, str]:
+    variable = f"{prefix}URL"
+    if environ.get(variable, "").strip():
+        return variable, environ[variable].strip()
+    secret = _secret_block_value(f"autopr-db-{name}")
+    if secret:
+        return f"Secret block autopr-db-{name}", secret
+    if is_default and environ.get(DATABASE_URL_ENV, "").strip():
+        return DATABASE_URL_ENV, environ[DATABASE_URL_ENV].strip()
+    fallback = f", or {DATABASE_URL_ENV}" if is_default else ""
+    raise ConfigurationError(
+        f"unknown target {name!r}: no database URL in {variable}, no Prefect Secret block "
+        f"autopr-db-{name}{fallback}; set one of them (never pass a URL as a parameter)"
+    )
+
+
+def _secret_block_value(block_name: str) -> str | None:
+    """The Secret block's value, or None when it does not exist or no Prefect API is set."""
+    from prefect.blocks.system import Secret
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        return None
+    try:
+        value = Secret.load(block_name, _sync=True).get()
+    except (ValueError, KeyError):
+        return None
+    return str(value).strip() or None
+
+
+def _health_url(name: str, prefix: str, is_default: bool, environ: Mapping[str, str]) -> str:
+    variable = f"{prefix}HEALTH_URL"
+    raw = environ.get(variable, "").strip()
+    if not raw and is_default:
+        raw = environ.get("AUTOPR_HEALTH_URL", "").strip() or DEFAULT_HEALTH_URL
+    if not raw:
+        raise ConfigurationError(
+            f"target {name!r} has no health URL: set {variable} to its application's /health"
+        )
+    if not raw.startswith(("http://", "https://")):
+        raise ConfigurationError(f"{variable} must be an http(s) URL, got {mask_url(raw)!r}")
+    return raw
+
+
+def _backup_dir(name: str, prefix: str, environ: Mapping[str, str]) -> Path:
+    own = environ.get(f"{prefix}BACKUP_DIR", "").strip()
+    if own:
+        return Path(own).expanduser().absolute()
+    root = environ.get("AUTOPR_BACKUP_DIR", "").strip() or "backups"
+    return (Path(root).expanduser() / name).absolute()
+
+
+def _production(name: str, prefix: str, environ: Mapping[str, str]) -> bool:
+    variable = f"{prefix}PRODUCTION"
+    raw = environ.get(variable, "").strip().lower()
+    if not raw:
+        return name in ("prod", "production")
+    if raw in _TRUE | _FALSE:
+        return raw in _TRUE
+    raise ConfigurationError(f"{variable} must be true or false, got {raw!r}")
