@@ -59,6 +59,9 @@ def _configure(**kwargs: Any) -> None:
         include_object=include_object,
         compare_type=True,
         compare_server_default=True,
+        # SQLite's DDL is transactional too (the engine emits BEGIN itself): a failed revision
+        # rolls back whole on both databases.
+        transactional_ddl=True,
         # Each revision commits on its own: a revision with an autocommit block (CREATE INDEX
         # CONCURRENTLY) commits everything before it anyway, so make that the rule.
         transaction_per_migration=True,
@@ -102,12 +105,13 @@ def _run_on(connection: Connection) -> None:
 def _sqlite_foreign_keys(connection: Connection, *, enabled: bool) -> None:
     """Batch mode drops and recreates tables; with enforcement on, that would cascade deletes.
 
-    The pragma is a no-op inside a transaction, so end SQLAlchemy's implicit one first.
+    The pragma is a no-op inside a transaction: end any open one, and send it on the raw
+    connection so that no BEGIN precedes it.
     """
     if connection.in_transaction() and not connection.in_nested_transaction():
         connection.commit()
-    connection.exec_driver_sql(f"PRAGMA foreign_keys={'ON' if enabled else 'OFF'}")
-    connection.commit()
+    raw = connection.connection.dbapi_connection
+    raw.execute(f"PRAGMA foreign_keys={'ON' if enabled else 'OFF'}")
 
 
 def _check_sqlite_foreign_keys(connection: Connection) -> None:

@@ -98,7 +98,7 @@ def ancestors(revision: str | None) -> set[str]:
 def multiple_heads_advice(found: list[str]) -> str:
     return (
         f"the history has {len(found)} heads ({', '.join(found)}); merge them with "
-        f"`alembic merge heads -m \"merge\"`, deploy that code, then migrate to the merge revision"
+        f'`alembic merge heads -m "merge"`, deploy that code, then migrate to the merge revision'
     )
 
 

@@ -80,3 +80,12 @@ class DowngradeFailed(MigrationError):
 
 class RestoreFailed(MigrationError):
     """The backup could not be restored or did not verify."""
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: first line`` of an exception (the driver's own error for database errors), masked."""
+    from autopr.config import mask_url
+
+    inner = getattr(exc, "orig", None) or exc
+    lines = str(inner).strip().splitlines()
+    return f"{type(inner).__name__}: {mask_url(lines[0]) if lines else ''}".rstrip(": ")

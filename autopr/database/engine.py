@@ -61,10 +61,17 @@ def _sqlite_engine(
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's own transaction handling never wraps DDL; take over and emit BEGIN
+        # ourselves, so a failed migration (DDL included) rolls back as on PostgreSQL.
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
 
     return engine
 
@@ -80,11 +87,11 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         yield session
 
 
-def describe_connection_error(exc: DBAPIError, url: URL) -> str:
+def describe_connection_error(exc: DBAPIError, url: URL, *, source: str = DATABASE_URL_ENV) -> str:
     """One line that says which database did not answer, why, and what to check."""
     reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
     return (
-        f"cannot connect to the database in {DATABASE_URL_ENV} ({render_url(url)}): "
+        f"cannot connect to the database in {source} ({render_url(url)}): "
         f"{mask_url(reason)}; check that the server is running and that the host, port, "
-        f"database name, user and password in {DATABASE_URL_ENV} are right"
+        f"database name, user and password in {source} are right"
     )

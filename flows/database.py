@@ -1,0 +1,38 @@
+"""Connections to a target: short-lived observers and the one connection that migrates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
+
+from autopr.database import make_engine
+from autopr.database.engine import describe_connection_error
+from flows.errors import DatabaseUnreachable
+from flows.targets import Target
+
+
+def target_engine(target: Target, *, connect_timeout: float = 10) -> Engine:
+    return make_engine(target.url, connect_timeout=connect_timeout, poolclass=NullPool)
+
+
+@contextmanager
+def connect(target: Target, *, connect_timeout: float = 10) -> Iterator[Connection]:
+    """A fresh connection to ``target``; an unreachable database raises ``DatabaseUnreachable``."""
+    engine = target_engine(target, connect_timeout=connect_timeout)
+    try:
+        try:
+            connection = engine.connect()
+        except DBAPIError as exc:
+            raise DatabaseUnreachable(unreachable_message(exc, target)) from None
+        with connection:
+            yield connection
+    finally:
+        engine.dispose()
+
+
+def unreachable_message(exc: DBAPIError, target: Target) -> str:
+    return describe_connection_error(exc, target.url, source=f"target {target.name!r}")

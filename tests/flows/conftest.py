@@ -1,0 +1,75 @@
+"""A real Prefect API for the flow tests, real health servers, and targets to migrate."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.testing.utilities import prefect_test_harness
+from sqlalchemy import URL, Engine
+from sqlalchemy.pool import NullPool
+
+from autopr.config import Settings
+from autopr.database import make_engine
+from autopr.health import create_app
+from flows.policy import LockPolicy, MigrationPolicy, PreflightPolicy, ProbePolicy
+from tests.support.alembic_run import PROJECT_ROOT
+from tests.support.servers import serve
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_api() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=60):
+        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            yield
+
+
+@dataclass
+class MigrationTarget:
+    name: str
+    url: URL
+    health_url: str
+    backup_dir: Path
+
+    def engine(self) -> Engine:
+        return make_engine(self.url, poolclass=NullPool)
+
+
+def fast_policy(**lock: float) -> MigrationPolicy:
+    return MigrationPolicy(
+        lock=LockPolicy(**{"wait_seconds": 30, "lock_timeout_seconds": 2, **lock}),
+        preflight=PreflightPolicy(connect_timeout_seconds=5),
+        probe=ProbePolicy(
+            consecutive_successes=2, interval_seconds=0.2, deadline_seconds=4,
+            request_timeout_seconds=2,
+        ),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def migration_target(
+    database_url: URL, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[MigrationTarget]:
+    """Target ``app`` on the test database, with its application's /health served over HTTP."""
+    app = create_app(Settings(database_url=database_url, health_timeout=2))
+    with serve(app) as base_url:
+        target = MigrationTarget("app", database_url, f"{base_url}/health", tmp_path / "backups")
+        monkeypatch.setenv("AUTOPR_DB_APP_URL", database_url.render_as_string(hide_password=False))
+        monkeypatch.setenv("AUTOPR_DB_APP_HEALTH_URL", target.health_url)
+        monkeypatch.setenv("AUTOPR_DB_APP_BACKUP_DIR", str(target.backup_dir))
+        yield target
+    app.state.engine.dispose()
+
+
+@pytest.fixture
+def history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A copy of the schema history that a test may extend with revisions of its own."""
+    root = tmp_path / "history"
+    shutil.copytree(PROJECT_ROOT / "alembic", root / "alembic", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(PROJECT_ROOT / "alembic.ini", root / "alembic.ini")
+    monkeypatch.setenv("AUTOPR_ALEMBIC_CONFIG", str(root / "alembic.ini"))
+    return root / "alembic" / "versions"

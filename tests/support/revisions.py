@@ -1,0 +1,65 @@
+"""Revisions that tests add on top of a copy of the real history."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from flows.alembic_ops import heads
+
+TEMPLATE = '''"""{message}"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{revision}"
+down_revision = {down!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+{upgrade}
+
+
+def downgrade() -> None:
+{downgrade}
+'''
+
+ADD_PRIORITY = (
+    """with op.batch_alter_table("workflows") as batch:
+    batch.add_column(sa.Column("priority", sa.Integer(), nullable=True))
+op.execute("UPDATE workflows SET priority = version")""",
+    """with op.batch_alter_table("workflows") as batch:
+    batch.drop_column("priority")""",
+)
+# The running application maps workflows.description: after this, /health answers 503.
+BREAK_APPLICATION = (
+    """with op.batch_alter_table("workflows") as batch:
+    batch.alter_column("description", new_column_name="details", existing_type=sa.Text())""",
+    """with op.batch_alter_table("workflows") as batch:
+    batch.alter_column("details", new_column_name="description", existing_type=sa.Text())""",
+)
+FAILING_DOWNGRADE = (BREAK_APPLICATION[0], """op.execute("SELECT no_such_column FROM workflows")""")
+FAILING_UPGRADE = (
+    """with op.batch_alter_table("workflows") as batch:
+    batch.add_column(sa.Column("half_done", sa.Integer(), nullable=True))
+op.execute("SELECT no_such_column FROM workflows")""",
+    "pass",
+)
+SLOW = ("""import time; time.sleep(3)""", "pass")
+
+
+def add_revision(
+    versions: Path, revision: str, body: tuple[str, str], *, down: str | None = None,
+    message: str | None = None,
+) -> str:  # fmt: skip
+    """Write a revision on top of ``down`` (default: the current head); return its id."""
+    down = down or heads()[0]
+    upgrade, downgrade = (textwrap.indent(part, "    ") for part in body)
+    text = TEMPLATE.format(
+        message=message or f"test revision {revision}", revision=revision, down=down,
+        upgrade=upgrade, downgrade=downgrade,
+    )  # fmt: skip
+    (versions / f"2099_01_01_000000_{revision}_test.py").write_text(text)
+    return revision
