@@ -44,7 +44,7 @@ def fast_policy(**lock: float) -> MigrationPolicy:
         lock=LockPolicy(**{"wait_seconds": 30, "lock_timeout_seconds": 2, **lock}),
         preflight=PreflightPolicy(connect_timeout_seconds=5),
         probe=ProbePolicy(
-            consecutive_successes=2, interval_seconds=0.2, deadline_seconds=4,
+            consecutive_successes=2, interval_seconds=0.2, deadline_seconds=2.5,
             request_timeout_seconds=2,
         ),
     )  # fmt: skip
@@ -69,7 +69,9 @@ def migration_target(
 def history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A copy of the schema history that a test may extend with revisions of its own."""
     root = tmp_path / "history"
-    shutil.copytree(PROJECT_ROOT / "alembic", root / "alembic", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        PROJECT_ROOT / "alembic", root / "alembic", ignore=shutil.ignore_patterns("__pycache__")
+    )
     shutil.copy(PROJECT_ROOT / "alembic.ini", root / "alembic.ini")
     monkeypatch.setenv("AUTOPR_ALEMBIC_CONFIG", str(root / "alembic.ini"))
     return root / "alembic" / "versions"

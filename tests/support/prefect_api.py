@@ -1,0 +1,50 @@
+"""Read back what a flow run left in the Prefect API: logs, artifacts, events."""
+
+from __future__ import annotations
+
+import time
+from uuid import UUID
+
+from prefect import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.events.filters import EventFilter, EventRelatedFilter, EventResourceFilter
+
+
+def run_logs(flow_run_id: UUID) -> list[str]:
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200
+        )
+    return [log.message for log in logs]
+
+
+def run_artifacts(flow_run_id: UUID) -> dict[str, str]:
+    """``{key: data}`` of the run's artifacts (the latest data per key)."""
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key or a.type: str(a.data) for a in artifacts}
+
+
+def run_events(flow_run_id: UUID, resource_id: str, *, expect: str, wait: float = 10) -> dict:
+    """``{event name: payload}`` of ``resource_id``'s events in the run, once ``expect`` is in."""
+    deadline = time.monotonic() + wait
+    while True:
+        with get_client(sync_client=True) as client:
+            page = client.read_events(
+                EventFilter(
+                    resource=EventResourceFilter(id=[resource_id]),
+                    related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
+                ),
+                limit=50,
+            )
+        found = {event.event: event.payload for event in page.events}
+        if expect in found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.3)
