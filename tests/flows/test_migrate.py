@@ -52,7 +52,7 @@ def test_upgrade_succeeds_with_ledger_artifacts_and_events(migration_target, his
 
 
 def test_nothing_to_do_completes_without_a_backup(migration_target) -> None:
-    engine = at_head_with_rows(migration_target.engine())
+    at_head_with_rows(migration_target.engine())
     state = _run()
     assert state.is_completed()
     assert f"already at {heads()[0]}" in state.message
@@ -127,7 +127,7 @@ def test_partial_upgrade_is_downgraded_to_the_start(migration_target, history) -
 def test_revision_may_be_relative_or_a_prefix(migration_target, history, revision) -> None:
     engine = at_head_with_rows(migration_target.engine())
     first = add_revision(history, "aaaa00000007", ADD_PRIORITY)
-    add_revision(history, "bbbb00000008", ADD_PRIORITY[::-1][::-1], down=first,
+    add_revision(history, "bbbb00000008", ADD_PRIORITY, down=first,
                  message="second")  # fmt: skip
     state = _run(revision)
     assert state.is_completed(), state.message
