@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,9 @@ from autopr.database.schema import alembic_ini, database_revision
 from flows.errors import ConfigurationError
 
 _RELATIVE = re.compile(r"^\+(\d+)$")
+# Alembic's `op` and `context` are process-wide proxies: two migrations running in threads of
+# one process would overwrite each other's. Runs on different targets in one process take turns.
+_ALEMBIC = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,8 @@ def render_sql(dialect: str, current_revision: str | None, target: str) -> str:
     config = make_config(dialect=dialect)
     config.output_buffer = buffer
     span = f"{current_revision}:{target}" if current_revision else target
-    command.upgrade(config, span, sql=True)
+    with _ALEMBIC:
+        command.upgrade(config, span, sql=True)
     return buffer.getvalue()
 
 
@@ -157,7 +162,8 @@ def render_downgrade_sql(dialect: str, current_revision: str, target: str | None
     buffer = io.StringIO()
     config = make_config(dialect=dialect)
     config.output_buffer = buffer
-    command.downgrade(config, f"{current_revision}:{target or 'base'}", sql=True)
+    with _ALEMBIC:
+        command.downgrade(config, f"{current_revision}:{target or 'base'}", sql=True)
     return buffer.getvalue()
 
 
@@ -182,7 +188,8 @@ def upgrade(
 ) -> None:
     """Upgrade to ``target`` on ``connection``; ``on_revision`` hears of each applied revision."""
     config = make_config(connection=connection, on_version_apply=_version_callback(on_revision))
-    command.upgrade(config, target)
+    with _ALEMBIC:
+        command.upgrade(config, target)
 
 
 def downgrade(
@@ -190,4 +197,5 @@ def downgrade(
 ) -> None:
     """Downgrade to ``target`` (``None``: base) on ``connection``."""
     config = make_config(connection=connection, on_version_apply=_version_callback(on_revision))
-    command.downgrade(config, target or "base")
+    with _ALEMBIC:
+        command.downgrade(config, target or "base")

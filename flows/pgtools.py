@@ -31,6 +31,9 @@ _QUERY_TO_ENV = {
 }
 
 
+_INHERITED = {"PATH", "HOME", "LANG", "TZ", "TMPDIR", "PGSYSCONFDIR", "PGSERVICEFILE"}
+
+
 class ToolError(RuntimeError):
     """A PostgreSQL client program is missing or failed; the message is already masked."""
 
@@ -52,8 +55,11 @@ def _escape(value: str) -> str:
 
 @contextmanager
 def libpq_environment(url: URL) -> Iterator[dict[str, str]]:
-    """The environment that connects libpq tools to ``url``, with the password in a pgpass file."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    """The environment that connects libpq tools to ``url``, with the password in a pgpass file.
+
+    Nothing else is inherited: our own environment holds database URLs with passwords.
+    """
+    env = {k: v for k, v in os.environ.items() if k in _INHERITED or k.startswith("LC_")}
     if url.host:
         env["PGHOST"] = url.host
     if url.port:

@@ -18,6 +18,8 @@ from tests.support.databases import (
 # Variables that choose databases or change behaviour; no test may inherit them.
 ENVIRONMENT_PREFIXES = ("DATABASE_URL", "AUTOPR_DB_", "AUTOPR_HEALTH_", "PGPASSWORD", "PGHOST")
 
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
 _ADMIN_URL = admin_url_from_env()
 
 

@@ -90,8 +90,7 @@ def _translate(exc: Exception, failed, policy: LockPolicy) -> UpgradeFailed:
     if isinstance(exc, DBAPIError) and _is_lock_timeout(exc):
         return LockTimeout(
             f"{where} waited longer than lock_timeout={policy.lock_timeout_seconds:g} s for a "
-            f"table lock: {detail}. Another session holds a lock on the table; the upgrade is "
-            f"retried, then given up with nothing changed in that revision"
+            f"table lock ({detail}): another session holds a lock on that table"
         )
     return UpgradeFailed(f"{where} failed: {detail}")
 

@@ -41,10 +41,11 @@ class MigrationTarget:
         return make_engine(self.url, poolclass=NullPool)
 
 
-def fast_policy(**lock: float) -> MigrationPolicy:
+def fast_policy(*, lock: dict | None = None, preflight: dict | None = None) -> MigrationPolicy:
+    """Short waits, so a failing run fails in seconds."""
     return MigrationPolicy(
-        lock=LockPolicy(**{"wait_seconds": 30, "lock_timeout_seconds": 2, **lock}),
-        preflight=PreflightPolicy(connect_timeout_seconds=5),
+        lock=LockPolicy(**{"wait_seconds": 30, "lock_timeout_seconds": 2, **(lock or {})}),
+        preflight=PreflightPolicy(**{"connect_timeout_seconds": 5, **(preflight or {})}),
         probe=ProbePolicy(
             consecutive_successes=2, interval_seconds=0.2, deadline_seconds=2.5,
             request_timeout_seconds=2,

@@ -22,8 +22,8 @@ from tests.support.revisions import (
 )
 
 
-def _run(revision: str = "head", **policy) -> object:
-    return migrate(target="app", revision=revision, policy=fast_policy(**policy), return_state=True)
+def _run(revision: str = "head") -> object:
+    return migrate(target="app", revision=revision, policy=fast_policy(), return_state=True)
 
 
 def test_upgrade_succeeds_with_ledger_artifacts_and_events(migration_target, history) -> None:

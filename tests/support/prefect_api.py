@@ -48,3 +48,14 @@ def run_events(flow_run_id: UUID, resource_id: str, *, expect: str, wait: float 
         if expect in found or time.monotonic() > deadline:
             return found
         time.sleep(0.3)
+
+
+def task_run_counts(flow_run_id: UUID) -> dict[str, int]:
+    """``{task name: attempts}`` for the run's task runs (retries included)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return {run.name.rsplit("-", 1)[0]: run.run_count for run in runs}

@@ -1,0 +1,109 @@
+"""Locks: table locks held by others, and two runs at once."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.pool import NullPool
+
+from autopr.config import Settings
+from autopr.database import make_engine
+from autopr.health import create_app
+from flows.migrate import migrate
+from tests.flows.conftest import fast_policy
+from tests.flows.helpers import at_head_with_rows, checksums, ledger_rows, schema
+from tests.support.alembic_run import revision_of
+from tests.support.prefect_api import task_run_counts
+from tests.support.revisions import ADD_PRIORITY, SLOW, add_revision
+from tests.support.servers import serve
+
+LOCK_POLICY = {"lock_timeout_seconds": 0.5, "lock_retries": 2, "retry_backoff_seconds": 0.2}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_lock_timeout_is_retried_then_fails_with_nothing_changed(migration_target, history) -> None:
+    engine = at_head_with_rows(migration_target.engine())
+    add_revision(history, "aaaa00000020", ADD_PRIORITY)
+    before = (revision_of(engine), checksums(engine), schema(engine))
+
+    with engine.connect() as holder:
+        holder.execute(text("SELECT count(*) FROM workflows"))  # ACCESS SHARE until rollback
+        state = migrate(target="app", policy=fast_policy(lock=LOCK_POLICY), return_state=True)
+        holder.rollback()
+
+    assert state.is_failed()
+    assert "lock_timeout=0.5 s" in state.message and "nothing was changed" in state.message
+    attempts = task_run_counts(state.state_details.flow_run_id)["upgrade"]
+    assert attempts == 1 + LOCK_POLICY["lock_retries"]
+    assert (revision_of(engine), checksums(engine), schema(engine)) == before
+    assert [r["status"] for r in ledger_rows(engine)] == ["failed"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_lock_released_during_the_retries_lets_the_upgrade_through(
+    migration_target, history
+) -> None:
+    engine = at_head_with_rows(migration_target.engine())
+    goal = add_revision(history, "aaaa00000021", ADD_PRIORITY)
+    holder = engine.connect()
+    holder.execute(text("SELECT count(*) FROM workflows"))
+    release = threading.Timer(1.0, holder.rollback)
+    release.start()
+    state = migrate(target="app", policy=fast_policy(lock={**LOCK_POLICY, "lock_retries": 5}),
+                    return_state=True)  # fmt: skip
+    release.join()
+    holder.close()
+    assert state.is_completed(), state.message
+    assert revision_of(engine) == goal
+
+
+def test_two_runs_on_one_target_never_migrate_at_once(migration_target, history) -> None:
+    engine = at_head_with_rows(migration_target.engine())
+    goal = add_revision(history, "aaaa00000022", SLOW)
+    states = _concurrently({"first": "app", "second": "app"})
+
+    completed = [s for s in states.values() if s.is_completed()]
+    failed = [s for s in states.values() if s.is_failed()]
+    assert len(completed) == len(failed) == 1
+    assert "another run is migrating target 'app'" in failed[0].message
+    assert revision_of(engine) == goal
+    assert [r["status"] for r in ledger_rows(engine)] == ["succeeded"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_run_on_another_target_is_not_blocked(migration_target, history, tmp_path, monkeypatch):
+    # Each upgrade takes 3 s and each run waits at most 1 s for its lock: both can only
+    # complete if neither waits for the other.
+    engine = at_head_with_rows(migration_target.engine())
+    other_url = migration_target.url.set(database=str(tmp_path / "other.db"))
+    other_engine = at_head_with_rows(make_engine(other_url, poolclass=NullPool))
+    goal = add_revision(history, "aaaa00000023", SLOW)
+    app = create_app(Settings(database_url=other_url, health_timeout=2))
+    with serve(app) as base_url:
+        monkeypatch.setenv("AUTOPR_DB_OTHER_URL", other_url.render_as_string())
+        monkeypatch.setenv("AUTOPR_DB_OTHER_HEALTH_URL", f"{base_url}/health")
+        monkeypatch.setenv("AUTOPR_DB_OTHER_BACKUP_DIR", str(tmp_path / "other-backups"))
+        states = _concurrently({"app": "app", "other": "other"})
+    app.state.engine.dispose()
+    assert all(state.is_completed() for state in states.values()), states
+    assert revision_of(engine) == goal == revision_of(other_engine)
+
+
+def _concurrently(runs: dict[str, str]) -> dict[str, object]:
+    """Start one migrate run per ``{label: target}`` at the same moment; wait for all."""
+    states: dict[str, object] = {}
+    start = threading.Barrier(len(runs))
+
+    def run(label: str, target: str) -> None:
+        start.wait()
+        states[label] = migrate(target=target, policy=fast_policy(lock={"wait_seconds": 1}),
+                                return_state=True)  # fmt: skip
+
+    threads = [threading.Thread(target=run, args=item) for item in runs.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return states
