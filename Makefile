@@ -7,7 +7,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install test lint format constraints clean
+.PHONY: install test lint format constraints clean demo
 
 install: $(VENV)/.installed
 
@@ -40,3 +40,6 @@ constraints:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+demo: install
+	$(BIN)/python demo/run.py
