@@ -54,14 +54,16 @@ class BackupPolicy(_Policy):
     """How the backup that guards the upgrade is taken."""
 
     format: Literal["auto", "custom", "directory"] = Field(
-        "auto", description="pg_dump format; auto picks directory with parallel jobs when large."
+        "auto",
+        description="pg_dump format; auto picks the directory format (parallel dump and "
+        "restore) above directory_format_above_bytes, else custom (restored atomically).",
     )
     compression: int = Field(
         1, ge=0, le=9, description="pg_dump gzip level: 1 is far faster than the default 6."
     )
     jobs: int = Field(0, ge=0, le=64, description="Parallel jobs; 0 means one per CPU core.")
     directory_format_above_bytes: int = Field(
-        1_000_000_000, ge=0, description="auto uses the directory format above this size."
+        64 * 1024 * 1024, ge=0, description="auto uses the directory format above this size."
     )
 
 
@@ -69,7 +71,7 @@ class ProbePolicy(_Policy):
     """When the application counts as healthy after a change."""
 
     consecutive_successes: int = Field(3, ge=1, le=100)
-    interval_seconds: float = Field(1, gt=0, le=60)
+    interval_seconds: float = Field(0.25, gt=0, le=60)
     deadline_seconds: float = Field(60, gt=0, le=3600)
     request_timeout_seconds: float = Field(5, gt=0, le=60)
 

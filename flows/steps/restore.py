@@ -81,11 +81,7 @@ def restore_backup(target: Target, backup: Backup, policy: BackupPolicy) -> Rest
     broken_dump = _dump_current_state(target, policy, logger)
     started = time.monotonic()
     try:
-        method = (
-            _restore_postgresql(target, backup)
-            if target.dialect == "postgresql"
-            else (_restore_sqlite(target, backup))
-        )
+        method = restore_database(target, backup)
     except (pgtools.ToolError, sqlite3.Error, OSError) as exc:
         raise RestoreFailed(f"restoring {backup.path.name} failed: {exc}") from None
     dropped = _drop_tables_not_in(target, backup)
@@ -105,6 +101,13 @@ def _dump_current_state(target: Target, policy: BackupPolicy, logger) -> str | N
         logger.warning("could not dump the current state before restoring: %s", exc)
         return None
     return dump.path.name
+
+
+def restore_database(target: Target, backup: Backup) -> str:
+    """Replace the database's contents with ``backup``; return how it was done."""
+    if target.dialect == "postgresql":
+        return _restore_postgresql(target, backup)
+    return _restore_sqlite(target, backup)
 
 
 def _restore_postgresql(target: Target, backup: Backup) -> str:
