@@ -76,10 +76,13 @@ def _seed_database(url: str) -> None:
 
 def _broken_history() -> Path:
     copy = DEMO / "history"
-    shutil.copytree(ROOT / "alembic", copy / "alembic", ignore=shutil.ignore_patterns("__pycache__"))
+    skip = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(ROOT / "alembic", copy / "alembic", ignore=skip)
     shutil.copy(ROOT / "alembic.ini", copy / "alembic.ini")
-    shutil.copy(ROOT / "demo" / "broken_revision.py",
-                copy / "alembic" / "versions" / "2099_01_01_000000_de5000000bad_demo_break.py")
+    shutil.copy(
+        ROOT / "demo" / "broken_revision.py",
+        copy / "alembic" / "versions" / "2099_01_01_000000_de5000000bad_demo_break.py",
+    )
     return copy / "alembic.ini"
 
 

@@ -1,48 +1,48 @@
-"""autopr-migrate: the migration operations from a terminal."""
+"""autopr-migrate: the migration operations from a terminal, over the same code as the flows."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
-from alembic.script.revision import RevisionError
-from alembic.util import CommandError
-from sqlalchemy import pool
-from sqlalchemy.exc import DBAPIError
-
-from autopr.config import ConfigurationError, Settings
-from autopr.database import make_engine
-from autopr.database.engine import describe_connection_error
-from flows import alembic_ops
-
-EXIT_CONFIGURATION = 2
-EXIT_UNREACHABLE = 3
+from flows.commands import resolve, status
+from flows.errors import MigrationError
+from flows.targets import default_target_name, resolve_target
 
 
-def _status(_args: argparse.Namespace) -> int:
-    """Show the database's revision, this code's head and the revisions still to run."""
-    settings = Settings.from_env()
-    engine = make_engine(settings.database_url, read_only=True, poolclass=pool.NullPool)
-    try:
-        with engine.connect() as connection:
-            current = alembic_ops.current(connection)
-    except DBAPIError as exc:
-        print(f"error: {describe_connection_error(exc, settings.database_url)}", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    finally:
-        engine.dispose()
-    print(f"database: {settings.masked_database_url}")
-    print(f"current:  {current or 'base (empty)'}")
-    print(f"head:     {', '.join(alembic_ops.heads())}")
-    try:
-        todo = alembic_ops.pending(current)
-    except (CommandError, RevisionError):
-        print(f"pending:  unknown: {current} is not in this code's history")
-        return 1
-    print(f"pending:  {len(todo)}")
-    for info in todo:
-        print(f"  {info.revision}  {info.message}")
+def _status(args: argparse.Namespace) -> int:
+    """Show a target's revision, the code's head and the revisions still to run."""
+    code, lines = status.status(resolve_target(args.target))
+    print("\n".join(lines))
+    return code
+
+
+def _resolve(args: argparse.Namespace) -> int:
+    """Inspect a run that never finished, and mark it once the database is safe."""
+    target = resolve_target(args.target)
+    rows, _current, lines = resolve.describe(target)
+    print("\n".join(lines))
+    if not rows or args.mark is None:
+        return 0 if not rows else 1
+    if not args.yes:
+        answer = input(f"mark ledger row {rows[-1].id} of {target.masked_url} {args.mark}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing changed")
+            return 1
+    print(resolve.mark(target, args.mark))
     return 0
+
+
+def _add(
+    commands: argparse._SubParsersAction, name: str, handler: Callable[[argparse.Namespace], int]
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=handler.__doc__, description=handler.__doc__)
+    parser.add_argument(
+        "--target", default=default_target_name(), help="target name (default: %(default)s)"
+    )
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,8 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="autopr-migrate", description="Safe, orchestrated migrations for AutoPR Engine."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    status = commands.add_parser("status", help=_status.__doc__, description=_status.__doc__)
-    status.set_defaults(handler=_status)
+    _add(commands, "status", _status)
+    resolver = _add(commands, "resolve", _resolve)
+    resolver.add_argument("--mark", choices=sorted(resolve.MARKS), help="how to settle the row")
+    resolver.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     return parser
 
 
@@ -59,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except ConfigurationError as exc:
+    except MigrationError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIGURATION
+        return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""``autopr-migrate status`` against real databases."""
+"""``autopr-migrate`` against real databases."""
 
 from __future__ import annotations
 
@@ -9,18 +9,23 @@ from sqlalchemy.pool import NullPool
 from autopr.database import make_engine
 from flows.alembic_ops import heads, pending
 from flows.cli import main
+from flows.steps import ledger
+from tests.flows.helpers import ledger_rows
 from tests.support.alembic_run import upgrade
 
 HISTORY = [info.revision for info in pending(None)]
 
 
-def test_status_lists_the_revisions_still_to_run(
-    database_url: URL, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    engine = make_engine(database_url, poolclass=NullPool)
-    upgrade(engine, HISTORY[2])
-    engine.dispose()
+@pytest.fixture
+def database(database_url: URL, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("DATABASE_URL", database_url.render_as_string(hide_password=False))
+    engine = make_engine(database_url, poolclass=NullPool)
+    yield engine
+    engine.dispose()
+
+
+def test_status_lists_the_revisions_still_to_run(database, capsys) -> None:
+    upgrade(database, HISTORY[2])
     assert main(["status"]) == 0
     out = capsys.readouterr().out
     assert f"current:  {HISTORY[2]}" in out
@@ -29,9 +34,7 @@ def test_status_lists_the_revisions_still_to_run(
     assert all(revision in out for revision in HISTORY[3:])
 
 
-def test_status_refuses_a_malformed_url(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_status_refuses_a_malformed_url(monkeypatch, capsys) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://app:Hidden-pw@db:nope/autopr")
     assert main(["status"]) == 2
     err = capsys.readouterr().err
@@ -39,11 +42,40 @@ def test_status_refuses_a_malformed_url(
     assert "Hidden-pw" not in err
 
 
-def test_status_reports_an_unreachable_database(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_status_reports_an_unreachable_database(monkeypatch, capsys) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://app:Hidden-pw@127.0.0.1:1/autopr")
     assert main(["status"]) == 3
     err = capsys.readouterr().err
-    assert "cannot connect to the database in DATABASE_URL" in err
+    assert "cannot connect to the database in target 'default'" in err
     assert "Hidden-pw" not in err
+
+
+def test_status_of_an_unknown_target_says_how_to_configure_it(capsys) -> None:
+    assert main(["status", "--target", "staging"]) == 2
+    assert "AUTOPR_DB_STAGING_URL" in capsys.readouterr().err
+
+
+def _crashed_run(engine, *, at: str, started_from: str) -> None:
+    upgrade(engine, at)
+    with engine.connect() as connection:
+        ledger.start(connection, target="default", from_revision=started_from,
+                     to_revision=HISTORY[-1], flow_run_name="crashed-run")  # fmt: skip
+
+
+def test_resolve_marks_a_crashed_run_rolled_back_when_the_database_is_back(
+    database, capsys
+) -> None:
+    _crashed_run(database, at=HISTORY[3], started_from=HISTORY[3])
+    assert main(["resolve"]) == 1
+    assert "crashed-run" in capsys.readouterr().out
+    assert main(["resolve", "--mark", "rolled-back", "--yes"]) == 0
+    assert [row["status"] for row in ledger_rows(database)] == ["rolled_back"]
+    assert main(["resolve"]) == 0
+    assert "nothing to resolve" in capsys.readouterr().out
+
+
+def test_resolve_refuses_rolled_back_while_the_database_is_elsewhere(database, capsys) -> None:
+    _crashed_run(database, at=HISTORY[4], started_from=HISTORY[3])
+    assert main(["resolve", "--mark", "rolled-back", "--yes"]) == 3
+    assert "restore its backup first" in capsys.readouterr().err
+    assert [row["status"] for row in ledger_rows(database)] == ["running"]

@@ -1,0 +1,1 @@
+"""The operations behind ``autopr-migrate``: one module per command, each a plain function."""
