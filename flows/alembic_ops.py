@@ -199,3 +199,20 @@ def downgrade(
     config = make_config(connection=connection, on_version_apply=_version_callback(on_revision))
     with _ALEMBIC:
         command.downgrade(config, target or "base")
+
+
+def has_downgrade(info: RevisionInfo) -> bool:
+    """Whether the revision's ``downgrade()`` does anything (not just ``pass`` or a docstring)."""
+    import ast
+
+    tree = ast.parse(info.path.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "downgrade":
+            return any(
+                not isinstance(statement, ast.Pass)
+                and not (
+                    isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant)
+                )
+                for statement in node.body
+            )
+    return False

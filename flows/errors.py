@@ -7,6 +7,7 @@
      |    +-- UnfinishedRun
      +-- LockUnavailable         another run holds the target's migration lock
      +-- ApprovalRejected
+     +-- ApprovalExpired         nobody decided before the deadline
      +-- BackupFailed
      +-- UpgradeFailed
      |    +-- LockTimeout        a statement waited longer than lock_timeout
@@ -55,7 +56,11 @@ class LockUnavailable(MigrationError):
 
 
 class ApprovalRejected(MigrationError):
-    """The operator (or the policy) rejected the migration; nothing was touched."""
+    """An operator rejected the migration; nothing was touched."""
+
+
+class ApprovalExpired(MigrationError):
+    """Nobody decided before the approval deadline; nothing was touched."""
 
 
 class BackupFailed(MigrationError):

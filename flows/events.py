@@ -14,6 +14,10 @@ SUCCEEDED = "autopr.migration.succeeded"
 ROLLED_BACK = "autopr.migration.rolled-back"
 RESTORED = "autopr.migration.restored"
 FAILED = "autopr.migration.failed"
+APPROVAL_REQUESTED = "autopr.migration.approval-requested"
+APPROVED = "autopr.migration.approved"
+REJECTED = "autopr.migration.rejected"
+APPROVAL_EXPIRED = "autopr.migration.approval-expired"
 
 
 def _masked(value: Any) -> Any:

@@ -26,7 +26,8 @@ from flows.errors import (
 )
 from flows.policy import MigrationPolicy
 from flows.steps import ledger
-from flows.steps.approval import request_approval
+from flows.steps.approval import await_approval, check_allowed, deadline_for
+from flows.steps.approval_text import ApprovalRequest
 from flows.steps.backup import Backup, take_backup
 from flows.steps.lock import database_lock, run_lock
 from flows.steps.plan import plan_migration
@@ -53,16 +54,23 @@ class Outcome:
 
 @flow(name="migrate", flow_run_name="migrate-{target}-{revision}")
 def migrate(
-    target: str = "default", revision: str = "head", policy: MigrationPolicy | None = None
+    target: str = "default",
+    revision: str = "head",
+    requested_by: str = "",
+    policy: MigrationPolicy | None = None,
 ) -> State:
-    """Upgrade a target database to ``revision`` (``head``, ``+1``, an id or a prefix)."""
+    """Upgrade a target database to ``revision`` (``head``, ``+1``, an id or a prefix).
+
+    ``requested_by`` names who asked for the run: with four eyes, they may not approve it.
+    """
     policy = policy or MigrationPolicy()
     resolved = resolve_target(target or default_target_name())
+    check_allowed(resolved, policy.approval)
     report = Report(resolved.name, resolved.masked_url, ledger.FAILED, "", to_revision=revision)
     timeline = Timeline()
     try:
         with run_lock(resolved, wait_seconds=policy.lock.wait_seconds):
-            outcome = _locked(resolved, revision, policy, report, timeline)
+            outcome = _locked(resolved, revision, requested_by, policy, report, timeline)
             write_report(report, timeline)
     except MigrationError as exc:
         outcome = Outcome(ledger.FAILED, f"{exc}; nothing was changed")
@@ -79,8 +87,9 @@ def migrate(
 
 
 def _locked(
-    target: Target, revision: str, policy: MigrationPolicy, report: Report, timeline: Timeline
-) -> Outcome:
+    target: Target, revision: str, requested_by: str, policy: MigrationPolicy, report: Report,
+    timeline: Timeline,
+) -> Outcome:  # fmt: skip
     with timeline.step("preflight"):
         checks = preflight(target, revision, policy)
     report.from_revision, report.to_revision = checks.current, checks.target_revision
@@ -89,9 +98,10 @@ def _locked(
         return Outcome("nothing-to-do", f"target {target.name} is already at {checks.current}")
     with timeline.step("plan"):
         plan = plan_migration(target, checks)
+    request = ApprovalRequest(target, plan, checks, requested_by, deadline_for(policy.approval))
     with timeline.step("approval"):
-        approval = request_approval(plan)
-    report.approved_by = approval.approver
+        approval = await_approval(request, policy.approval)
+    report.approved_by, report.approval_reason = approval.approver, approval.reason
     connect_timeout = policy.preflight.connect_timeout_seconds
     with (
         connect(target, connect_timeout=connect_timeout) as connection,
@@ -107,6 +117,7 @@ def _locked(
                 to_revision=checks.target_revision, revision_checksums=plan.checksums,
                 flow_run_id=str(flow_run.id), flow_run_name=flow_run.name,
                 approved_by=approval.approver, approval_reason=approval.reason,
+                requested_by=requested_by or None,
                 backup_path=str(backup.path), backup_sha256=backup.sha256,
             )  # fmt: skip
         events.emit(target, events.STARTED, from_revision=checks.current,

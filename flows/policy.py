@@ -76,9 +76,45 @@ class ProbePolicy(_Policy):
     request_timeout_seconds: float = Field(5, gt=0, le=60)
 
 
+RiskLevel = Literal["low", "medium", "high", "critical"]
+RISK_ORDER: tuple[str, ...] = ("low", "medium", "high", "critical")
+
+
+class ApprovalPolicy(_Policy):
+    """Who must sign off a migration, and how long the run waits for them."""
+
+    required: Literal["always", "risky", "never"] = Field(
+        "always",
+        description="always; risky (at or above risk_threshold, or when the risk is unknown); "
+        "never (refused for production targets).",
+    )
+    risk_threshold: RiskLevel = Field("medium", description="With required=risky.")
+    approvers: list[str] = Field(
+        default_factory=list,
+        description="Who may approve (case-insensitive); empty means anyone but the requester.",
+    )
+    four_eyes: bool = Field(True, description="The requester may not approve their own run.")
+    timeout_seconds: int = Field(
+        3600, ge=10, le=7 * 86400, description="How long the run waits for a decision."
+    )
+    poll_interval_seconds: float = Field(
+        5, gt=0, le=60, description="How often the paused run looks for a decision."
+    )
+
+    def needs_approval(self, risk: str | None) -> bool:
+        if self.required == "always":
+            return True
+        if self.required == "never":
+            return False
+        return risk not in RISK_ORDER or RISK_ORDER.index(risk) >= RISK_ORDER.index(
+            self.risk_threshold
+        )
+
+
 class MigrationPolicy(_Policy):
     """Everything an operator may tune about a migration run; the defaults are the safe ones."""
 
+    approval: ApprovalPolicy = ApprovalPolicy()
     lock: LockPolicy = LockPolicy()
     preflight: PreflightPolicy = PreflightPolicy()
     backup: BackupPolicy = BackupPolicy()

@@ -1,28 +1,150 @@
-"""Approval before anything changes. Today the policy approves; an operator pause replaces it."""
+"""The approval pause: the run waits, holding its lock, until an operator decides.
+
+``pause_flow_run`` (not suspend: suspend would re-run the plan and drop the lock) with a flat
+input: ``decision`` (default reject), ``approver``, ``reason``. An answer the policy does not
+accept (an approver not on the list, the requester approving their own run) is refused, logged
+and published, and the run pauses again until the same deadline: one wrong click does not end
+a change that waited for its window.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+from uuid import UUID
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger, pause_flow_run
+from prefect.exceptions import FlowPauseTimeout
+from prefect.input import RunInput, create_flow_run_input
+from prefect.runtime import flow_run
+from pydantic import Field
 
+from flows import events
+from flows.errors import ApprovalExpired, ApprovalRejected, ConfigurationError
+from flows.policy import ApprovalPolicy
+from flows.run_links import resume_instructions
+from flows.steps.approval_text import ApprovalRequest, render
 from flows.steps.plan import Plan
+from flows.targets import Target
+
+REQUEST_KEY = "autopr-approval-request"
+REFUSAL_KEY = "autopr-approval-refused-{n}"
+
+
+class ApprovalInput(RunInput):
+    """What the operator fills in when resuming a paused migration."""
+
+    decision: Literal["approve", "reject"] = Field(
+        "reject", description="approve runs the upgrade; the default, reject, ends the run "
+        "with nothing changed.",
+    )  # fmt: skip
+    approver: str = Field(
+        ..., pattern=r"\S", description="Your name, as the approval policy knows it (required)."
+    )
+    reason: str = Field("", description="Why: a ticket, a change request, a note.")
 
 
 @dataclass(frozen=True)
 class Approval:
-    approved: bool
     approver: str
     reason: str
+    by_policy: bool = False
 
 
-@task(name="request-approval", cache_policy=NO_CACHE)
-def request_approval(plan: Plan) -> Approval:
-    """Decide whether ``plan`` may run."""
-    approval = Approval(True, "policy", "no operator approval is configured for this target")
-    get_run_logger().info(
-        "approved by %s: %s -> %s (%s)",
-        approval.approver, plan.current or "base", plan.target_revision, approval.reason,
-    )  # fmt: skip
-    return approval
+def check_allowed(target: Target, policy: ApprovalPolicy) -> None:
+    """Production targets always need a person's approval."""
+    if policy.required == "never" and target.production:
+        raise ConfigurationError(
+            f"target {target.name!r} is production: policy.approval.required=never is not "
+            f"allowed there; use always or risky"
+        )
+
+
+def refusal(answer: ApprovalInput, policy: ApprovalPolicy, requested_by: str) -> str | None:
+    """Why the policy does not accept this answer, or None."""
+    approver = answer.approver.strip()
+    if policy.four_eyes and requested_by and approver.lower() == requested_by.strip().lower():
+        return (
+            f"{approver} requested this run and may not decide it (four eyes): "
+            f"another person must approve or reject"
+        )
+    allowed = {name.strip().lower() for name in policy.approvers}
+    if allowed and approver.lower() not in allowed:
+        return (
+            f"{approver} is not an approver for this target (allowed: "
+            f"{', '.join(sorted(policy.approvers))})"
+        )
+    return None
+
+
+def await_approval(request: ApprovalRequest, policy: ApprovalPolicy) -> Approval:
+    """Pause until an accepted decision arrives.
+
+    Raises:
+        ApprovalRejected: an allowed approver rejected it.
+        ApprovalExpired: no accepted decision before the deadline.
+    """
+    logger = get_run_logger()
+    target, plan = request.target, request.plan
+    if not policy.needs_approval(request.risk.level):
+        logger.info("no approval needed: policy %s, risk %s", policy.required, request.risk.level)
+        return Approval("policy", f"approval.required={policy.required}", by_policy=True)
+    run_id: UUID = flow_run.id
+    how = resume_instructions(run_id, flow_run.name)
+    create_flow_run_input(REQUEST_KEY, {
+        "target": target.name, "from_revision": plan.current, "to_revision": plan.target_revision,
+        "risk": request.risk.level, "requested_by": request.requested_by,
+        "deadline": request.deadline.isoformat(), "requested_at": datetime.now(UTC).isoformat(),
+    })  # fmt: skip
+    events.emit(target, events.APPROVAL_REQUESTED, from_revision=plan.current,
+                to_revision=plan.target_revision, risk=request.risk.level,
+                deadline=request.deadline.isoformat(), **how)  # fmt: skip
+    refused: str | None = None
+    for attempt in range(1, 1000):
+        remaining = (request.deadline - datetime.now(UTC)).total_seconds()
+        if remaining < 1:
+            break
+        logger.info(
+            "waiting for approval until %s UTC: open %s and choose Resume (new UI: the menu at "
+            "the top right, then Resume), or run: %s",
+            f"{request.deadline:%Y-%m-%d %H:%M:%S}", how["ui_url"], how["approve_command"],
+        )  # fmt: skip
+        try:
+            answer = pause_flow_run(
+                wait_for_input=ApprovalInput.with_initial_data(
+                    description=render(request, refused=refused)
+                ),
+                timeout=int(remaining),
+                poll_interval=max(1, round(policy.poll_interval_seconds)),
+            )
+        except FlowPauseTimeout:
+            break
+        refused = refusal(answer, policy, request.requested_by)
+        if refused is None:
+            return _decided(target, plan, answer)
+        logger.warning("answer refused, still waiting: %s", refused)
+        create_flow_run_input(REFUSAL_KEY.format(n=attempt), {"reason": refused})
+    events.emit(target, events.APPROVAL_EXPIRED, from_revision=plan.current,
+                to_revision=plan.target_revision,
+                deadline=request.deadline.isoformat())  # fmt: skip
+    raise ApprovalExpired(
+        f"nobody approved before the deadline {request.deadline:%Y-%m-%d %H:%M:%S} UTC "
+        f"({policy.timeout_seconds} s)"
+    )
+
+
+def _decided(target: Target, plan: Plan, answer: ApprovalInput) -> Approval:
+    who, reason = answer.approver.strip(), answer.reason.strip()
+    if answer.decision != "approve":
+        events.emit(target, events.REJECTED, approver=who, reason=reason,
+                    from_revision=plan.current, to_revision=plan.target_revision)  # fmt: skip
+        raise ApprovalRejected(f"rejected by {who}: {reason or 'no reason given'}")
+    events.emit(target, events.APPROVED, approver=who, reason=reason,
+                from_revision=plan.current, to_revision=plan.target_revision)  # fmt: skip
+    get_run_logger().info("approved by %s: %s", who, reason or "no reason given")
+    return Approval(who, reason)
+
+
+def deadline_for(policy: ApprovalPolicy) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=policy.timeout_seconds)

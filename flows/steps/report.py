@@ -51,6 +51,7 @@ class Report:
     from_revision: str | None = None
     to_revision: str | None = None
     approved_by: str | None = None
+    approval_reason: str | None = None
     backup: str | None = None
     revision_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -65,6 +66,14 @@ def write_report(report: Report, timeline: Timeline) -> str:
     return markdown
 
 
+def _approval(report: Report) -> str:
+    if not report.approved_by:
+        return "not approved"
+    return f"{report.approved_by}" + (
+        f" ({report.approval_reason})" if report.approval_reason else ""
+    )
+
+
 def render_report(report: Report, timeline: Timeline) -> str:
     lines = [
         f"# Migration report: {report.target}",
@@ -73,7 +82,7 @@ def render_report(report: Report, timeline: Timeline) -> str:
         "",
         f"- **Database:** `{report.database}`",
         f"- **Revisions:** `{report.from_revision or 'base'}` -> `{report.to_revision or '?'}`",
-        f"- **Approved by:** {report.approved_by or 'not approved'}",
+        f"- **Approved by:** {_approval(report)}",
         f"- **Backup:** `{report.backup or 'none taken'}`",
         "",
         "## Timeline",

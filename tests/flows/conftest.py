@@ -16,7 +16,7 @@ from sqlalchemy.pool import NullPool
 from autopr.config import Settings
 from autopr.database import make_engine
 from autopr.health import create_app
-from flows.policy import LockPolicy, MigrationPolicy, PreflightPolicy, ProbePolicy
+from flows.policy import ApprovalPolicy, LockPolicy, MigrationPolicy, PreflightPolicy, ProbePolicy
 from tests.support.alembic_run import PROJECT_ROOT
 from tests.support.servers import serve
 
@@ -41,16 +41,18 @@ class MigrationTarget:
         return make_engine(self.url, poolclass=NullPool)
 
 
-def fast_policy(*, lock: dict | None = None, preflight: dict | None = None) -> MigrationPolicy:
-    """Short waits, so a failing run fails in seconds."""
+def fast_policy(
+    *, lock: dict | None = None, preflight: dict | None = None, approval: dict | None = None
+) -> MigrationPolicy:
+    """Short waits, so a failing run fails in seconds; no approval unless asked for."""
+    approval = {"required": "never", "poll_interval_seconds": 1, **(approval or {})}
+    probe = {"consecutive_successes": 2, "interval_seconds": 0.2, "deadline_seconds": 2.5}
     return MigrationPolicy(
+        approval=ApprovalPolicy(**approval),
         lock=LockPolicy(**{"wait_seconds": 30, "lock_timeout_seconds": 2, **(lock or {})}),
         preflight=PreflightPolicy(**{"connect_timeout_seconds": 5, **(preflight or {})}),
-        probe=ProbePolicy(
-            consecutive_successes=2, interval_seconds=0.2, deadline_seconds=2.5,
-            request_timeout_seconds=2,
-        ),
-    )  # fmt: skip
+        probe=ProbePolicy(**probe, request_timeout_seconds=2),
+    )
 
 
 @pytest.fixture

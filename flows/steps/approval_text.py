@@ -1,0 +1,140 @@
+"""The text an operator reads in the resume dialog before approving a migration.
+
+It leads with the risk and the decision asked, fits a 512 px dialog (short tables, SQL in
+short lines), and says what happens if it goes wrong and by when to decide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from flows import alembic_ops
+from flows.steps.plan import Plan
+from flows.steps.preflight import PreflightReport
+from flows.steps.sql_layout import by_revision, layout
+from flows.targets import Target
+
+MAX_SQL_LINES = 80
+# What a compressed dump weighs against the live database, and how fast a restore goes,
+# as measured by bench/overhead.py (23 of 127 MiB; about 50 MiB/s with two jobs).
+DUMP_SIZE_RATIO = 0.2
+RESTORE_BYTES_PER_SECOND = 50 * 2**20
+
+
+@dataclass(frozen=True)
+class Risk:
+    """The risk assessment shown first; the lint step fills it in."""
+
+    level: str = "unknown"
+    summary: list[str] = field(default_factory=lambda: ["no risk analysis ran for this plan"])
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    target: Target
+    plan: Plan
+    checks: PreflightReport
+    requested_by: str
+    deadline: datetime
+    risk: Risk = Risk()
+    window: str = "any time: the upgrade starts as soon as it is approved"
+
+
+def render(request: ApprovalRequest, *, refused: str | None = None) -> str:
+    plan, target = request.plan, request.target
+    lines = []
+    if refused:
+        lines += [f"> **The last answer was not accepted:** {refused}", ""]
+    lines += [
+        f"**Risk: {request.risk.level.upper()}**",
+        "",
+        f"**Decision asked:** upgrade **{target.name}** from `{plan.current or 'base'}` to "
+        f"`{plan.target_revision}` ({len(plan.revisions)} revision(s)). The form's default "
+        f"is **reject**.",
+        "",
+        f"Decide by **{request.deadline:%Y-%m-%d %H:%M} UTC**; after that the run fails with "
+        f"nothing changed.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Database | `{target.masked_url}` |",
+        f"| Requested by | {request.requested_by or 'not recorded'} |",
+        f"| Window | {request.window} |",
+        "",
+        "### Risk",
+        "",
+        *(f"- {line}" for line in request.risk.summary),
+        "",
+        "### Revisions",
+        "",
+        "| revision | message | undo |",
+        "|---|---|---|",
+        *(
+            f"| `{info.revision}` | {info.message} | "
+            f"{'downgrade' if alembic_ops.has_downgrade(info) else '**backup only**'} |"
+            for info in plan.revisions
+        ),
+        "",
+        "### If it goes wrong",
+        "",
+        *_rollback(request),
+        "",
+        "### SQL",
+        "",
+        *_sql(plan),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _rollback(request: ApprovalRequest) -> list[str]:
+    missing = [i.revision for i in request.plan.revisions if not alembic_ops.has_downgrade(i)]
+    size = request.checks.database_bytes
+    backup = (
+        f"about {_mib(size * DUMP_SIZE_RATIO)}"
+        if request.target.dialect == "postgresql"
+        else (f"{_mib(size)}")
+    )
+    restore_seconds = max(1, round(size / RESTORE_BYTES_PER_SECOND))
+    undo = (
+        "- A failed revision rolls back by itself; after a partial upgrade or a failed health "
+        "probe, Alembic downgrades to the starting revision."
+        if not missing
+        else f"- Revisions without a downgrade ({', '.join(missing)}): a failure after them is "
+        f"undone by restoring the backup."
+    )
+    return [
+        undo,
+        f"- If that fails, the backup taken right before the upgrade ({backup}) is restored: "
+        f"about {restore_seconds} s; writes made after it are lost, and the broken state is "
+        f"dumped first.",
+    ]
+
+
+def _sql(plan: Plan) -> list[str]:
+    """Each revision's statements, laid out short; folded after MAX_SQL_LINES lines."""
+    groups = by_revision(plan.sql)
+    total = sum(len(group.statements) for group in groups)
+    out: list[str] = []
+    lines = shown = 0
+    for group in groups:
+        block: list[str] = []
+        for statement in group.statements:
+            text = layout(statement)
+            if shown and lines + text.count("\n") + 1 > MAX_SQL_LINES:
+                if block:
+                    out += [f"`{group.revision}`", "", "```sql", *block, "```", ""]
+                return [*out, f"... and {total - shown} more statement(s): the full SQL is "
+                               f"in the artifact `migration-plan-{plan.target}`."]  # fmt: skip
+            block += [text, ""]
+            lines += text.count("\n") + 2
+            shown += 1
+        if block:
+            out += [f"`{group.revision}`", "", "```sql", *block[:-1], "```", ""]
+        else:
+            out += [f"`{group.revision}`: no SQL of its own", ""]
+    return out
+
+
+def _mib(count: float) -> str:
+    return f"{count / 2**20:.1f} MiB"
