@@ -95,7 +95,7 @@ class ApprovalPolicy(_Policy):
     )
     four_eyes: bool = Field(True, description="The requester may not approve their own run.")
     timeout_seconds: int = Field(
-        3600, ge=10, le=7 * 86400, description="How long the run waits for a decision."
+        3600, ge=1, le=7 * 86400, description="How long the run waits for a decision."
     )
     poll_interval_seconds: float = Field(
         5, gt=0, le=60, description="How often the paused run looks for a decision."

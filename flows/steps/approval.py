@@ -9,6 +9,9 @@ a change that waited for its window.
 
 from __future__ import annotations
 
+import contextvars
+import threading
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -16,6 +19,7 @@ from uuid import UUID
 
 from prefect import get_run_logger, pause_flow_run
 from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import NotPausedError, resume_flow_run
 from prefect.input import RunInput, create_flow_run_input
 from prefect.runtime import flow_run
 from pydantic import Field
@@ -30,6 +34,8 @@ from flows.targets import Target
 
 REQUEST_KEY = "autopr-approval-request"
 REFUSAL_KEY = "autopr-approval-refused-{n}"
+DECISION_KEY = "autopr-approval-decision"
+DEADLINE_APPROVER = "(deadline)"
 
 
 class ApprovalInput(RunInput):
@@ -110,15 +116,8 @@ def await_approval(request: ApprovalRequest, policy: ApprovalPolicy) -> Approval
             "the top right, then Resume), or run: %s",
             f"{request.deadline:%Y-%m-%d %H:%M:%S}", how["ui_url"], how["approve_command"],
         )  # fmt: skip
-        try:
-            answer = pause_flow_run(
-                wait_for_input=ApprovalInput.with_initial_data(
-                    description=render(request, refused=refused)
-                ),
-                timeout=int(remaining),
-                poll_interval=max(1, round(policy.poll_interval_seconds)),
-            )
-        except FlowPauseTimeout:
+        answer = _pause(run_id, render(request, refused=refused), remaining, policy)
+        if answer is None or answer.approver == DEADLINE_APPROVER:
             break
         refused = refusal(answer, policy, request.requested_by)
         if refused is None:
@@ -134,8 +133,41 @@ def await_approval(request: ApprovalRequest, policy: ApprovalPolicy) -> Approval
     )
 
 
+def _pause(
+    run_id: UUID, description: str, remaining: float, policy: ApprovalPolicy
+) -> ApprovalInput | None:
+    """Pause until an answer, or until the deadline (then None).
+
+    Prefect fails a run whose pause timed out with its own message ("never resumed"); so at the
+    deadline the run answers itself, and Prefect's own timeout is only the safety net.
+    """
+    # The timer's thread needs this run's Prefect settings (the API URL) too.
+    context = contextvars.copy_context()
+    expire = threading.Timer(remaining, context.run, args=(_answer_deadline, run_id))
+    expire.daemon = True
+    expire.start()
+    try:
+        return pause_flow_run(
+            wait_for_input=ApprovalInput.with_initial_data(description=description),
+            timeout=int(remaining) + 60,
+            poll_interval=max(1, round(policy.poll_interval_seconds)),
+        )
+    except FlowPauseTimeout:
+        return None
+    finally:
+        expire.cancel()
+
+
+def _answer_deadline(run_id: UUID) -> None:
+    with suppress(NotPausedError, RuntimeError, FlowPauseTimeout):  # an operator answered first
+        resume_flow_run(run_id, run_input={"decision": "reject", "approver": DEADLINE_APPROVER,
+                                           "reason": "the approval deadline passed"})  # fmt: skip
+
+
 def _decided(target: Target, plan: Plan, answer: ApprovalInput) -> Approval:
     who, reason = answer.approver.strip(), answer.reason.strip()
+    create_flow_run_input(DECISION_KEY, {"decision": answer.decision, "approver": who,
+                                         "reason": reason})  # fmt: skip
     if answer.decision != "approve":
         events.emit(target, events.REJECTED, approver=who, reason=reason,
                     from_revision=plan.current, to_revision=plan.target_revision)  # fmt: skip

@@ -42,23 +42,29 @@ class Plan:
         return {info.revision: info.sha256 for info in self.revisions}
 
 
+def build_plan(target: Target, checks: PreflightReport) -> Plan:
+    """Render the SQL for exactly ``current:target`` and the plan's Markdown."""
+    sql = _render(target, checks.current, checks.target_revision)
+    return Plan(
+        target.name, checks.current, checks.target_revision, checks.revisions, sql,
+        render_plan(target, checks, sql),
+    )  # fmt: skip
+
+
 @task(name="plan-migration", cache_policy=NO_CACHE)
 def plan_migration(target: Target, checks: PreflightReport) -> Plan:
-    """Render the SQL and write the plan artifact."""
-    sql = _render(target, checks.current, checks.target_revision)
-    markdown = render_plan(target, checks, sql)
+    """Render the SQL and write the plan artifact ``migration-plan-<target>``."""
+    plan = build_plan(target, checks)
     create_markdown_artifact(
-        markdown=markdown,
+        markdown=plan.markdown,
         key=f"migration-plan-{target.name}",
         description=f"{checks.current or 'base'} -> {checks.target_revision} on {target.name}",
     )
     get_run_logger().info(
         "plan: %d revision(s), %d lines of %s SQL",
-        len(checks.revisions), sql.count("\n"), target.dialect,
+        len(checks.revisions), plan.sql.count("\n"), target.dialect,
     )  # fmt: skip
-    return Plan(
-        target.name, checks.current, checks.target_revision, checks.revisions, sql, markdown
-    )
+    return plan
 
 
 def _render(target: Target, current: str | None, goal: str) -> str:

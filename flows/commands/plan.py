@@ -1,0 +1,24 @@
+"""``autopr-migrate plan``: what a migrate run would ask approval for, without running it."""
+
+from __future__ import annotations
+
+from prefect.logging import disable_run_logger
+
+from flows.policy import MigrationPolicy
+from flows.steps.approval import deadline_for
+from flows.steps.approval_text import ApprovalRequest, render
+from flows.steps.plan import build_plan
+from flows.steps.preflight import preflight
+from flows.targets import Target
+
+
+def plan(target: Target, revision: str, *, policy: MigrationPolicy | None = None) -> str:
+    """The approval text for upgrading ``target`` to ``revision``; nothing is changed."""
+    policy = policy or MigrationPolicy()
+    with disable_run_logger():
+        checks = preflight.fn(target, revision, policy)
+    if checks.nothing_to_do:
+        return f"target {target.name} is already at {checks.current}: nothing to do\n"
+    request = ApprovalRequest(target, build_plan(target, checks), checks, "",
+                              deadline_for(policy.approval))  # fmt: skip
+    return render(request)

@@ -1,0 +1,51 @@
+"""Run a migrate flow in a thread and find it once it pauses for approval."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+from prefect import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.objects import FlowRun, StateType
+
+from flows.migrate import migrate
+
+
+class BackgroundRun:
+    """``migrate(**kwargs)`` in a thread; ``requested_by`` is made unique to find the run."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.requested_by = kwargs.setdefault("requested_by", f"requester-{uuid.uuid4().hex[:8]}")
+        self.state: Any = None
+        self._thread = threading.Thread(target=self._run, args=(kwargs,), daemon=True)
+        self._thread.start()
+
+    def _run(self, kwargs: dict[str, Any]) -> None:
+        self.state = migrate(**kwargs, return_state=True)
+
+    def paused(self, timeout: float = 60) -> FlowRun:
+        """The run, once it is Paused (again)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with get_client(sync_client=True) as client:
+                runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))  # fmt: skip
+            for run in runs:
+                if run.parameters.get("requested_by") == self.requested_by:
+                    return run
+            assert self._thread.is_alive(), f"the run ended without pausing: {self.state}"
+            time.sleep(0.2)
+        raise AssertionError("the run did not pause")
+
+    def result(self, timeout: float = 120) -> Any:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the run did not finish"
+        return self.state
+
+
+def read_run(run_id) -> FlowRun:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(run_id)
