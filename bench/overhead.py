@@ -78,7 +78,10 @@ def bench_sqlite(repeat: int) -> None:
     from autopr.health import create_app
     from flows import alembic_ops
     from flows.migrate import migrate
+    from flows.policy import ApprovalPolicy, MigrationPolicy
     from tests.support.servers import serve
+
+    NO_APPROVAL = MigrationPolicy(approval=ApprovalPolicy(required="never"))
 
     work = Path(tempfile.mkdtemp(prefix="autopr-bench-"))
     template = work / "template.db"
@@ -102,7 +105,8 @@ def bench_sqlite(repeat: int) -> None:
 
     def flow() -> float:
         fresh()
-        seconds = timed(lambda: migrate(target="bench", revision="head", return_state=True))
+        seconds = timed(lambda: migrate(target="bench", revision="head", policy=NO_APPROVAL,
+                                        return_state=True))  # fmt: skip
         timings = _ledger_timings(live)
         backups.append(timings["backup"])
         steps.append(timings)
@@ -117,7 +121,8 @@ def bench_sqlite(repeat: int) -> None:
                 AUTOPR_DB_BENCH_BACKUP_DIR=str(work / "backups"),
             )
             fresh()
-            migrate(target="bench", revision="head", return_state=True)  # warm imports and API
+            migrate(target="bench", revision="head", policy=NO_APPROVAL,
+                    return_state=True)  # warm imports and the API  # fmt: skip
             alembic_seconds = median_of(repeat, plain_alembic)
             flow_seconds = median_of(repeat, flow)
         app.state.engine.dispose()

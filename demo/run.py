@@ -99,6 +99,30 @@ def _report(state) -> str:
     return next((str(a.data) for a in artifacts if a.key == "migration-report-demo"), "")
 
 
+def _approved_run(policy, reason: str):
+    """Start a run, show what it asks approval for, and approve it as an operator would."""
+    import threading
+
+    from flows.commands import approvals
+    from flows.migrate import migrate
+
+    result: dict = {}
+    earlier = {item.run.id for item in approvals.pending()}
+    thread = threading.Thread(target=lambda: result.update(state=migrate(
+        target="demo", revision="head", requested_by="demo-developer", policy=policy,
+        return_state=True)))  # fmt: skip
+    thread.start()
+    while not (waiting := [p for p in approvals.pending() if p.run.id not in earlier]):
+        time.sleep(0.3)
+    run = waiting[0].run
+    print(f"The run {run.name} waits for approval. What the operator reads first:\n")
+    print("\n".join(approvals.plan_text(str(run.id)).splitlines()[:12]) + "\n   ...\n")
+    print(f"$ autopr-migrate approve {run.name} --as demo-operator --reason '{reason}'")
+    print(approvals.decide(str(run.id), approve=True, approver="demo-operator", reason=reason))
+    thread.join()
+    return result["state"]
+
+
 def _flush_to_api() -> None:
     """Send the logs and events still queued before the API goes away."""
     from prefect.events.worker import EventsWorker
@@ -136,19 +160,20 @@ def main() -> int:
         _wait_for(f"http://127.0.0.1:{health_port}/health", health, "health app", 30)
         _wait_for(f"http://127.0.0.1:{api_port}/api/health", server, "Prefect API")
 
-        from flows.migrate import migrate
-        from flows.policy import MigrationPolicy, ProbePolicy
+        from flows.policy import ApprovalPolicy, MigrationPolicy, ProbePolicy
 
-        policy = MigrationPolicy(probe=ProbePolicy(interval_seconds=0.5, deadline_seconds=6,
-                                                   consecutive_successes=2))  # fmt: skip
-        _banner(f"1. Migrate the demo database from {START_REVISION} to head")
-        good = migrate(target="demo", revision="head", policy=policy, return_state=True)
+        policy = MigrationPolicy(
+            approval=ApprovalPolicy(poll_interval_seconds=1, timeout_seconds=300),
+            probe=ProbePolicy(interval_seconds=0.5, deadline_seconds=6, consecutive_successes=2),
+        )
+        _banner(f"1. Migrate the demo database from {START_REVISION} to head, with an approval")
+        good = _approved_run(policy, "CHG-1001 reviewed the plan")
         print(_report(good))
         print(f"flow run: {good.type.value} - {good.message}")
 
         _banner("2. Apply a broken revision: the health probe fails, the flow rolls it back")
         os.environ["AUTOPR_ALEMBIC_CONFIG"] = str(_broken_history())
-        bad = migrate(target="demo", revision="head", policy=policy, return_state=True)
+        bad = _approved_run(policy, "CHG-1002 rename a column")
         del os.environ["AUTOPR_ALEMBIC_CONFIG"]
         print(_report(bad))
         print(f"flow run: {bad.type.value} - {bad.message}")

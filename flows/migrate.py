@@ -52,7 +52,16 @@ class Outcome:
     message: str
 
 
-@flow(name="migrate", flow_run_name="migrate-{target}-{revision}")
+def _run_name() -> str:
+    """``migrate-<target>-<revision>-<id prefix>``: readable, and unique enough to type."""
+    parameters = flow_run.parameters
+    return (
+        f"migrate-{parameters.get('target') or 'default'}-{parameters.get('revision', 'head')}"
+        f"-{str(flow_run.id)[:6]}"
+    )
+
+
+@flow(name="migrate", flow_run_name=_run_name)
 def migrate(
     target: str = "default",
     revision: str = "head",

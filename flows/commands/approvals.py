@@ -65,6 +65,9 @@ def find_run(reference: str) -> FlowRun:
         )
     if not runs:
         raise AnswerRefused(f"no flow run has the id or name {reference!r}")
+    waiting = [run for run in runs if run.state and run.state.is_paused()]
+    if len(runs) > 1 and len(waiting) == 1:
+        return waiting[0]
     if len(runs) > 1:
         raise AnswerRefused(f"{len(runs)} flow runs are named {reference!r}: use the run's id")
     return runs[0]
