@@ -7,6 +7,8 @@ connection that holds the migration lock is the one that migrates.
 
 from __future__ import annotations
 
+import fcntl
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from logging.config import fileConfig
@@ -20,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from autopr.config import ConfigurationError, Settings
 from autopr.database import Base, make_engine
 from autopr.database.engine import describe_connection_error
-from autopr.database.schema import MIGRATION_LOCK_KEY
+from autopr.database.schema import MIGRATION_LOCK_KEY, sqlite_lock_file
 
 config = context.config
 
@@ -150,7 +152,11 @@ def run_migrations_online() -> None:
 
 @contextmanager
 def _migration_lock(connection: Connection) -> Iterator[None]:
-    """Plain ``alembic`` on PostgreSQL takes the migration flows' advisory lock too."""
+    """Plain ``alembic`` takes the migration flows' lock too (SQLite: their lock file)."""
+    if connection.dialect.name == "sqlite":
+        with _sqlite_lock_file(connection):
+            yield
+        return
     if connection.dialect.name != "postgresql":
         yield
         return
@@ -169,6 +175,26 @@ def _migration_lock(connection: Connection) -> Iterator[None]:
         connection.rollback()
         connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
         connection.commit()
+
+
+@contextmanager
+def _sqlite_lock_file(connection: Connection) -> Iterator[None]:
+    database = connection.engine.url.database
+    if not database or database == ":memory:":
+        yield
+        return
+    descriptor = os.open(sqlite_lock_file(database), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CommandError(
+                "another migration holds this database's migration lock file "
+                f"{sqlite_lock_file(database)}; wait for it to finish, then run this command again"
+            ) from None
+        yield
+    finally:
+        os.close(descriptor)
 
 
 if context.is_offline_mode():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
@@ -36,3 +36,16 @@ def connect(target: Target, *, connect_timeout: float = 10) -> Iterator[Connecti
 
 def unreachable_message(exc: DBAPIError, target: Target) -> str:
     return describe_connection_error(exc, target.url, source=f"target {target.name!r}")
+
+
+def invalid_indexes(connection: Connection) -> set[str]:
+    """INVALID indexes: what a failed ``CREATE INDEX CONCURRENTLY`` leaves behind."""
+    if connection.dialect.name != "postgresql":
+        return set()
+    found = set(
+        connection.execute(
+            text("SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid")
+        ).scalars()
+    )
+    connection.rollback()
+    return found

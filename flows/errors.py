@@ -13,6 +13,7 @@
      |    +-- LockTimeout        a statement waited longer than lock_timeout
      +-- HealthCheckFailed
      +-- DowngradeFailed
+     |    +-- DowngradeLockTimeout
      +-- RestoreFailed
 
 Every message says what happened and then what to do, and never holds a password.
@@ -81,6 +82,10 @@ class HealthCheckFailed(MigrationError):
 
 class DowngradeFailed(MigrationError):
     """Alembic could not downgrade back to the starting revision."""
+
+
+class DowngradeLockTimeout(DowngradeFailed):
+    """A downgrade statement waited longer than ``lock_timeout`` (retried)."""
 
 
 class RestoreFailed(MigrationError):

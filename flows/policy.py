@@ -62,6 +62,9 @@ class BackupPolicy(_Policy):
         1, ge=0, le=9, description="pg_dump gzip level: 1 is far faster than the default 6."
     )
     jobs: int = Field(0, ge=0, le=64, description="Parallel jobs; 0 means one per CPU core.")
+    lock_wait_seconds: float = Field(
+        60, gt=0, le=3600, description="pg_dump gives up after waiting this long for a lock."
+    )
     directory_format_above_bytes: int = Field(
         64 * 1024 * 1024, ge=0, description="auto uses the directory format above this size."
     )

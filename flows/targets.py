@@ -48,6 +48,10 @@ class Target:
         return render_url(self.url)
 
     @property
+    def masked_health_url(self) -> str:
+        return mask_url(self.health_url)
+
+    @property
     def dialect(self) -> str:
         return self.url.get_backend_name()
 

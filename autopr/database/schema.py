@@ -20,6 +20,11 @@ ALEMBIC_CONFIG_ENV = "AUTOPR_ALEMBIC_CONFIG"
 MIGRATION_LOCK_KEY = 0x6175746F70722D6D
 
 
+def sqlite_lock_file(database: str) -> Path:
+    """The file whose exclusive lock keeps two migrations of one SQLite database apart."""
+    return Path(f"{database}.migrate-lock")
+
+
 def alembic_ini() -> Path:
     """The alembic.ini of the history this code runs: ours, or ``AUTOPR_ALEMBIC_CONFIG``."""
     override = os.environ.get(ALEMBIC_CONFIG_ENV, "").strip()

@@ -182,6 +182,7 @@ def _pg_backup(
                     f"--compress={policy.compression}",
                     f"--file={path}",
                     f"--snapshot={snapshot}",
+                    f"--lock-wait-timeout={int(policy.lock_wait_seconds * 1000)}",
                     "--no-password",
                 ]
                 if fmt == "directory":
@@ -214,6 +215,8 @@ def _sqlite_backup(target: Target, directory: Path, stamp: str, label: str) -> B
         copy = sqlite3.connect(path)
         try:
             source.backup(copy)
+            # A copy of a WAL database is in WAL mode too; a plain file is what a restore wants.
+            copy.execute("PRAGMA journal_mode=DELETE")
             check = copy.execute("PRAGMA integrity_check").fetchone()[0]
             if check != "ok":
                 raise sqlite3.DatabaseError(f"integrity_check of the copy says {check!r}")

@@ -163,3 +163,8 @@ def _row(row: Any) -> LedgerRow:
         backup_path=row.backup_path,
         started_at=_aware(row.started_at),
     )
+
+
+def rewrite(connection: Connection, entry: Entry) -> None:
+    """Write the run's row as it stands (again, after a restore took it away)."""
+    _write(connection, entry)

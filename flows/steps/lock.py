@@ -13,14 +13,14 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from contextlib import ExitStack, contextmanager, suppress
 
 from prefect import get_client
 from prefect.concurrency.sync import concurrency
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
-from autopr.database.schema import MIGRATION_LOCK_KEY
+from autopr.database.schema import MIGRATION_LOCK_KEY, sqlite_lock_file
 from flows.errors import LockUnavailable
 from flows.targets import Target
 
@@ -39,16 +39,25 @@ def ensure_limit(target: Target) -> str:
 
 @contextmanager
 def run_lock(target: Target, *, wait_seconds: float) -> Iterator[None]:
-    """Hold ``migrate-<target>``; raise ``LockUnavailable`` after ``wait_seconds``."""
+    """Hold ``migrate-<target>``; raise ``LockUnavailable`` after ``wait_seconds``.
+
+    A lease that cannot be renewed (the Prefect API away for a while) must not cancel a run in
+    the middle of an upgrade: the database-side lock is what keeps migrations apart there.
+    """
     name = ensure_limit(target)
-    try:
-        with concurrency(name, occupy=1, timeout_seconds=max(wait_seconds, 0.1), strict=True):
-            yield
-    except TimeoutError:
-        raise LockUnavailable(
-            f"another run is migrating target {target.name!r} (it holds the concurrency limit "
-            f"{name}); waited {wait_seconds:g} s. Let it finish, or raise policy.lock.wait_seconds"
-        ) from None
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(concurrency(
+                name, occupy=1, timeout_seconds=max(wait_seconds, 0.1), strict=True,
+                raise_on_lease_renewal_failure=False,
+            ))  # fmt: skip
+        except TimeoutError:
+            raise LockUnavailable(
+                f"another run is migrating target {target.name!r} (it holds the concurrency "
+                f"limit {name}); waited {wait_seconds:g} s. Let it finish, or raise "
+                f"policy.lock.wait_seconds"
+            ) from None
+        yield
 
 
 @contextmanager
@@ -84,18 +93,53 @@ def _advisory_lock(
     try:
         yield
     finally:
-        if connection.in_transaction():
-            connection.rollback()
-        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        connection.commit()
+        # A dead session released its locks with it; never hide the real error behind this.
+        with suppress(DBAPIError):
+            if connection.in_transaction():
+                connection.rollback()
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            connection.commit()
+
+
+def ensure_locked(connection: Connection, target: Target) -> None:
+    """Before undoing anything: make sure this session still holds the database lock.
+
+    SQLAlchemy reconnects a connection whose session died, silently; the new session holds no
+    advisory lock and none of the timeouts.
+
+    Raises:
+        LockUnavailable: the lock was lost and another session holds it now.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    held = connection.scalar(
+        text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND pid = pg_backend_pid() AND ((classid::bigint << 32) | objid::bigint) = :key"
+        ),
+        {"key": MIGRATION_LOCK_KEY},
+    )
+    connection.commit()
+    if held:
+        return
+    taken = connection.scalar(
+        text("SELECT pg_try_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+    )
+    connection.commit()
+    if not taken:
+        raise LockUnavailable(
+            f"the migrating session of target {target.name!r} was lost, and another session "
+            f"took the migration lock{_advisory_lock_holder(connection)}"
+        )
 
 
 def _advisory_lock_holder(connection: Connection) -> str:
     row = connection.execute(
         text(
             "SELECT a.pid, a.application_name, a.client_addr FROM pg_locks l "
-            "JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory' "
-            "AND l.granted AND ((l.classid::bigint << 32) | l.objid::bigint) = :key"
+            "JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory' AND l.granted "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND ((l.classid::bigint << 32) | l.objid::bigint) = :key"
         ),
         {"key": MIGRATION_LOCK_KEY},
     ).first()
@@ -105,13 +149,9 @@ def _advisory_lock_holder(connection: Connection) -> str:
     return f" (pid {row.pid}, {row.application_name or 'no application name'})"
 
 
-def lock_file_path(target: Target) -> Path:
-    return Path(f"{target.url.database}.migrate-lock")
-
-
 @contextmanager
 def _lock_file(target: Target, *, wait_seconds: float) -> Iterator[None]:
-    path = lock_file_path(target)
+    path = sqlite_lock_file(target.url.database or "")
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     deadline = time.monotonic() + wait_seconds
     try:

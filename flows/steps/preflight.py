@@ -17,7 +17,7 @@ from sqlalchemy import Connection, text
 
 from flows import alembic_ops
 from flows.alembic_ops import RevisionInfo
-from flows.database import connect
+from flows.database import connect, invalid_indexes
 from flows.errors import ConfigurationError, PreflightRefused, UnfinishedRun
 from flows.policy import MigrationPolicy
 from flows.steps import ledger
@@ -45,6 +45,7 @@ class PreflightReport:
     free_bytes: int
     health: HealthSnapshot
     long_transactions: list[LongTransaction] = field(default_factory=list)
+    invalid_indexes: frozenset[str] = frozenset()
 
     @property
     def nothing_to_do(self) -> bool:
@@ -71,6 +72,7 @@ def preflight(target: Target, revision: str, policy: MigrationPolicy) -> Preflig
         _refuse_unfinished_runs(connection, target)
         size = _database_bytes(connection, target)
         long_transactions = _long_transactions(connection, checks.long_transaction_seconds)
+        broken_indexes = frozenset(invalid_indexes(connection))
     _refuse_long_transactions(long_transactions, checks.max_transaction_seconds)
     free = _check_backup_directory(target, size, checks.free_space_factor)
     health = _check_health_before(target, current)
@@ -80,7 +82,7 @@ def preflight(target: Target, revision: str, policy: MigrationPolicy) -> Preflig
         len(revisions), current or "base", target_revision, size, free,
     )  # fmt: skip
     return PreflightReport(
-        current, target_revision, revisions, size, free, health, long_transactions
+        current, target_revision, revisions, size, free, health, long_transactions, broken_indexes
     )
 
 
@@ -196,5 +198,5 @@ def _check_health_before(target: Target, current: str | None) -> HealthSnapshot:
         return snapshot
     raise PreflightRefused(
         f"the application is not healthy before the migration ({snapshot.reason}); a sick "
-        f"system is not migrated: make {target.health_url} answer 200 first"
+        f"system is not migrated: make {target.masked_health_url} answer 200 first"
     )

@@ -1,6 +1,6 @@
-"""Putting the database back: Alembic downgrade first, the backup when that is not enough.
+"""Restoring the backup, when an Alembic downgrade could not put the database back.
 
-A restore first dumps the current (broken) state, so nothing is lost for good, verifies the
+It first dumps the current (broken) state, so nothing is lost for good, verifies the
 backup against its sidecar's sha256, restores it, drops tables the backup did not have, and
 checks the revision and every table's row count against the sidecar.
 """
@@ -14,46 +14,22 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from autopr.database.schema import database_revision
-from flows import alembic_ops, pgtools
+from flows import pgtools
 from flows.database import connect
-from flows.errors import BackupFailed, DowngradeFailed, RestoreFailed, describe
+from flows.errors import BackupFailed, RestoreFailed, describe
 from flows.policy import BackupPolicy
 from flows.steps.backup import Backup, digest, row_counts, take_backup
+from flows.steps.ledger import LEDGER_TABLE
 from flows.targets import Target
 
-# Index builds dominate a restore; give them memory. One commit at the end, so no fsync wait.
-_RESTORE_SESSION = "-c maintenance_work_mem=512MB -c synchronous_commit=off"
-
-
-@task(name="downgrade", cache_policy=NO_CACHE)
-def downgrade_to(connection: Connection, revision: str | None) -> str | None:
-    """Alembic downgrade to ``revision`` on the migrating connection; return where it ended.
-
-    Raises:
-        DowngradeFailed: a downgrade step failed, or it stopped elsewhere.
-    """
-    logger = get_run_logger()
-    _end_transaction(connection)
-    try:
-        alembic_ops.downgrade(
-            connection,
-            revision,
-            on_revision=lambda rev, doc, _up: logger.info("downgraded %s (%s)", rev, doc),
-        )
-    except Exception as exc:  # any failure inside a revision's downgrade() is ours to report
-        _end_transaction(connection)
-        raise DowngradeFailed(
-            f"the downgrade to {revision or 'base'} failed: {describe(exc)}"
-        ) from exc
-    reached = alembic_ops.current(connection)
-    _end_transaction(connection)
-    if reached != revision:
-        raise DowngradeFailed(f"the downgrade stopped at {reached}, not {revision or 'base'}")
-    logger.info("database downgraded to %s", revision or "base")
-    return reached
+# Index builds dominate a restore; give them memory.
+_RESTORE_SESSION = "-c maintenance_work_mem=512MB"
+_RELATION_KINDS = {"TABLE", "VIEW", "MATERIALIZED VIEW", "SEQUENCE"}
+_TYPE_KINDS = {"TYPE", "DOMAIN"}
 
 
 @dataclass(frozen=True)
@@ -61,8 +37,9 @@ class RestoreResult:
     backup: str
     broken_state_dump: str | None
     seconds: float
-    dropped_tables: list[str]
+    dropped: list[str]
     method: str
+    count_differences: list[str]
 
 
 @task(name="restore-backup", cache_policy=NO_CACHE)
@@ -81,17 +58,19 @@ def restore_backup(target: Target, backup: Backup, policy: BackupPolicy) -> Rest
     broken_dump = _dump_current_state(target, policy, logger)
     started = time.monotonic()
     try:
+        dropped = drop_objects_not_in(target, backup)
         method = restore_database(target, backup)
-    except (pgtools.ToolError, sqlite3.Error, OSError) as exc:
-        raise RestoreFailed(f"restoring {backup.path.name} failed: {exc}") from None
-    dropped = _drop_tables_not_in(target, backup)
-    verify_restored(target, backup)
+    except (pgtools.ToolError, sqlite3.Error, OSError, DBAPIError) as exc:
+        raise RestoreFailed(f"restoring {backup.path.name} failed: {describe(exc)}") from None
+    differences = verify_restored(target, backup)
     seconds = time.monotonic() - started
     logger.info(
-        "restored %s (%s) in %.2f s; revision %s and %d tables' row counts verified",
-        backup.path.name, method, seconds, backup.revision or "base", len(backup.row_counts),
+        "restored %s (%s) in %.2f s; revision %s verified; dropped %d object(s) the backup did "
+        "not have; row counts %s",
+        backup.path.name, method, seconds, backup.revision or "base", len(dropped),
+        "match the backup" if not differences else f"differ in {', '.join(differences)}",
     )  # fmt: skip
-    return RestoreResult(backup.path.name, broken_dump, seconds, dropped, method)
+    return RestoreResult(backup.path.name, broken_dump, seconds, dropped, method, differences)
 
 
 def _dump_current_state(target: Target, policy: BackupPolicy, logger) -> str | None:
@@ -141,18 +120,68 @@ def _restore_sqlite(target: Target, backup: Backup) -> str:
     return "sqlite backup API"
 
 
-def _drop_tables_not_in(target: Target, backup: Backup) -> list[str]:
-    with connect(target) as connection:
-        extra = sorted(set(inspect(connection).get_table_names()) - set(backup.row_counts))
-        for table in extra:
-            quoted = connection.dialect.identifier_preparer.quote(table)
-            cascade = " CASCADE" if connection.dialect.name == "postgresql" else ""
-            connection.execute(text(f"DROP TABLE IF EXISTS {quoted}{cascade}"))
-        connection.commit()
-    return extra
+def drop_objects_not_in(target: Target, backup: Backup) -> list[str]:
+    """Drop what the failed migration created and the backup does not have.
+
+    Before the restore, so that ``pg_restore --clean`` can drop and recreate the backup's own
+    tables (a new table's foreign key to one of them would stop it). The broken state was dumped
+    first. SQLite restores the whole file, so there is nothing to do there.
+    """
+    if target.dialect != "postgresql":
+        return []
+    listing = pgtools.run([pgtools.binary("pg_restore"), "--list", str(backup.path)],
+                          url=target.url).stdout  # fmt: skip
+    in_backup = _toc_objects(listing)
+    dropped: list[str] = []
+    with connect(target) as connection, connection.begin():
+        for kind, schema, name in _live_objects(connection):
+            if (kind, schema, name) in in_backup:
+                continue
+            quote = connection.dialect.identifier_preparer.quote
+            connection.execute(text(
+                f"DROP {kind} IF EXISTS {quote(schema)}.{quote(name)} CASCADE"))  # fmt: skip
+            dropped.append(f"{kind.lower()} {schema}.{name}")
+    return dropped
 
 
-def verify_restored(target: Target, backup: Backup) -> None:
+def _toc_objects(listing: str) -> set[tuple[str, str, str]]:
+    """(kind, schema, name) of the relations and types in a ``pg_restore --list``."""
+    found = set()
+    for line in listing.splitlines():
+        if line.startswith(";") or ";" not in line:
+            continue
+        words = line.split(";", 1)[1].split()[2:]  # drop the catalog and object oids
+        for kind in (*_RELATION_KINDS, *_TYPE_KINDS):
+            size = len(kind.split())
+            if " ".join(words[:size]) == kind and len(words) >= size + 2:
+                found.add((kind, words[size], words[size + 1]))
+    return found
+
+
+def _live_objects(connection: Connection) -> list[tuple[str, str, str]]:
+    rows = connection.execute(text(
+        "SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' "
+        "WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, n.nspname, c.relname "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S') AND n.nspname NOT IN "
+        "('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' "
+        "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e') "
+        "UNION ALL SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, n.nspname, "
+        "t.typname FROM pg_type t "
+        "JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typtype IN ('e', 'd') "
+        "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = t.oid AND d.deptype = 'e') "
+        "ORDER BY 1 DESC"
+    )).all()  # fmt: skip
+    return [tuple(row) for row in rows]
+
+
+def verify_restored(target: Target, backup: Backup) -> list[str]:
+    """Check the revision (or fail); return the tables whose row counts differ from the backup.
+
+    The application keeps running during a restore and may write at once, so a count that
+    differs is reported, not treated as a failed restore.
+    """
     with connect(target) as connection:
         revision = database_revision(connection)
         counts = row_counts(connection)
@@ -162,14 +191,8 @@ def verify_restored(target: Target, backup: Backup) -> None:
             f"after restoring {backup.path.name} the database is at {revision or 'base'}, "
             f"not {backup.revision or 'base'}"
         )
-    if counts != backup.row_counts:
-        differing = sorted(t for t in counts.keys() | backup.row_counts.keys()
-                           if counts.get(t) != backup.row_counts.get(t))  # fmt: skip
-        raise RestoreFailed(
-            f"after restoring {backup.path.name} the row counts differ in {', '.join(differing)}"
-        )
-
-
-def _end_transaction(connection: Connection) -> None:
-    if connection.in_transaction():
-        connection.rollback()
+    return sorted(
+        table
+        for table in counts.keys() | backup.row_counts.keys()
+        if counts.get(table) != backup.row_counts.get(table) and table != LEDGER_TABLE
+    )

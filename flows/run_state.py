@@ -1,0 +1,103 @@
+"""What a migrate run knows about itself as it goes: the pieces its undo decisions need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from prefect import get_run_logger
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+
+from flows import alembic_ops
+from flows.database import connect
+from flows.errors import MigrationError, PreflightRefused, describe
+from flows.policy import MigrationPolicy
+from flows.steps import ledger
+from flows.steps.backup import Backup
+from flows.steps.preflight import PreflightReport
+from flows.steps.report import Report, Timeline
+from flows.targets import Target
+
+
+@dataclass
+class Outcome:
+    status: str
+    message: str
+
+
+@dataclass
+class Run:
+    target: Target
+    policy: MigrationPolicy
+    report: Report
+    timeline: Timeline
+    checks: PreflightReport | None = None
+    connection: Connection | None = None
+    backup: Backup | None = None
+    entry: ledger.Entry | None = None
+    # True from the moment the upgrade may have touched the database until it is known back.
+    changing: bool = False
+
+    def state_after_error(self) -> str:
+        if not self.changing:
+            return "nothing was changed"
+        return (
+            "the upgrade had started, so the database may be changed: check its revision "
+            "and health, and restore the backup "
+            f"{self.backup.path if self.backup else ''} if needed"
+        )
+
+    def start_ledger(
+        self, checksums: dict[str, str], approval, requested_by: str,
+        run_id: UUID, run_name: str,
+    ) -> None:  # fmt: skip
+        with connect(self.target) as connection:
+            self.entry = ledger.start(
+                connection, target=self.target.name, from_revision=self.checks.current,
+                to_revision=self.checks.target_revision, revision_checksums=checksums,
+                flow_run_id=str(run_id), flow_run_name=run_name,
+                approved_by=approval.approver, approval_reason=approval.reason,
+                requested_by=requested_by or None, backup_path=str(self.backup.path),
+                backup_sha256=self.backup.sha256,
+            )  # fmt: skip
+
+    def rewrite_ledger(self) -> None:
+        """A restore rewinds the ledger table too: put this run's ``running`` row back."""
+        self._write_ledger(lambda connection: ledger.rewrite(connection, self.entry))
+
+    def finish_ledger(self, outcome: Outcome) -> None:
+        if self.entry is None:
+            return
+        self._write_ledger(lambda connection: ledger.finish(
+            connection, self.entry, status=outcome.status, timings=self.timeline.as_dict(),
+            message=outcome.message))  # fmt: skip
+
+    def _write_ledger(self, write) -> None:
+        if self.entry is None:
+            return
+        try:
+            with connect(self.target) as connection:
+                write(connection)
+        except (MigrationError, DBAPIError) as exc:
+            get_run_logger().error(
+                "could not write ledger row %s: %s; it may still say 'running'",
+                self.entry.id,
+                describe(exc),
+            )
+
+
+def current_revision(run: Run) -> str | None:
+    """The database's revision, read on a fresh connection (the migrating one may be gone)."""
+    with connect(run.target) as connection:
+        return alembic_ops.current(connection)
+
+
+def refuse_if_moved(connection: Connection, checks: PreflightReport) -> None:
+    now = alembic_ops.current(connection)
+    connection.rollback()
+    if now != checks.current:
+        raise PreflightRefused(
+            f"the database moved from {checks.current or 'base'} to {now or 'base'} since the "
+            f"plan was made (someone else migrated it); start a new run to plan again"
+        )
