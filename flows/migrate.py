@@ -137,10 +137,15 @@ def _after_failed_upgrade(run: Run, reason: str) -> Outcome:
     reached = current_revision(run)
     if reached != start:
         return _undo(run, f"{reason} (after reaching {reached or 'base'})")
-    with run.timeline.step("check leftovers"):
-        leftovers = invalid_indexes(run.connection) - run.checks.invalid_indexes
-        if leftovers:
-            drop_invalid_indexes(run.connection, leftovers)
+    try:
+        with run.timeline.step("check leftovers"):
+            with connect(run.target) as connection:
+                leftovers = invalid_indexes(connection) - run.checks.invalid_indexes
+            if leftovers:
+                drop_invalid_indexes(run.target, leftovers)
+    except Exception as exc:  # the revision did not commit, but something may be left over
+        return Outcome(ledger.FAILED, f"{reason}; the database is at {start or 'base'}, but "
+                       f"checking for leftovers failed: {describe(exc)}")  # fmt: skip
     cleaned = f"; dropped the INVALID index(es) it left: {', '.join(sorted(leftovers))}" if (
         leftovers) else ""  # fmt: skip
     run.changing = False

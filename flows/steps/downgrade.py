@@ -7,6 +7,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection
 
 from flows import alembic_ops
+from flows.database import connect
 from flows.errors import DowngradeFailed, DowngradeLockTimeout, describe
 from flows.policy import LockPolicy
 from flows.session import (
@@ -16,6 +17,7 @@ from flows.session import (
     retry_on_lock_timeout,
     timeouts,
 )
+from flows.targets import Target
 
 
 @task(name="downgrade", cache_policy=NO_CACHE, retry_condition_fn=retry_on_lock_timeout)
@@ -45,16 +47,12 @@ def downgrade_to(connection: Connection, revision: str | None, policy: LockPolic
 
 
 @task(name="drop-invalid-indexes", cache_policy=NO_CACHE)
-def drop_invalid_indexes(connection: Connection, names: set[str]) -> list[str]:
+def drop_invalid_indexes(target: Target, names: set[str]) -> list[str]:
     """Drop indexes a failed concurrent build left INVALID (they slow every write)."""
-    end_transaction(connection)
-    previous = connection.get_isolation_level()
-    connection.execution_options(isolation_level="AUTOCOMMIT")
-    try:
+    with connect(target) as connection:
+        autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
         for name in sorted(names):
-            connection.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-    finally:
-        connection.execution_options(isolation_level=previous)
+            autocommit.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
     get_run_logger().info("dropped INVALID index(es) left by the failed revision: %s",
                           ", ".join(sorted(names)))  # fmt: skip
     return sorted(names)

@@ -112,6 +112,16 @@ def ensure_locked(connection: Connection, target: Target) -> None:
     """
     if connection.dialect.name != "postgresql":
         return
+    try:
+        _hold_again(connection, target)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        connection.rollback()  # clears the dead session; the next statement opens a new one
+        _hold_again(connection, target)
+
+
+def _hold_again(connection: Connection, target: Target) -> None:
     held = connection.scalar(
         text(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "

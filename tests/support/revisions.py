@@ -48,6 +48,28 @@ op.execute("SELECT no_such_column FROM workflows")""",
     "pass",
 )
 SLOW = ("""import time; time.sleep(3)""", "pass")
+# A new table whose foreign key points at an existing one, and an application it breaks, and a
+# downgrade that fails: only a restore can put this back.
+NEW_TABLE_THEN_STUCK = (
+    """op.create_table(
+    "labels",
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("workflow_id", sa.Integer(), sa.ForeignKey("workflows.id"), nullable=False),
+)
+op.execute("INSERT INTO labels (workflow_id) SELECT id FROM workflows")
+"""
+    + BREAK_APPLICATION[0],
+    """op.execute("SELECT no_such_column FROM workflows")""",
+)
+# PostgreSQL: a concurrent build that fails midway (duplicate statuses) leaves an INVALID index.
+CONCURRENT_INDEX = (
+    """with op.get_context().autocommit_block():
+    op.create_index("ix_workflows_name_created", "workflows", ["status"], unique=True,
+                    postgresql_concurrently=True)""",
+    """with op.get_context().autocommit_block():
+    op.drop_index("ix_workflows_name_created", table_name="workflows",
+                  postgresql_concurrently=True)""",
+)
 
 
 def add_revision(
