@@ -7,22 +7,24 @@ connection that holds the migration lock is the one that migrates.
 
 from __future__ import annotations
 
-import fcntl
-import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from logging.config import fileConfig
 from typing import Any
 
 from alembic import context
 from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, pool, text
+from sqlalchemy import Connection, Engine, pool
 from sqlalchemy.exc import DBAPIError
 
 from autopr.config import ConfigurationError, Settings
 from autopr.database import Base, make_engine
 from autopr.database.engine import describe_connection_error
-from autopr.database.schema import MIGRATION_LOCK_KEY, sqlite_lock_file
+from autopr.database.migration_lock import (
+    hold_lock_file,
+    release_advisory_lock,
+    try_advisory_lock,
+)
 
 config = context.config
 
@@ -152,49 +154,32 @@ def run_migrations_online() -> None:
 
 @contextmanager
 def _migration_lock(connection: Connection) -> Iterator[None]:
-    """Plain ``alembic`` takes the migration flows' lock too (SQLite: their lock file)."""
+    """Plain ``alembic`` takes the migration flows' lock too, and never waits for it."""
+    busy = CommandError(
+        "another migration holds this database's migration lock (a migrate flow or another "
+        "alembic run); wait for it to finish, then run this command again"
+    )
     if connection.dialect.name == "sqlite":
-        with _sqlite_lock_file(connection):
+        database = connection.engine.url.database
+        if not database or database == ":memory:":
+            yield
+            return
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(hold_lock_file(database))
+            except TimeoutError:
+                raise busy from None
             yield
         return
     if connection.dialect.name != "postgresql":
         yield
         return
-    taken = connection.scalar(
-        text("SELECT pg_try_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
-    )
-    connection.commit()
-    if not taken:
-        raise CommandError(
-            "another migration holds this database's migration lock (a migrate flow or another "
-            "alembic run); wait for it to finish, then run this command again"
-        )
+    if not try_advisory_lock(connection):
+        raise busy
     try:
         yield
     finally:
-        connection.rollback()
-        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        connection.commit()
-
-
-@contextmanager
-def _sqlite_lock_file(connection: Connection) -> Iterator[None]:
-    database = connection.engine.url.database
-    if not database or database == ":memory:":
-        yield
-        return
-    descriptor = os.open(sqlite_lock_file(database), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CommandError(
-                "another migration holds this database's migration lock file "
-                f"{sqlite_lock_file(database)}; wait for it to finish, then run this command again"
-            ) from None
-        yield
-    finally:
-        os.close(descriptor)
+        release_advisory_lock(connection)
 
 
 if context.is_offline_mode():

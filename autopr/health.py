@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from autopr.config import ConfigurationError, Settings, mask_url
+from autopr.config import ConfigurationError, Settings, get_settings, mask_url
 from autopr.database import make_engine
 from autopr.database.schema import (
     code_heads,
@@ -71,7 +71,7 @@ def _unavailable(body: dict[str, Any], reason: str, exc: Exception) -> dict[str,
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the health app for ``settings`` (default: read from the environment)."""
-    settings = settings or Settings.from_env()
+    settings = settings or get_settings()
     timeout = settings.health_timeout
     # The database's own limits sit above the response deadline: the caller sees the deadline,
     # and a worker thread stuck on a lock is still freed soon after.
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        settings = Settings.from_env()
+        settings = get_settings()
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -86,12 +86,6 @@ def pending(current_revision: str | None, target: str = "heads") -> list[Revisio
     return [_info(script) for script in reversed(list(revisions))]
 
 
-def between_for_downgrade(current_revision: str, target: str | None) -> list[RevisionInfo]:
-    """Each revision a downgrade from ``current_revision`` to ``target`` undoes, in order."""
-    revisions = script_directory().iterate_revisions(current_revision, target or "base")
-    return [_info(script) for script in revisions]
-
-
 def ancestors(revision: str | None) -> set[str]:
     """``revision`` and every revision below it."""
     if revision is None:
@@ -154,16 +148,6 @@ def render_sql(dialect: str, current_revision: str | None, target: str) -> str:
     span = f"{current_revision}:{target}" if current_revision else target
     with _ALEMBIC:
         command.upgrade(config, span, sql=True)
-    return buffer.getvalue()
-
-
-def render_downgrade_sql(dialect: str, current_revision: str, target: str | None) -> str:
-    """The SQL a downgrade from ``current_revision`` to ``target`` (``None``: base) runs."""
-    buffer = io.StringIO()
-    config = make_config(dialect=dialect)
-    config.output_buffer = buffer
-    with _ALEMBIC:
-        command.downgrade(config, f"{current_revision}:{target or 'base'}", sql=True)
     return buffer.getvalue()
 
 

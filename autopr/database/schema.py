@@ -15,14 +15,6 @@ from autopr.database.models import Base
 
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 ALEMBIC_CONFIG_ENV = "AUTOPR_ALEMBIC_CONFIG"
-# Session-level advisory lock taken by every migration (the flows and plain `alembic`), so two
-# migrations of one PostgreSQL database never interleave. The value spells "autopr-m".
-MIGRATION_LOCK_KEY = 0x6175746F70722D6D
-
-
-def sqlite_lock_file(database: str) -> Path:
-    """The file whose exclusive lock keeps two migrations of one SQLite database apart."""
-    return Path(f"{database}.migrate-lock")
 
 
 def alembic_ini() -> Path:

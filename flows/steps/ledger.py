@@ -141,12 +141,6 @@ def _write(connection: Connection, entry: Entry) -> None:
         entry.id = int(result.inserted_primary_key[0])
 
 
-def read(connection: Connection, row_id: int) -> dict[str, Any]:
-    row = connection.execute(select(ledger).where(ledger.c.id == row_id)).mappings().one()
-    connection.rollback()
-    return dict(row)
-
-
 def _aware(value: datetime) -> datetime:
     # SQLite hands timestamps back without their zone; we always write UTC.
     return value if value.tzinfo else value.replace(tzinfo=UTC)

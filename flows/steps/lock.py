@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
@@ -20,7 +18,12 @@ from prefect.concurrency.sync import concurrency
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
-from autopr.database.schema import MIGRATION_LOCK_KEY, sqlite_lock_file
+from autopr.database.migration_lock import (
+    MIGRATION_LOCK_KEY,
+    hold_lock_file,
+    release_advisory_lock,
+    try_advisory_lock,
+)
 from flows.errors import LockUnavailable
 from flows.targets import Target
 
@@ -76,13 +79,7 @@ def _advisory_lock(
     connection: Connection, target: Target, *, wait_seconds: float
 ) -> Iterator[None]:
     deadline = time.monotonic() + wait_seconds
-    while True:
-        taken = connection.scalar(
-            text("SELECT pg_try_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
-        )
-        connection.commit()
-        if taken:
-            break
+    while not try_advisory_lock(connection):
         if time.monotonic() >= deadline:
             holder = _advisory_lock_holder(connection)
             raise LockUnavailable(
@@ -95,10 +92,7 @@ def _advisory_lock(
     finally:
         # A dead session released its locks with it; never hide the real error behind this.
         with suppress(DBAPIError):
-            if connection.in_transaction():
-                connection.rollback()
-            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
-            connection.commit()
+            release_advisory_lock(connection)
 
 
 def ensure_locked(connection: Connection, target: Target) -> None:
@@ -130,13 +124,7 @@ def _hold_again(connection: Connection, target: Target) -> None:
         {"key": MIGRATION_LOCK_KEY},
     )
     connection.commit()
-    if held:
-        return
-    taken = connection.scalar(
-        text("SELECT pg_try_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
-    )
-    connection.commit()
-    if not taken:
+    if not held and not try_advisory_lock(connection):
         raise LockUnavailable(
             f"the migrating session of target {target.name!r} was lost, and another session "
             f"took the migration lock{_advisory_lock_holder(connection)}"
@@ -161,24 +149,11 @@ def _advisory_lock_holder(connection: Connection) -> str:
 
 @contextmanager
 def _lock_file(target: Target, *, wait_seconds: float) -> Iterator[None]:
-    path = sqlite_lock_file(target.url.database or "")
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    deadline = time.monotonic() + wait_seconds
     try:
-        while True:
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LockUnavailable(
-                        f"another process holds the migration lock file {path} of target "
-                        f"{target.name!r}; waited {wait_seconds:g} s"
-                    ) from None
-                time.sleep(0.2)
-        try:
+        with hold_lock_file(target.url.database or "", wait_seconds=wait_seconds):
             yield
-        finally:
-            fcntl.flock(descriptor, fcntl.LOCK_UN)
-    finally:
-        os.close(descriptor)
+    except TimeoutError as exc:
+        raise LockUnavailable(
+            f"another process holds the migration lock file {exc} of target {target.name!r}; "
+            f"waited {wait_seconds:g} s"
+        ) from None

@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import inspect, text
 
-from autopr.database.schema import MIGRATION_LOCK_KEY
+from autopr.database.migration_lock import MIGRATION_LOCK_KEY
 from flows.migrate import migrate
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, ledger_rows, schema
