@@ -1,0 +1,42 @@
+"""What the live database says about the tables a migration touches: sizes and column types."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, text
+
+from flows.lint.model import TableStats
+
+_SIZES = text(
+    "SELECT c.relname AS name, c.reltuples::bigint AS rows, pg_total_relation_size(c.oid) AS size "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY (current_schemas(false)) "
+    "AND c.relname = ANY (:names) "
+    "UNION ALL "
+    "SELECT i.relname, t.reltuples::bigint, pg_total_relation_size(t.oid) "
+    "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+    "JOIN pg_namespace n ON n.oid = i.relnamespace "
+    "WHERE n.nspname = ANY (current_schemas(false)) AND i.relname = ANY (:names)"
+)
+_COLUMNS = text(
+    "SELECT c.relname AS table_name, a.attname AS column_name, "
+    "format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a "
+    "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = ANY (current_schemas(false)) AND c.relname = ANY (:names) "
+    "AND a.attnum > 0 AND NOT a.attisdropped"
+)
+
+
+def table_stats(connection: Connection, names: set[str]) -> dict[str, TableStats]:
+    """Estimated rows (``pg_class.reltuples``; None if never analyzed) and total size.
+
+    An index name maps to the size of its table.
+    """
+    rows = connection.execute(_SIZES, {"names": sorted(names)}).all()
+    connection.rollback()
+    return {r.name: TableStats(None if r.rows < 0 else int(r.rows), int(r.size)) for r in rows}
+
+
+def column_types(connection: Connection, names: set[str]) -> dict[tuple[str, str], str]:
+    rows = connection.execute(_COLUMNS, {"names": sorted(names)}).all()
+    connection.rollback()
+    return {(r.table_name, r.column_name): r.type for r in rows}
