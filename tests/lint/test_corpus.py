@@ -1,0 +1,40 @@
+"""Each case in the corpus lints to the findings and level an expert would give it."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows import alembic_ops
+from flows.lint.lint import lint_sql
+from tests.lint.corpus import CASES, Case
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_corpus_case(case: Case) -> None:
+    report = lint_sql(case.sql, sizes=case.sizes, flow_sets_timeouts=case.timeouts)
+    ours = {finding.rule for finding in report.findings if finding.source == "autopr"}
+    assert ours == case.rules
+    assert report.level == case.level, [(f.rule, f.level) for f in report.findings]
+    main = max(report.statements, key=lambda s: len(s.tables))
+    if case.lock:
+        assert main.lock == case.lock
+    for flag in case.flags:
+        assert getattr(main, flag), flag
+
+
+def test_the_corpus_is_large_and_covers_every_level_and_lock() -> None:
+    assert len(CASES) >= 30
+    assert {case.level for case in CASES} == {"low", "medium", "high", "critical"}
+    assert {"SHARE", "SHARE ROW EXCLUSIVE", "SHARE UPDATE EXCLUSIVE", "ACCESS EXCLUSIVE",
+            "ROW EXCLUSIVE"} <= {case.lock for case in CASES}  # fmt: skip
+
+
+def test_the_history_lints_as_expected() -> None:
+    sql = alembic_ops.render_sql("postgresql", "8d2e4b7c9a05", "f19c7e25b0a3")
+    report = lint_sql(sql, flow_sets_timeouts=True)
+    rules = {(f.rule, f.level) for f in report.findings if f.source == "autopr"}
+    assert ("blocking-index", "medium") not in rules  # the CONCURRENTLY index blocks no writes
+    assert ("non-transactional", "low") in rules
+    assert ("unique-constraint-build", "high") in rules  # pull_requests, size unknown
+    concurrent = [s for s in report.statements if "CONCURRENTLY" in s.sql and "CREATE" in s.sql]
+    assert concurrent and concurrent[0].lock == "SHARE UPDATE EXCLUSIVE"
