@@ -22,6 +22,7 @@ from flows.steps.approval import await_approval, check_allowed, deadline_for
 from flows.steps.approval_text import ApprovalRequest
 from flows.steps.backup import take_backup
 from flows.steps.downgrade import downgrade_to, drop_invalid_indexes
+from flows.steps.lint import gate, lint_plan, risk_of
 from flows.steps.lock import database_lock, ensure_locked, run_lock
 from flows.steps.plan import plan_migration
 from flows.steps.preflight import preflight
@@ -85,9 +86,14 @@ def _locked(run: Run, revision: str, requested_by: str) -> Outcome:
     run.report.from_revision, run.report.to_revision = checks.current, checks.target_revision
     if checks.nothing_to_do:
         return Outcome(_NOTHING_TO_DO, f"target {target.name} is already at {checks.current}")
+    with run.timeline.step("lint"):
+        findings = lint_plan(target, checks)
+    gate(findings, policy.risk)
+    risk = risk_of(findings)
     with run.timeline.step("plan"):
-        plan = plan_migration(target, checks)
-    request = ApprovalRequest(target, plan, checks, requested_by, deadline_for(policy.approval))
+        plan = plan_migration(target, checks, risk)
+    request = ApprovalRequest(target, plan, checks, requested_by, deadline_for(policy.approval),
+                              risk)  # fmt: skip
     with run.timeline.step("approval"):
         approval = await_approval(request, policy.approval)
     run.report.approved_by, run.report.approval_reason = approval.approver, approval.reason

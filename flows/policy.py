@@ -105,7 +105,8 @@ class ApprovalPolicy(_Policy):
     )
 
     def needs_approval(self, risk: str | None) -> bool:
-        if self.required == "always":
+        """High and critical plans always need a person, whatever ``required`` says."""
+        if self.required == "always" or risk in ("high", "critical"):
             return True
         if self.required == "never":
             return False
@@ -114,10 +115,22 @@ class ApprovalPolicy(_Policy):
         )
 
 
+class RiskPolicy(_Policy):
+    """What the risk analysis may block."""
+
+    allow_critical: bool = Field(
+        False, description="Let a critical plan run (it still needs approval)."
+    )
+    override_reason: str = Field(
+        "", description="Required with allow_critical: why this critical change must run."
+    )
+
+
 class MigrationPolicy(_Policy):
     """Everything an operator may tune about a migration run; the defaults are the safe ones."""
 
     approval: ApprovalPolicy = ApprovalPolicy()
+    risk: RiskPolicy = RiskPolicy()
     lock: LockPolicy = LockPolicy()
     preflight: PreflightPolicy = PreflightPolicy()
     backup: BackupPolicy = BackupPolicy()

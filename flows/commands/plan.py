@@ -7,6 +7,7 @@ from prefect.logging import disable_run_logger
 from flows.policy import MigrationPolicy
 from flows.steps.approval import deadline_for
 from flows.steps.approval_text import ApprovalRequest, render
+from flows.steps.lint import lint_plan, risk_of
 from flows.steps.plan import build_plan
 from flows.steps.preflight import preflight
 from flows.targets import Target
@@ -19,6 +20,8 @@ def plan(target: Target, revision: str, *, policy: MigrationPolicy | None = None
         checks = preflight.fn(target, revision, policy)
     if checks.nothing_to_do:
         return f"target {target.name} is already at {checks.current}: nothing to do\n"
-    request = ApprovalRequest(target, build_plan(target, checks), checks, "",
-                              deadline_for(policy.approval))  # fmt: skip
+    with disable_run_logger():
+        risk = risk_of(lint_plan.fn(target, checks, artifact=False))
+    request = ApprovalRequest(target, build_plan(target, checks, risk), checks, "",
+                              deadline_for(policy.approval), risk)  # fmt: skip
     return render(request)

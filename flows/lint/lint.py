@@ -44,11 +44,16 @@ def lint_sql(
                 f"narrows {change.table}.{change.column} from {old} to {change.new_type}: values "
                 f"that do not fit fail the statement or are cut; {rule.what}", rule.suggestion,
             ))  # fmt: skip
+    notes: list[str] = []
     if squawk:
-        _merge_squawk(findings, statements, run_squawk(sql, flow_sets_timeouts=flow_sets_timeouts),
-                      sizes, created)  # fmt: skip
+        try:
+            violations = run_squawk(sql, flow_sets_timeouts=flow_sets_timeouts)
+        except (OSError, RuntimeError) as exc:
+            notes.append(f"squawk did not run ({exc}); these are our analyzer's findings only")
+        else:
+            _merge_squawk(findings, statements, violations, sizes, created)
     findings.sort(key=lambda f: (f.statement, f.rule))
-    return LintReport(statements, findings, sizes or {}, sizes is not None)
+    return LintReport(statements, findings, sizes or {}, sizes is not None, notes)
 
 
 def _tier(table: str | None, sizes: dict[str, TableStats] | None, created: set[str]) -> str:

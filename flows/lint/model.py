@@ -78,6 +78,7 @@ class LintReport:
     findings: list[Finding]
     sizes: dict[str, TableStats]
     sizes_known: bool
+    notes: list[str] = field(default_factory=list)
 
     @property
     def level(self) -> str:
@@ -93,4 +94,5 @@ class LintReport:
             "findings": [finding.to_json() for finding in self.findings],
             "statements": [asdict(statement) for statement in self.statements],
             "tables": {name: asdict(stats) for name, stats in self.sizes.items()},
+            "notes": self.notes,
         }

@@ -29,14 +29,34 @@ _COLUMNS = text(
 def table_stats(connection: Connection, names: set[str]) -> dict[str, TableStats]:
     """Estimated rows (``pg_class.reltuples``; None if never analyzed) and total size.
 
-    An index name maps to the size of its table.
+    An index name maps to the size of its table. SQLite has no estimates: its rows are counted.
     """
+    if connection.dialect.name == "sqlite":
+        return _sqlite_stats(connection, names)
     rows = connection.execute(_SIZES, {"names": sorted(names)}).all()
     connection.rollback()
     return {r.name: TableStats(None if r.rows < 0 else int(r.rows), int(r.size)) for r in rows}
 
 
+def _sqlite_stats(connection: Connection, names: set[str]) -> dict[str, TableStats]:
+    tables = {
+        row.name: row.tbl_name
+        for row in connection.execute(
+            text("SELECT name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index')")
+        )
+    }
+    stats = {}
+    for name in sorted(names & tables.keys()):
+        quoted = connection.dialect.identifier_preparer.quote(tables[name])
+        count = int(connection.scalar(text(f"SELECT count(*) FROM {quoted}")))
+        stats[name] = TableStats(count, 0)
+    connection.rollback()
+    return stats
+
+
 def column_types(connection: Connection, names: set[str]) -> dict[tuple[str, str], str]:
+    if connection.dialect.name == "sqlite":
+        return {}
     rows = connection.execute(_COLUMNS, {"names": sorted(names)}).all()
     connection.rollback()
     return {(r.table_name, r.column_name): r.type for r in rows}

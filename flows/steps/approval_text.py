@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from flows import alembic_ops
+from flows.risk import Risk
 from flows.steps.plan import Plan
 from flows.steps.preflight import PreflightReport
 from flows.steps.sql_layout import by_revision, layout
@@ -23,21 +24,13 @@ RESTORE_BYTES_PER_SECOND = 50 * 2**20
 
 
 @dataclass(frozen=True)
-class Risk:
-    """The risk assessment shown first; the lint step fills it in."""
-
-    level: str = "unknown"
-    summary: list[str] = field(default_factory=lambda: ["no risk analysis ran for this plan"])
-
-
-@dataclass(frozen=True)
 class ApprovalRequest:
     target: Target
     plan: Plan
     checks: PreflightReport
     requested_by: str
     deadline: datetime
-    risk: Risk = Risk()
+    risk: Risk = field(default_factory=Risk)
     window: str = "any time: the upgrade starts as soon as it is approved"
 
 

@@ -22,6 +22,7 @@ from autopr.database import make_engine
 from flows import alembic_ops
 from flows.alembic_ops import RevisionInfo
 from flows.errors import PreflightRefused, describe
+from flows.risk import Risk
 from flows.steps.preflight import PreflightReport
 from flows.targets import Target
 
@@ -42,19 +43,19 @@ class Plan:
         return {info.revision: info.sha256 for info in self.revisions}
 
 
-def build_plan(target: Target, checks: PreflightReport) -> Plan:
+def build_plan(target: Target, checks: PreflightReport, risk: Risk | None = None) -> Plan:
     """Render the SQL for exactly ``current:target`` and the plan's Markdown."""
     sql = _render(target, checks.current, checks.target_revision)
     return Plan(
         target.name, checks.current, checks.target_revision, checks.revisions, sql,
-        render_plan(target, checks, sql),
+        render_plan(target, checks, sql, risk),
     )  # fmt: skip
 
 
 @task(name="plan-migration", cache_policy=NO_CACHE)
-def plan_migration(target: Target, checks: PreflightReport) -> Plan:
+def plan_migration(target: Target, checks: PreflightReport, risk: Risk | None = None) -> Plan:
     """Render the SQL and write the plan artifact ``migration-plan-<target>``."""
-    plan = build_plan(target, checks)
+    plan = build_plan(target, checks, risk)
     create_markdown_artifact(
         markdown=plan.markdown,
         key=f"migration-plan-{target.name}",
@@ -109,10 +110,11 @@ def _render_on_scratch_copy(target: Target, goal: str) -> str:
     return "\n\n".join([header, *statements]) + "\n"
 
 
-def render_plan(target: Target, checks: PreflightReport, sql: str) -> str:
+def render_plan(target: Target, checks: PreflightReport, sql: str, risk: Risk | None = None) -> str:
     lines = [
         f"# Migration plan: {target.name}",
         "",
+        *(_risk_lines(risk) if risk else []),
         f"- **Database:** `{target.masked_url}` ({target.dialect})",
         f"- **From:** `{checks.current or 'base'}` **to:** `{checks.target_revision}` "
         f"({len(checks.revisions)} revision(s))",
@@ -145,6 +147,10 @@ def render_plan(target: Target, checks: PreflightReport, sql: str) -> str:
         ]
     lines += ["", "## SQL", "", "```sql", sql.strip(), "```", ""]
     return "\n".join(lines)
+
+
+def _risk_lines(risk: Risk) -> list[str]:
+    return [f"**Risk: {risk.level.upper()}**", "", *(f"- {line}" for line in risk.summary), ""]
 
 
 def _health_line(checks: PreflightReport) -> str:

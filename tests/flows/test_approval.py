@@ -44,7 +44,7 @@ def test_paused_run_shows_plan_and_form_and_refuses_invalid_input(prepared) -> N
     keys = keyset_from_paused_state(run.state)
     description = read_flow_run_input(keys["description"], flow_run_id=run.id)
     schema_ = read_flow_run_input(keys["schema"], flow_run_id=run.id)
-    assert description.startswith("**Risk: UNKNOWN**")
+    assert description.startswith("**Risk: LOW**")
     assert f"to `{GOAL}`" in description and "add workflows.priority" in description
     assert "ADD COLUMN priority" in description and "```sql" in description
     assert "default is **reject**" in description

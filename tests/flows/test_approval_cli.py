@@ -43,7 +43,7 @@ def test_pending_and_show_describe_the_waiting_run(paused, capsys) -> None:
         "(UTC)",
     ]
     (line,) = [row for row in table if run.name in row]
-    assert "app" in line and f"-> {GOAL}" in line and "unknown" in line
+    assert "app" in line and f"-> {GOAL}" in line and " low " in line
     assert main(["show", str(run.id)]) == 0
     assert "ADD COLUMN priority" in capsys.readouterr().out
 
@@ -82,6 +82,6 @@ def test_plan_prints_the_approval_text_and_changes_nothing(migration_target, his
     before = (revision_of(engine), checksums(engine), schema(engine))
     assert main(["plan", "--target", "app"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("**Risk: UNKNOWN**") and "ADD COLUMN priority" in out
+    assert out.startswith("**Risk: LOW**") and "ADD COLUMN priority" in out
     assert (revision_of(engine), checksums(engine), schema(engine)) == before
     assert not list(migration_target.backup_dir.glob("*.json"))

@@ -8,10 +8,10 @@ import httpx
 import pytest
 
 from flows.alembic_ops import heads
-from flows.migrate import migrate
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, ledger_rows, schema
 from tests.support.alembic_run import revision_of
+from tests.support.paused import migrate_approving
 from tests.support.prefect_api import run_artifacts, run_events
 from tests.support.revisions import (
     ADD_PRIORITY,
@@ -23,7 +23,7 @@ from tests.support.revisions import (
 
 
 def _run(revision: str = "head") -> object:
-    return migrate(target="app", revision=revision, policy=fast_policy(), return_state=True)
+    return migrate_approving(target="app", revision=revision, policy=fast_policy())
 
 
 def test_upgrade_succeeds_with_ledger_artifacts_and_events(migration_target, history) -> None:

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import inspect, text
 
 from autopr.database.migration_lock import MIGRATION_LOCK_KEY
-from flows.migrate import migrate
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, ledger_rows, schema
 from tests.support.alembic_run import alembic_cli, revision_of
+from tests.support.paused import migrate_approving
 from tests.support.revisions import (
     BREAK_APPLICATION,
     CONCURRENT_INDEX,
@@ -26,7 +26,7 @@ def test_restore_removes_a_new_table_that_references_an_old_one(migration_target
     start, before = revision_of(engine), checksums(engine)
     add_revision(history, "aaaa00000060", NEW_TABLE_THEN_STUCK)
 
-    state = migrate(target="app", policy=fast_policy(), return_state=True)
+    state = migrate_approving(target="app", policy=fast_policy())
 
     assert state.is_failed() and "restored backup" in state.message, state.message
     assert revision_of(engine) == start
@@ -65,7 +65,7 @@ def test_a_killed_migrating_session_is_replaced_and_the_downgrade_runs_locked(
 
     killer = threading.Thread(target=kill_the_lock_holder)
     killer.start()
-    state = migrate(target="app", policy=fast_policy(), return_state=True)
+    state = migrate_approving(target="app", policy=fast_policy())
     killer.join()
 
     assert killed, "the migrating session was never seen"
@@ -80,7 +80,7 @@ def test_a_failed_concurrent_index_build_leaves_no_invalid_index(migration_targe
     start, before = revision_of(engine), schema(engine)
     add_revision(history, "aaaa00000062", CONCURRENT_INDEX)
 
-    state = migrate(target="app", policy=fast_policy(), return_state=True)
+    state = migrate_approving(target="app", policy=fast_policy())
 
     assert state.is_failed()
     assert "dropped the INVALID index(es) it left: ix_workflows_name_created" in state.message

@@ -8,9 +8,9 @@ import pytest
 
 from autopr.config import Settings
 from autopr.health import create_app
-from flows.migrate import migrate
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, ledger_rows
+from tests.support.paused import migrate_approving
 from tests.support.prefect_api import run_artifacts, run_events, run_logs
 from tests.support.processes import ProcessWatch
 from tests.support.revisions import ADD_PRIORITY, FAILING_DOWNGRADE, add_revision
@@ -28,9 +28,9 @@ def test_password_appears_nowhere_in_a_run(migration_target, history, monkeypatc
     with serve(app) as base_url, ProcessWatch() as processes:
         monkeypatch.setenv("AUTOPR_DB_APP_HEALTH_URL", f"{base_url}/health")
         first = add_revision(history, "aaaa00000030", ADD_PRIORITY)
-        succeeded = migrate(target="app", policy=fast_policy(), return_state=True)
+        succeeded = migrate_approving(target="app", policy=fast_policy())
         add_revision(history, "aaaa00000031", FAILING_DOWNGRADE, down=first)
-        restored = migrate(target="app", policy=fast_policy(), return_state=True)
+        restored = migrate_approving(target="app", policy=fast_policy())
     app.state.engine.dispose()
     assert succeeded.is_completed() and restored.is_failed()
     assert "restored backup" in restored.message

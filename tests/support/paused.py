@@ -30,15 +30,24 @@ class BackgroundRun:
         """The run, once it is Paused (again)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with get_client(sync_client=True) as client:
-                runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))  # fmt: skip
-            for run in runs:
-                if run.parameters.get("requested_by") == self.requested_by:
-                    return run
+            run = self.paused_now()
+            if run is not None:
+                return run
             assert self._thread.is_alive(), f"the run ended without pausing: {self.state}"
             time.sleep(0.2)
         raise AssertionError("the run did not pause")
+
+    def paused_now(self) -> FlowRun | None:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))  # fmt: skip
+        return next(
+            (r for r in runs if r.parameters.get("requested_by") == self.requested_by), None
+        )
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
 
     def result(self, timeout: float = 120) -> Any:
         self._thread.join(timeout)
@@ -49,3 +58,18 @@ class BackgroundRun:
 def read_run(run_id) -> FlowRun:
     with get_client(sync_client=True) as client:
         return client.read_flow_run(run_id)
+
+
+def migrate_approving(*, approver: str = "test-approver", **kwargs: Any) -> Any:
+    """Run migrate, approving whenever it pauses (high-risk plans always ask); its final state."""
+    from prefect.flow_runs import resume_flow_run
+
+    background = BackgroundRun(**kwargs)
+    deadline = time.monotonic() + 120
+    while background.running and time.monotonic() < deadline:
+        run = background.paused_now()
+        if run is not None:
+            resume_flow_run(run.id, run_input={"decision": "approve", "approver": approver,
+                                               "reason": "approved by the test"})  # fmt: skip
+        time.sleep(0.2)
+    return background.result()

@@ -1,0 +1,110 @@
+"""Lint the plan: the PostgreSQL SQL of exactly ``current:target``, sized against live tables.
+
+The risk level it finds leads the approval text, decides whether approval may be skipped, and
+blocks a ``critical`` plan unless the policy overrides it with a reason.
+"""
+
+from __future__ import annotations
+
+from alembic.util import CommandError
+from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows import alembic_ops
+from flows.database import connect
+from flows.errors import PreflightRefused
+from flows.lint.analyzer import LintError, analyze
+from flows.lint.lint import lint_sql
+from flows.lint.model import LintReport
+from flows.lint.stats import column_types, table_stats
+from flows.policy import RiskPolicy
+from flows.risk import Risk
+from flows.steps.preflight import PreflightReport
+from flows.targets import Target
+
+
+@task(name="lint", cache_policy=NO_CACHE)
+def lint_plan(
+    target: Target, checks: PreflightReport, *, artifact: bool = True
+) -> LintReport | None:
+    """Findings for the plan's PostgreSQL SQL, sized against the target's tables.
+
+    None when the SQL cannot be analyzed: the risk is then unknown (and needs approval).
+    """
+    try:
+        return _lint(target, checks, artifact=artifact)
+    except (LintError, CommandError) as exc:
+        get_run_logger().warning("lint could not analyze the plan: %s", exc)
+        return None
+
+
+def _lint(target: Target, checks: PreflightReport, *, artifact: bool) -> LintReport:
+    sql = alembic_ops.render_sql("postgresql", checks.current, checks.target_revision)
+    statements, _, _, _ = analyze(sql)
+    names = {table for statement in statements for table in statement.tables}
+    with connect(target) as connection:
+        sizes, columns = table_stats(connection, names), column_types(connection, names)
+    report = lint_sql(sql, sizes=sizes, columns=columns, flow_sets_timeouts=True)
+    if artifact:
+        create_table_artifact(
+            table=[_row(report, finding) for finding in report.findings]
+            or [{"level": "low", "finding": "no findings"}],
+            key=f"migration-lint-{target.name}",
+            description=f"risk {report.level}: {len(report.findings)} finding(s)",
+        )
+    get_run_logger().info(
+        "lint: risk %s, %d finding(s) in %d statement(s)%s",
+        report.level, len(report.findings), len(report.statements),
+        "" if report.sizes_known else " (table sizes unknown)",
+    )  # fmt: skip
+    return report
+
+
+def _row(report: LintReport, finding) -> dict:
+    statement = report.statements[finding.statement - 1]
+    return {
+        "statement": finding.statement,
+        "level": finding.level,
+        "rule": finding.rule,
+        "lock": statement.lock or "",
+        "tables": ", ".join(dict.fromkeys(statement.tables)),
+        "finding": finding.message,
+        "suggestion": finding.suggestion,
+        "sql": statement.summary,
+    }
+
+
+def risk_of(report: LintReport | None) -> Risk:
+    """The approval text's risk section: the level and the worst findings first."""
+    if report is None:
+        return Risk("unknown", ["the SQL could not be analyzed: read it before approving"])
+    if not report.findings:
+        return Risk("low", ["no findings: no blocking locks, rewrites or data loss"])
+    lines = [
+        f"**{f.level}** {f.rule} (statement {f.statement}): {f.message}"
+        for f in report.worst_findings(3)
+    ]
+    more = len(report.findings) - len(lines)
+    if more > 0:
+        lines.append(f"{more} more finding(s): see the artifact `migration-lint-...`")
+    if not report.sizes_known:
+        lines.append(
+            "table sizes unknown (not a PostgreSQL target): levels assume mid-sized tables"
+        )
+    return Risk(report.level, lines)
+
+
+def gate(report: LintReport | None, policy: RiskPolicy) -> None:
+    """Refuse a critical plan unless the policy overrides it with a reason."""
+    if report is None or report.level != "critical":
+        return
+    if policy.allow_critical and policy.override_reason.strip():
+        get_run_logger().warning("critical risk overridden: %s", policy.override_reason)
+        return
+    worst = report.worst_findings(1)[0]
+    raise PreflightRefused(
+        f"the plan's risk is critical ({worst.rule}: {worst.message}); rewrite the migration "
+        f"as {worst.suggestion} describes, or set policy.risk.allow_critical with an "
+        f"override_reason"
+    )
