@@ -1,0 +1,65 @@
+"""Against a real PostgreSQL table: the same change is riskier on a big table than an empty one."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.pool import NullPool
+
+from autopr.database import make_engine
+from flows.lint.analyzer import analyze
+from flows.lint.lint import lint_sql
+from flows.lint.stats import column_types, table_stats
+from tests.support.alembic_run import upgrade
+from tests.support.databases import create_database, drop_database
+
+ROWS = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def engine(postgresql_admin_url):
+    url = create_database(postgresql_admin_url)
+    engine = make_engine(url, poolclass=NullPool)
+    upgrade(engine, "head")
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO workflows (id, name, version) VALUES (1, 'w', 1)"))
+        connection.execute(text(
+            "INSERT INTO workflow_executions (workflow_id, status) "
+            f"SELECT 1, 'done' FROM generate_series(1, {ROWS})"))  # fmt: skip
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("ANALYZE")
+    yield engine
+    engine.dispose()
+    drop_database(postgresql_admin_url, url.database)
+
+
+def _lint(engine, sql: str):
+    statements, *_ = analyze(sql)
+    names = {t for s in statements for t in s.tables}
+    with engine.connect() as connection:
+        sizes, columns = table_stats(connection, names), column_types(connection, names)
+    return lint_sql(sql, sizes=sizes, columns=columns, flow_sets_timeouts=True)
+
+
+@pytest.mark.parametrize(
+    ("change", "big_level"),
+    [
+        ("CREATE INDEX ix_exec_status ON {table} (status)", "high"),
+        ("ALTER TABLE {table} ALTER COLUMN status TYPE text", "critical"),
+        ("ALTER TABLE {table} ALTER COLUMN status SET NOT NULL", "high"),
+    ],
+)
+def test_a_big_table_raises_the_level_and_names_its_size(engine, change, big_level) -> None:
+    big = _lint(engine, change.format(table="workflow_executions"))
+    assert big.level == big_level
+    assert any("~1,000,000 rows" in finding.message for finding in big.findings)
+    small = _lint(engine, change.format(table="repositories"))
+    assert small.level == "low"
+
+
+def test_narrowing_a_column_is_data_loss(engine) -> None:
+    report = _lint(engine, "ALTER TABLE workflow_executions ALTER COLUMN status TYPE varchar(5)")
+    narrowing = [f for f in report.findings if f.rule == "data-loss"]
+    assert narrowing and "from character varying(20) to varchar(5)" in narrowing[0].message
+    widening = _lint(engine, "ALTER TABLE workflow_executions ALTER COLUMN status TYPE varchar(50)")
+    assert not [f for f in widening.findings if f.rule == "data-loss"]
