@@ -27,6 +27,7 @@ from flows.steps.lock import database_lock, ensure_locked, run_lock
 from flows.steps.plan import plan_migration
 from flows.steps.preflight import preflight
 from flows.steps.probe import probe_health
+from flows.steps.rehearse import rehearse, require
 from flows.steps.report import Report, Timeline, write_report
 from flows.steps.restore import restore_backup
 from flows.steps.upgrade import apply_upgrade
@@ -89,7 +90,10 @@ def _locked(run: Run, revision: str, requested_by: str) -> Outcome:
     with run.timeline.step("lint"):
         findings = lint_plan(target, checks)
     gate(findings, policy.risk)
-    risk = risk_of(findings)
+    with run.timeline.step("rehearse"):
+        rehearsal = rehearse(target, checks, policy.rehearsal)
+    require(rehearsal, policy.rehearsal)
+    risk = risk_of(findings, rehearsal)
     with run.timeline.step("plan"):
         plan = plan_migration(target, checks, risk)
     request = ApprovalRequest(target, plan, checks, requested_by, deadline_for(policy.approval),

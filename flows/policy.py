@@ -115,6 +115,18 @@ class ApprovalPolicy(_Policy):
         )
 
 
+class RehearsalPolicy(_Policy):
+    """The dry run on a copy of the database before approval."""
+
+    enabled: bool = Field(True, description="Rehearse the plan on a scratch copy first.")
+    required: bool = Field(
+        False, description="Refuse the run when the rehearsal fails (or was skipped)."
+    )
+    skip_above_bytes: int = Field(
+        5 * 2**30, ge=0, description="Do not rehearse databases larger than this."
+    )
+
+
 class RiskPolicy(_Policy):
     """What the risk analysis may block."""
 
@@ -131,6 +143,7 @@ class MigrationPolicy(_Policy):
 
     approval: ApprovalPolicy = ApprovalPolicy()
     risk: RiskPolicy = RiskPolicy()
+    rehearsal: RehearsalPolicy = RehearsalPolicy()
     lock: LockPolicy = LockPolicy()
     preflight: PreflightPolicy = PreflightPolicy()
     backup: BackupPolicy = BackupPolicy()

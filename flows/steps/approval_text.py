@@ -42,6 +42,7 @@ def render(request: ApprovalRequest, *, refused: str | None = None) -> str:
     lines += [
         f"**Risk: {request.risk.level.upper()}**",
         "",
+        *([request.risk.rehearsal, ""] if request.risk.rehearsal else []),
         f"**Decision asked:** upgrade **{target.name}** from `{plan.current or 'base'}` to "
         f"`{plan.target_revision}` ({len(plan.revisions)} revision(s)). The form's default "
         f"is **reject**.",

@@ -16,11 +16,12 @@ from flows.database import connect
 from flows.errors import PreflightRefused
 from flows.lint.analyzer import LintError, analyze
 from flows.lint.lint import lint_sql
-from flows.lint.model import LintReport
+from flows.lint.model import LintReport, worst
 from flows.lint.stats import column_types, table_stats
 from flows.policy import RiskPolicy
 from flows.risk import Risk
 from flows.steps.preflight import PreflightReport
+from flows.steps.rehearse import Rehearsal
 from flows.targets import Target
 
 
@@ -75,24 +76,26 @@ def _row(report: LintReport, finding) -> dict:
     }
 
 
-def risk_of(report: LintReport | None) -> Risk:
-    """The approval text's risk section: the level and the worst findings first."""
+def risk_of(report: LintReport | None, rehearsal: Rehearsal | None = None) -> Risk:
+    """The approval text's risk section: the level, the rehearsal, the worst findings."""
     if report is None:
-        return Risk("unknown", ["the SQL could not be analyzed: read it before approving"])
-    if not report.findings:
-        return Risk("low", ["no findings: no blocking locks, rewrites or data loss"])
-    lines = [
-        f"**{f.level}** {f.rule} (statement {f.statement}): {f.message}"
-        for f in report.worst_findings(3)
-    ]
-    more = len(report.findings) - len(lines)
-    if more > 0:
-        lines.append(f"{more} more finding(s): see the artifact `migration-lint-...`")
-    if not report.sizes_known:
-        lines.append(
-            "table sizes unknown (not a PostgreSQL target): levels assume mid-sized tables"
-        )
-    return Risk(report.level, lines)
+        level, lines = "unknown", ["the SQL could not be analyzed: read it before approving"]
+    elif not report.findings:
+        level, lines = "low", ["no findings: no blocking locks, rewrites or data loss"]
+    else:
+        level = report.level
+        lines = [f"**{f.level}** {f.rule} (statement {f.statement}): {f.message}"
+                 for f in report.worst_findings(3)]  # fmt: skip
+        if len(report.findings) > len(lines):
+            lines.append(f"{len(report.findings) - len(lines)} more finding(s) in the lint "
+                         f"artifact")  # fmt: skip
+        lines += report.notes
+    if rehearsal is not None and level != "unknown":
+        if rehearsal.failed:
+            level = worst([level, "high"])
+        elif rehearsal.reversible is False:
+            level = worst([level, "medium"])
+    return Risk(level, lines, rehearsal.line() if rehearsal else None)
 
 
 def gate(report: LintReport | None, policy: RiskPolicy) -> None:

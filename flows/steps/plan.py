@@ -150,7 +150,9 @@ def render_plan(target: Target, checks: PreflightReport, sql: str, risk: Risk | 
 
 
 def _risk_lines(risk: Risk) -> list[str]:
-    return [f"**Risk: {risk.level.upper()}**", "", *(f"- {line}" for line in risk.summary), ""]
+    rehearsal = [f"- {risk.rehearsal}"] if risk.rehearsal else []
+    return [f"**Risk: {risk.level.upper()}**", "", *rehearsal,
+            *(f"- {line}" for line in risk.summary), ""]  # fmt: skip
 
 
 def _health_line(checks: PreflightReport) -> str:

@@ -16,7 +16,14 @@ from sqlalchemy.pool import NullPool
 from autopr.config import Settings
 from autopr.database import make_engine
 from autopr.health import create_app
-from flows.policy import ApprovalPolicy, LockPolicy, MigrationPolicy, PreflightPolicy, ProbePolicy
+from flows.policy import (
+    ApprovalPolicy,
+    LockPolicy,
+    MigrationPolicy,
+    PreflightPolicy,
+    ProbePolicy,
+    RehearsalPolicy,
+)
 from tests.support.alembic_run import PROJECT_ROOT
 from tests.support.servers import serve
 
@@ -42,7 +49,11 @@ class MigrationTarget:
 
 
 def fast_policy(
-    *, lock: dict | None = None, preflight: dict | None = None, approval: dict | None = None
+    *,
+    lock: dict | None = None,
+    preflight: dict | None = None,
+    approval: dict | None = None,
+    rehearsal: dict | None = None,
 ) -> MigrationPolicy:
     """Short waits, so a failing run fails in seconds; no approval unless asked for."""
     approval = {"required": "never", "poll_interval_seconds": 1, **(approval or {})}
@@ -51,6 +62,7 @@ def fast_policy(
         approval=ApprovalPolicy(**approval),
         lock=LockPolicy(**{"wait_seconds": 30, "lock_timeout_seconds": 2, **(lock or {})}),
         preflight=PreflightPolicy(**{"connect_timeout_seconds": 5, **(preflight or {})}),
+        rehearsal=RehearsalPolicy(**(rehearsal or {"enabled": False})),
         probe=ProbePolicy(**probe, request_timeout_seconds=2),
     )
 
