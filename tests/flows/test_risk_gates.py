@@ -1,0 +1,70 @@
+"""The risk level gates the run: critical is blocked, high always needs a person."""
+
+from __future__ import annotations
+
+import pytest
+from prefect.flow_runs import resume_flow_run
+from sqlalchemy import text
+
+from flows.migrate import migrate
+from flows.policy import RiskPolicy
+from tests.flows.conftest import fast_policy
+from tests.flows.helpers import at_head_with_rows, checksums, schema
+from tests.support.alembic_run import revision_of
+from tests.support.paused import BackgroundRun
+from tests.support.prefect_api import run_artifacts
+from tests.support.revisions import BREAK_APPLICATION, add_revision
+
+RETYPE = ('op.alter_column("workflow_executions", "status", type_=sa.Text())',
+          'op.alter_column("workflow_executions", "status", type_=sa.String(20))')  # fmt: skip
+
+
+def _reject(background: BackgroundRun) -> object:
+    run = background.paused()
+    resume_flow_run(run.id, run_input={"decision": "reject", "approver": "ops", "reason": "t"})
+    return background.result()
+
+
+def test_high_risk_needs_a_person_even_when_the_policy_says_never(migration_target, history):
+    engine = at_head_with_rows(migration_target.engine())
+    add_revision(history, "aaaa00000080", BREAK_APPLICATION)
+    background = BackgroundRun(target="app", policy=fast_policy(approval={"required": "never"}))
+    state = _reject(background)
+    assert state.is_failed() and "rejected by ops" in state.message
+    assert revision_of(engine) != "aaaa00000080"
+
+
+@pytest.fixture
+def big_table(migration_target):
+    engine = at_head_with_rows(migration_target.engine())
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO workflow_executions (id, workflow_id, status) "
+            "SELECT g, 1, 'done' FROM generate_series(1000, 1000999) g"))  # fmt: skip
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("ANALYZE workflow_executions")
+    return engine
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_critical_risk_is_blocked_without_an_override(big_table, history) -> None:
+    before = (revision_of(big_table), schema(big_table))
+    add_revision(history, "aaaa00000081", RETYPE)
+    state = migrate(target="app", policy=fast_policy(), return_state=True)
+    assert state.is_failed()
+    assert "risk is critical (table-rewrite" in state.message and "allow_critical" in state.message
+    assert "workflow_executions: ~1,000,040 rows" in state.message
+    assert (revision_of(big_table), schema(big_table)) == before
+    lint = run_artifacts(state.state_details.flow_run_id)["migration-lint-app"]
+    assert "table-rewrite" in lint and "critical" in lint
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_override_with_a_reason_lets_a_critical_plan_ask_for_approval(big_table, history):
+    before = checksums(big_table)
+    add_revision(history, "aaaa00000082", RETYPE)
+    override = RiskPolicy(allow_critical=True, override_reason="INC-42: the column must grow")
+    policy = fast_policy(approval={"required": "never"}).model_copy(update={"risk": override})
+    state = _reject(BackgroundRun(target="app", policy=policy))
+    assert state.is_failed() and "rejected by ops" in state.message
+    assert checksums(big_table) == before
