@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+from sqlalchemy import make_url
 
 from flows.commands import approvals, resolve, status
+from flows.commands import lint as linting
 from flows.commands import plan as planning
+from flows.commands import verify as verifying
 from flows.errors import MigrationError
 from flows.targets import default_target_name, resolve_target
 
@@ -66,6 +72,32 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lint(args: argparse.Namespace) -> int:
+    """Lint revisions (or any PostgreSQL SQL) offline; the exit code is the risk level."""
+    from flows.lint.analyzer import LintError
+
+    try:
+        if args.sql:
+            sql = sys.stdin.read() if args.sql == "-" else Path(args.sql).read_text()
+            report = linting.lint_text(sql, assume_lock_timeout=args.assume_lock_timeout)
+        else:
+            report = linting.lint_revisions(args.start, args.end)
+    except (LintError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return linting.EXIT_NOT_SQL
+    print(linting.render(report, args.format))
+    return linting.exit_code(report)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    """Check the schema history: one head, up/down/up on a throwaway database, no drift."""
+    server = make_url(args.server) if args.server else None
+    results = verifying.verify(server)
+    for name, passed, detail in results:
+        print(f"{'ok    ' if passed else 'FAILED'} {name}: {detail}")
+    return 0 if all(passed for _, passed, _ in results) and len(results) == 3 else 1
+
+
 def _add(
     commands: argparse._SubParsersAction,
     name: str,
@@ -88,8 +120,16 @@ def _answer(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reason", default="", help="why: a ticket, a change request, a note")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 64 (EX_USAGE): 1-3 belong to lint's risk levels."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(64, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="autopr-migrate", description="Safe, orchestrated migrations for AutoPR Engine."
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -103,6 +143,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add(commands, "show", _show, target=False).add_argument("run", help="id or name")
     _answer(_add(commands, "approve", _approve, target=False))
     _answer(_add(commands, "reject", _reject, target=False))
+    linter = _add(commands, "lint", _lint, target=False)
+    linter.add_argument("--from", dest="start", help="lint from this revision (default: base)")
+    linter.add_argument("--to", dest="end", default="heads", help="to this revision (heads)")
+    linter.add_argument("--sql", help="lint this PostgreSQL SQL file instead ('-': stdin)")
+    linter.add_argument("--assume-lock-timeout", action="store_true",
+                        help="with --sql: a lock_timeout is set by whoever runs it")  # fmt: skip
+    linter.add_argument("--format", choices=["text", "json"], default="text")
+    verifier = _add(commands, "verify", _verify, target=False)
+    verifier.add_argument(
+        "--server",
+        help="a PostgreSQL URL (.../postgres) to create the throwaway database on; default: a "
+        "temporary SQLite file",
+    )
     return parser
 
 

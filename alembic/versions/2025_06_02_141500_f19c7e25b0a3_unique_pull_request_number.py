@@ -1,9 +1,9 @@
 """unique pull request number per repository
 
 Purpose: a pull request's number is unique within its repository; webhooks upsert on it.
-Locks: PostgreSQL builds the unique index while holding a SHARE lock on pull_requests (writes
-wait for the build; reads go on). SQLite recreates the table (batch mode). The upgrade fails,
-changing nothing, if duplicates exist: remove them first.
+Locks: PostgreSQL builds the unique index under ACCESS EXCLUSIVE on pull_requests (reads and
+writes wait for the build; lint reports it). SQLite recreates the table (batch mode). The
+upgrade fails, changing nothing, if duplicates exist: remove them first.
 Downgrade: drops the constraint; no data is lost.
 
 Revision ID: f19c7e25b0a3
