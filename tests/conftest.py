@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import URL, make_url
 
+from tests.support.alembic_run import PROJECT_ROOT
 from tests.support.databases import (
     admin_url_from_env,
     check_postgresql_answers,
@@ -60,3 +63,15 @@ def sqlite_url(tmp_path: os.PathLike[str]) -> URL:
 def database_url(request: pytest.FixtureRequest) -> URL:
     """An empty database of each kind: a ``tmp_path`` SQLite file, a fresh PostgreSQL database."""
     return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A copy of the schema history that a test may extend with revisions of its own."""
+    root = tmp_path / "history"
+    shutil.copytree(
+        PROJECT_ROOT / "alembic", root / "alembic", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copy(PROJECT_ROOT / "alembic.ini", root / "alembic.ini")
+    monkeypatch.setenv("AUTOPR_ALEMBIC_CONFIG", str(root / "alembic.ini"))
+    return root / "alembic" / "versions"

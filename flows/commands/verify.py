@@ -74,12 +74,12 @@ def _round_trip(connection: Connection) -> str:
     history = [info.revision for info in alembic_ops.pending(None)]
     for revision in history:
         alembic_ops.upgrade(connection, revision)
-        previous = alembic_ops.current(connection)
         alembic_ops.downgrade(connection, _below(history, revision))
         alembic_ops.upgrade(connection, revision)
-        if alembic_ops.current(connection) != previous:
+        reached = alembic_ops.current(connection)
+        connection.rollback()  # Alembic must find no transaction open (CONCURRENTLY needs none)
+        if reached != revision:
             raise RuntimeError(f"{revision} did not come back after its downgrade")
-    connection.rollback()
     return f"{len(history)} revisions"
 
 

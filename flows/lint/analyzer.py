@@ -354,3 +354,5 @@ _HANDLERS = {
     "VariableSetStmt": _set,
     "TransactionStmt": _transaction,
 }
+
+ANALYZED_KINDS = frozenset(_HANDLERS)

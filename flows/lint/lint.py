@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flows.lint.analyzer import analyze
+from flows.lint.analyzer import ANALYZED_KINDS, analyze
 from flows.lint.model import Finding, LintReport, Statement, TableStats
 from flows.lint.rules import RULES
 from flows.lint.squawk import OWN_LEVELS, SAME_AS_OURS, SquawkViolation, run_squawk
@@ -77,7 +77,9 @@ def _merge_squawk(
                 finding.also.append(f"squawk:{violation.rule}")
             continue
         table = statement.tables[0] if statement.tables else None
-        if ours:
+        if ours and statement.kind in ANALYZED_KINDS:
+            level = "low"  # our analyzer reads this statement and found no such problem
+        elif ours:
             level = RULES[ours[0]].level(_tier(table, sizes, created))
         else:
             level = OWN_LEVELS.get(violation.rule, "low")

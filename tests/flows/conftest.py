@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,6 @@ from flows.policy import (
     ProbePolicy,
     RehearsalPolicy,
 )
-from tests.support.alembic_run import PROJECT_ROOT
 from tests.support.servers import serve
 
 
@@ -80,15 +78,3 @@ def migration_target(
         monkeypatch.setenv("AUTOPR_DB_APP_BACKUP_DIR", str(target.backup_dir))
         yield target
     app.state.engine.dispose()
-
-
-@pytest.fixture
-def history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A copy of the schema history that a test may extend with revisions of its own."""
-    root = tmp_path / "history"
-    shutil.copytree(
-        PROJECT_ROOT / "alembic", root / "alembic", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    shutil.copy(PROJECT_ROOT / "alembic.ini", root / "alembic.ini")
-    monkeypatch.setenv("AUTOPR_ALEMBIC_CONFIG", str(root / "alembic.ini"))
-    return root / "alembic" / "versions"

@@ -1,0 +1,69 @@
+"""``autopr-migrate lint`` and ``verify`` as a CI job runs them: a process, an exit code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.alembic_run import PROJECT_ROOT
+from tests.support.revisions import ADD_PRIORITY, add_revision
+
+CLI = Path(sys.executable).with_name("autopr-migrate")
+
+
+def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(CLI), *args], input=stdin, capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, timeout=120)  # fmt: skip
+
+
+def test_lint_of_revisions_exits_with_the_level() -> None:
+    result = _cli("lint", "--from", "e5c8f2a1d934")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "unique-constraint-build" in result.stdout and "risk: HIGH" in result.stdout
+    quiet = _cli("lint", "--from", "3c1f0e8a2b71", "--to", "8d2e4b7c9a05")
+    assert quiet.returncode == 0 and "risk: LOW" in quiet.stdout
+
+
+@pytest.mark.parametrize(("sql", "code", "level"), [
+    ("CREATE INDEX CONCURRENTLY ix ON t (a);", 0, "low"),
+    ("SET lock_timeout = '2s'; CREATE INDEX ix ON t (a);", 1, "medium"),
+    ("ALTER TABLE t RENAME COLUMN a TO b;", 2, "high"),
+])  # fmt: skip
+def test_lint_of_sql_from_stdin_prints_json_for_machines(sql: str, code: int, level: str):
+    result = _cli("lint", "--sql", "-", "--format", "json", stdin=sql)
+    assert result.returncode == code, result.stderr
+    report = json.loads(result.stdout)
+    assert report["level"] == level
+    assert all({"statement", "rule", "level", "message", "suggestion"} <= f.keys()
+               for f in report["findings"])  # fmt: skip
+
+
+def test_lint_of_a_file_and_of_something_that_is_not_sql(tmp_path: Path) -> None:
+    migration = tmp_path / "0042.sql"
+    migration.write_text("ALTER TABLE users DROP COLUMN email;\n")
+    result = _cli("lint", "--sql", str(migration))
+    assert result.returncode == 2 and "data-loss" in result.stdout
+    broken = _cli("lint", "--sql", "-", stdin="ALTER TABEL users;")
+    assert broken.returncode == 65 and "not PostgreSQL SQL" in broken.stderr
+    assert _cli("lint", "--bogus").returncode == 64
+
+
+def test_verify_passes_on_the_history(postgresql_admin_url) -> None:
+    for args in ([], ["--server", postgresql_admin_url.render_as_string(hide_password=False)]):
+        result = _cli("verify", *args)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.count("ok ") == 3
+
+
+def test_verify_fails_on_two_heads_and_on_drift(history, monkeypatch) -> None:
+    add_revision(history, "aaaa00000090", ADD_PRIORITY)  # a column the models do not have
+    drift = _cli("verify")
+    assert drift.returncode == 1
+    assert "FAILED models match the database at head" in drift.stdout
+    add_revision(history, "aaaa00000091", ("pass", "pass"), down="6a0d3f9b2c48")
+    heads = _cli("verify")
+    assert heads.returncode == 1 and "FAILED single head" in heads.stdout
