@@ -6,6 +6,7 @@
      |    +-- DatabaseUnreachable
      |    +-- UnfinishedRun
      +-- LockUnavailable         another run holds the target's migration lock
+     +-- OutsideMigrationWindow  no window fits the upgrade within the wait limit
      +-- ApprovalRejected
      +-- ApprovalExpired         nobody decided before the deadline
      +-- BackupFailed
@@ -54,6 +55,10 @@ class LockUnavailable(MigrationError):
     """Another run holds the target's migration lock, and waiting for it timed out."""
 
     exit_code = 4
+
+
+class OutsideMigrationWindow(MigrationError):
+    """No migration window fits the upgrade within the policy's wait limit; nothing changed."""
 
 
 class ApprovalRejected(MigrationError):

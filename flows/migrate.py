@@ -31,6 +31,9 @@ from flows.steps.rehearse import rehearse, require
 from flows.steps.report import Report, Timeline, write_report
 from flows.steps.restore import restore_backup
 from flows.steps.upgrade import apply_upgrade
+from flows.steps.window import check_allowed as check_window_allowed
+from flows.steps.window import describe as describe_windows
+from flows.steps.window import needed_time, wait_for_window
 from flows.targets import default_target_name, resolve_target
 
 _EVENTS = {
@@ -65,6 +68,7 @@ def migrate(
     policy = policy or MigrationPolicy()
     resolved = resolve_target(target or default_target_name())
     check_allowed(resolved, policy.approval)
+    check_window_allowed(resolved, policy.window)
     run = Run(resolved, policy, Report(resolved.name, resolved.masked_url, ledger.FAILED, "",
                                        to_revision=revision), Timeline())  # fmt: skip
     try:
@@ -97,10 +101,13 @@ def _locked(run: Run, revision: str, requested_by: str) -> Outcome:
     with run.timeline.step("plan"):
         plan = plan_migration(target, checks, risk)
     request = ApprovalRequest(target, plan, checks, requested_by, deadline_for(policy.approval),
-                              risk)  # fmt: skip
+                              risk, describe_windows(policy.window))  # fmt: skip
     with run.timeline.step("approval"):
         approval = await_approval(request, policy.approval)
     run.report.approved_by, run.report.approval_reason = approval.approver, approval.reason
+    needed = needed_time(policy.window, rehearsal.upgrade_seconds, checks.database_bytes)
+    with run.timeline.step("window"):
+        wait_for_window(target, policy.window, needed)
     with (
         connect(target, connect_timeout=policy.preflight.connect_timeout_seconds) as connection,
         database_lock(connection, target, wait_seconds=policy.lock.wait_seconds),

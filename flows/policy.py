@@ -6,9 +6,11 @@ Secrets never appear here: parameters are visible to everyone who can see the ru
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Policy(BaseModel):
@@ -115,6 +117,53 @@ class ApprovalPolicy(_Policy):
         )
 
 
+class MigrationWindow(_Policy):
+    """A recurring time when upgrades may start: a cron start, a time zone and a length."""
+
+    cron: str = Field(..., description="When the window opens, e.g. '0 2 * * SAT'.")
+    timezone: str = Field("UTC", description="IANA time zone of the cron, e.g. Europe/Berlin.")
+    duration_minutes: int = Field(..., gt=0, le=7 * 24 * 60, description="How long it stays open.")
+    name: str = Field("", description="What operators call it.")
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from cronsim import CronSim, CronSimError
+
+        try:
+            CronSim(value, datetime(2026, 1, 1, tzinfo=UTC))
+        except CronSimError as exc:
+            raise ValueError(f"not a cron expression: {exc}") from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class WindowPolicy(_Policy):
+    """When the upgrade may start; planning and approval may happen at any time."""
+
+    windows: list[MigrationWindow] = Field(
+        default_factory=list,
+        description="None: any time (refused for production targets).",
+    )
+    wait_limit_hours: float = Field(
+        168, gt=0, le=24 * 60, description="Fail, changing nothing, if no window fits sooner."
+    )
+    safety_factor: float = Field(
+        2.0, ge=1, le=20, description="The rehearsed duration times this must fit the window."
+    )
+    minimum_minutes: float = Field(
+        5, ge=0, description="The least time left in a window for an upgrade to start."
+    )
+
+
 class RehearsalPolicy(_Policy):
     """The dry run on a copy of the database before approval."""
 
@@ -144,6 +193,7 @@ class MigrationPolicy(_Policy):
     approval: ApprovalPolicy = ApprovalPolicy()
     risk: RiskPolicy = RiskPolicy()
     rehearsal: RehearsalPolicy = RehearsalPolicy()
+    window: WindowPolicy = WindowPolicy()
     lock: LockPolicy = LockPolicy()
     preflight: PreflightPolicy = PreflightPolicy()
     backup: BackupPolicy = BackupPolicy()
