@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import NoReturn
 
@@ -13,6 +14,7 @@ from sqlalchemy import make_url
 from flows.commands import approvals, resolve, status
 from flows.commands import lint as linting
 from flows.commands import plan as planning
+from flows.commands import setup as setting_up
 from flows.commands import verify as verifying
 from flows.errors import MigrationError
 from flows.targets import default_target_name, resolve_target
@@ -98,6 +100,14 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if all(passed for _, passed, _ in results) and len(results) == 3 else 1
 
 
+def _setup(args: argparse.Namespace) -> int:
+    """Create the work pool, concurrency limits, alert blocks and automations (idempotent)."""
+    targets = setting_up.targets_to_set_up(args.targets or [])
+    lines = setting_up.setup(targets, paused_alert=timedelta(seconds=args.paused_alert_seconds))
+    print("\n".join(lines))
+    return 0
+
+
 def _add(
     commands: argparse._SubParsersAction,
     name: str,
@@ -150,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     linter.add_argument("--assume-lock-timeout", action="store_true",
                         help="with --sql: a lock_timeout is set by whoever runs it")  # fmt: skip
     linter.add_argument("--format", choices=["text", "json"], default="text")
+    setter = _add(commands, "setup", _setup, target=False)
+    setter.add_argument("--target", dest="targets", action="append",
+                        help="a target to create a lock for (repeat; default: every "
+                        "AUTOPR_DB_<NAME>_URL in the environment)")  # fmt: skip
+    setter.add_argument("--paused-alert-seconds", type=float, default=1800,
+                        help="alert when a run waits for approval longer than this")  # fmt: skip
     verifier = _add(commands, "verify", _verify, target=False)
     verifier.add_argument(
         "--server",
