@@ -7,7 +7,11 @@ PIP_QUIET := --quiet --disable-pip-version-check
 
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install test lint format constraints clean demo
+# The local Prefect stack: `make server`, then `make setup deploy worker` in other terminals.
+PREFECT_PORT ?= 4200
+PREFECT_API_URL ?= http://127.0.0.1:$(PREFECT_PORT)/api
+
+.PHONY: install test lint format constraints clean demo server worker deploy setup
 
 install: $(VENV)/.installed
 
@@ -43,3 +47,21 @@ clean:
 
 demo: install
 	$(BIN)/python demo/run.py
+
+# The port goes through the environment: `prefect server start --port` alone leaves the UI
+# talking to 4200.
+server: install
+	PREFECT_SERVER_API_HOST=127.0.0.1 PREFECT_SERVER_API_PORT=$(PREFECT_PORT) \
+	PREFECT_UI_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api \
+	$(BIN)/prefect server start --analytics-off
+
+setup: install
+	PREFECT_API_URL=$(PREFECT_API_URL) $(BIN)/autopr-migrate setup
+
+deploy: install
+	AUTOPR_MIGRATIONS_HOME=$(CURDIR) PREFECT_API_URL=$(PREFECT_API_URL) \
+	$(BIN)/prefect --no-prompt deploy --all
+
+worker: install
+	AUTOPR_MIGRATIONS_HOME=$(CURDIR) PREFECT_API_URL=$(PREFECT_API_URL) \
+	$(BIN)/prefect worker start --pool migrations --type process

@@ -82,7 +82,7 @@ def bench_sqlite(repeat: int) -> None:
     from flows.policy import ApprovalPolicy, MigrationPolicy
     from tests.support.servers import serve
 
-    NO_APPROVAL = MigrationPolicy(approval=ApprovalPolicy(required="never"))
+    NO_APPROVAL = MigrationPolicy(approval=ApprovalPolicy(mode="never"))
 
     work = Path(tempfile.mkdtemp(prefix="autopr-bench-"))
     template = work / "template.db"

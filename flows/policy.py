@@ -88,12 +88,12 @@ RISK_ORDER: tuple[str, ...] = ("low", "medium", "high", "critical")
 class ApprovalPolicy(_Policy):
     """Who must sign off a migration, and how long the run waits for them."""
 
-    required: Literal["always", "risky", "never"] = Field(
+    mode: Literal["always", "risky", "never"] = Field(
         "always",
         description="always; risky (at or above risk_threshold, or when the risk is unknown); "
         "never (refused for production targets).",
     )
-    risk_threshold: RiskLevel = Field("medium", description="With required=risky.")
+    risk_threshold: RiskLevel = Field("medium", description="With mode=risky.")
     approvers: list[str] = Field(
         default_factory=list,
         description="Who may approve (case-insensitive); empty means anyone but the requester.",
@@ -107,10 +107,10 @@ class ApprovalPolicy(_Policy):
     )
 
     def needs_approval(self, risk: str | None) -> bool:
-        """High and critical plans always need a person, whatever ``required`` says."""
-        if self.required == "always" or risk in ("high", "critical"):
+        """High and critical plans always need a person, whatever ``mode`` says."""
+        if self.mode == "always" or risk in ("high", "critical"):
             return True
-        if self.required == "never":
+        if self.mode == "never":
             return False
         return risk not in RISK_ORDER or RISK_ORDER.index(risk) >= RISK_ORDER.index(
             self.risk_threshold
@@ -168,7 +168,7 @@ class RehearsalPolicy(_Policy):
     """The dry run on a copy of the database before approval."""
 
     enabled: bool = Field(True, description="Rehearse the plan on a scratch copy first.")
-    required: bool = Field(
+    must_succeed: bool = Field(
         False, description="Refuse the run when the rehearsal fails (or was skipped)."
     )
     skip_above_bytes: int = Field(

@@ -60,9 +60,9 @@ class Approval:
 
 def check_allowed(target: Target, policy: ApprovalPolicy) -> None:
     """Production targets always need a person's approval."""
-    if policy.required == "never" and target.production:
+    if policy.mode == "never" and target.production:
         raise ConfigurationError(
-            f"target {target.name!r} is production: policy.approval.required=never is not "
+            f"target {target.name!r} is production: policy.approval.mode=never is not "
             f"allowed there; use always or risky"
         )
 
@@ -94,8 +94,8 @@ def await_approval(request: ApprovalRequest, policy: ApprovalPolicy) -> Approval
     logger = get_run_logger()
     target, plan = request.target, request.plan
     if not policy.needs_approval(request.risk.level):
-        logger.info("no approval needed: policy %s, risk %s", policy.required, request.risk.level)
-        return Approval("policy", f"approval.required={policy.required}", by_policy=True)
+        logger.info("no approval needed: policy %s, risk %s", policy.mode, request.risk.level)
+        return Approval("policy", f"approval.mode={policy.mode}", by_policy=True)
     run_id: UUID = flow_run.id
     how = resume_instructions(run_id, flow_run.name)
     create_flow_run_input(REQUEST_KEY, {

@@ -183,8 +183,8 @@ def _autocommit(target: Target, statement: str) -> None:
 
 
 def require(rehearsal: Rehearsal, policy: RehearsalPolicy) -> None:
-    """With ``policy.required``, a failed or skipped rehearsal stops the run before approval."""
-    if policy.required and (rehearsal.failed or rehearsal.skipped):
+    """With ``must_succeed``, a failed or skipped rehearsal stops the run before approval."""
+    if policy.must_succeed and (rehearsal.failed or rehearsal.skipped):
         raise PreflightRefused(
             f"the policy requires a successful rehearsal, and this one did not happen or "
             f"failed: {rehearsal.failed or rehearsal.skipped}"

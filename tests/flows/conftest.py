@@ -54,7 +54,7 @@ def fast_policy(
     rehearsal: dict | None = None,
 ) -> MigrationPolicy:
     """Short waits, so a failing run fails in seconds; no approval unless asked for."""
-    approval = {"required": "never", "poll_interval_seconds": 1, **(approval or {})}
+    approval = {"mode": "never", "poll_interval_seconds": 1, **(approval or {})}
     probe = {"consecutive_successes": 2, "interval_seconds": 0.2, "deadline_seconds": 2.5}
     return MigrationPolicy(
         approval=ApprovalPolicy(**approval),

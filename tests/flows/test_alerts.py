@@ -82,7 +82,7 @@ def test_a_run_waiting_for_approval_too_long_pages(alerts, migration_target, his
     _, received = alerts
     at_head_with_rows(migration_target.engine())
     add_revision(history, "aaaa000000b1", ADD_PRIORITY)
-    background = BackgroundRun(target="app", policy=fast_policy(approval={"required": "always"}))
+    background = BackgroundRun(target="app", policy=fast_policy(approval={"mode": "always"}))
     run = background.paused()
     body = received.wait_for(lambda b: b.get("alert") == "autopr: approval waiting too long",
                              timeout=PAUSED_ALERT_SECONDS + 40)  # fmt: skip

@@ -29,7 +29,7 @@ def prepared(migration_target, history):
 
 
 def _start(**approval) -> BackgroundRun:
-    policy = fast_policy(approval={"required": "always", "timeout_seconds": 60, **approval})
+    policy = fast_policy(approval={"mode": "always", "timeout_seconds": 60, **approval})
     return BackgroundRun(target="app", revision="head", policy=policy)
 
 
@@ -91,7 +91,7 @@ def test_reject_ends_failed_with_nothing_changed(prepared) -> None:
 def test_no_decision_before_the_deadline_fails_with_nothing_changed(prepared) -> None:
     before = (revision_of(prepared), checksums(prepared))
     started = time.monotonic()
-    state = migrate(target="app", policy=fast_policy(approval={"required": "always",
+    state = migrate(target="app", policy=fast_policy(approval={"mode": "always",
                     "timeout_seconds": 3}), return_state=True)  # fmt: skip
     assert time.monotonic() - started < 30
     assert state.is_failed()
@@ -159,7 +159,7 @@ def test_the_lock_is_held_across_the_pause(prepared) -> None:
 def test_production_targets_may_not_skip_approval(prepared, monkeypatch) -> None:
     monkeypatch.setenv("AUTOPR_DB_APP_PRODUCTION", "true")
     with pytest.raises(Exception, match="production"):
-        migrate(target="app", policy=fast_policy(approval={"required": "never"}))
+        migrate(target="app", policy=fast_policy(approval={"mode": "never"}))
 
 
 def _has_ledger(engine) -> bool:

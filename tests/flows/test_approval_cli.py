@@ -18,7 +18,7 @@ GOAL = "aaaa00000050"
 def paused(migration_target, history):
     engine = at_head_with_rows(migration_target.engine())
     add_revision(history, GOAL, ADD_PRIORITY)
-    policy = fast_policy(approval={"required": "always", "approvers": ["bob", "carol"]})
+    policy = fast_policy(approval={"mode": "always", "approvers": ["bob", "carol"]})
     background = BackgroundRun(target="app", policy=policy)
     run = background.paused()
     yield engine, background, run

@@ -104,7 +104,7 @@ def test_the_approval_text_shows_the_rehearsal(migration_target, history) -> Non
     at_head_with_rows(migration_target.engine())
     add_revision(history, "aaaa00000076", ADD_PRIORITY)
     background = BackgroundRun(target="app", policy=fast_policy(
-        approval={"required": "always"}, rehearsal={"enabled": True}))  # fmt: skip
+        approval={"mode": "always"}, rehearsal={"enabled": True}))  # fmt: skip
     run = background.paused()
     from prefect.flow_runs import resume_flow_run
     from prefect.input import read_flow_run_input

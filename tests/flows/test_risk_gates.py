@@ -28,7 +28,7 @@ def _reject(background: BackgroundRun) -> object:
 def test_high_risk_needs_a_person_even_when_the_policy_says_never(migration_target, history):
     engine = at_head_with_rows(migration_target.engine())
     add_revision(history, "aaaa00000080", BREAK_APPLICATION)
-    background = BackgroundRun(target="app", policy=fast_policy(approval={"required": "never"}))
+    background = BackgroundRun(target="app", policy=fast_policy(approval={"mode": "never"}))
     state = _reject(background)
     assert state.is_failed() and "rejected by ops" in state.message
     assert revision_of(engine) != "aaaa00000080"
@@ -64,7 +64,7 @@ def test_an_override_with_a_reason_lets_a_critical_plan_ask_for_approval(big_tab
     before = checksums(big_table)
     add_revision(history, "aaaa00000082", RETYPE)
     override = RiskPolicy(allow_critical=True, override_reason="INC-42: the column must grow")
-    policy = fast_policy(approval={"required": "never"}).model_copy(update={"risk": override})
+    policy = fast_policy(approval={"mode": "never"}).model_copy(update={"risk": override})
     state = _reject(BackgroundRun(target="app", policy=policy))
     assert state.is_failed() and "rejected by ops" in state.message
     assert checksums(big_table) == before

@@ -151,4 +151,4 @@ def test_production_targets_need_a_window(ready, monkeypatch) -> None:
     from flows.migrate import migrate
 
     with pytest.raises(Exception, match="no migration window"):
-        migrate(target="app", policy=fast_policy(approval={"required": "always"}))
+        migrate(target="app", policy=fast_policy(approval={"mode": "always"}))
