@@ -8,6 +8,8 @@ restored and approval-expired events. Running it again changes nothing.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -152,19 +154,30 @@ def _automations(destinations: list, paused_alert: timedelta) -> list[Automation
 
 
 def _upsert(wanted: Automation) -> str:
+    """Create, update or leave alone, by a fingerprint of what we want kept in a tag."""
+    spec = _canonical(wanted.model_dump(include={"description", "trigger", "actions"}, mode="json"))
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    wanted.tags = ["autopr-setup", f"autopr-spec-{digest}"]
     try:
         existing = Automation.read(name=wanted.name)
     except ValueError:
         wanted.create()
         return f"automation {wanted.name!r}: created"
-    keys = {"description", "trigger", "actions", "enabled"}
-    if existing.model_dump(include=keys, mode="json") == wanted.model_dump(
-        include=keys, mode="json"
-    ):
+    if set(wanted.tags) <= set(existing.tags) and existing.enabled:
         return f"automation {wanted.name!r}: unchanged"
     wanted.id = existing.id
     wanted.update()
     return f"automation {wanted.name!r}: updated"
+
+
+def _canonical(value: object) -> object:
+    """Sets come back from the API as lists in any order: compare them sorted."""
+    if isinstance(value, dict):
+        return {key: _canonical(item) for key, item in value.items()}
+    if isinstance(value, list):
+        items = [_canonical(item) for item in value]
+        return sorted(items, key=repr) if all(isinstance(i, str) for i in items) else items
+    return value
 
 
 def targets_to_set_up(names: list[str]) -> list[Target]:
