@@ -45,8 +45,8 @@ def test_a_killed_migrating_session_is_replaced_and_the_downgrade_runs_locked(
     killed: list[int] = []
 
     def kill_the_lock_holder() -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not killed:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed and not finished.is_set():
             with engine.connect() as admin:
                 pid = admin.scalar(
                     text(
@@ -63,9 +63,11 @@ def test_a_killed_migrating_session_is_replaced_and_the_downgrade_runs_locked(
                     killed.append(pid)
             time.sleep(0.05)
 
+    finished = threading.Event()
     killer = threading.Thread(target=kill_the_lock_holder)
     killer.start()
     state = migrate_approving(target="app", policy=fast_policy())
+    finished.set()
     killer.join()
 
     assert killed, "the migrating session was never seen"
