@@ -200,3 +200,33 @@ def has_downgrade(info: RevisionInfo) -> bool:
                 for statement in node.body
             )
     return False
+
+
+def render_downgrade_sql(dialect: str, current_revision: str, target: str | None) -> str:
+    """The SQL a downgrade from ``current_revision`` to ``target`` (None: base) runs."""
+    buffer = io.StringIO()
+    config = make_config(dialect=dialect)
+    config.output_buffer = buffer
+    with _ALEMBIC:
+        command.downgrade(config, f"{current_revision}:{target or 'base'}", sql=True)
+    return buffer.getvalue()
+
+
+def undone_by_downgrade(current_revision: str, target: str | None) -> list[RevisionInfo]:
+    """The revisions a downgrade from ``current_revision`` to ``target`` undoes, newest first."""
+    revisions = script_directory().iterate_revisions(current_revision, target or "base")
+    return [_info(script) for script in revisions if script.revision != target]
+
+
+def parent(revision: str) -> str | None:
+    """The revision below ``revision`` (None: base).
+
+    Raises:
+        ConfigurationError: ``revision`` is a merge point with several parents.
+    """
+    below = script_directory().get_revision(revision).down_revision
+    if isinstance(below, tuple | list):
+        raise ConfigurationError(
+            f"{revision} merges {', '.join(below)}: name the revision to go down to"
+        )
+    return below

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from prefect.states import Completed, Failed, State
+from prefect.states import State
 
 from flows import events
 from flows.database import connect, invalid_indexes
 from flows.errors import HealthCheckFailed, MigrationError, UpgradeFailed, describe
 from flows.policy import MigrationPolicy
-from flows.run_state import Outcome, Run, current_revision, refuse_if_moved
+from flows.run_state import NOTHING_TO_DO, Outcome, Run, current_revision, finish, refuse_if_moved
 from flows.steps import ledger
 from flows.steps.approval import await_approval, check_allowed, deadline_for
 from flows.steps.approval_text import ApprovalRequest
@@ -28,7 +28,7 @@ from flows.steps.plan import plan_migration
 from flows.steps.preflight import preflight
 from flows.steps.probe import probe_health
 from flows.steps.rehearse import rehearse, require
-from flows.steps.report import Report, Timeline, write_report
+from flows.steps.report import Report, Timeline
 from flows.steps.restore import restore_backup
 from flows.steps.upgrade import apply_upgrade
 from flows.steps.window import check_allowed as check_window_allowed
@@ -36,13 +36,7 @@ from flows.steps.window import describe as describe_windows
 from flows.steps.window import needed_time, wait_for_window
 from flows.targets import default_target_name, resolve_target
 
-_EVENTS = {
-    ledger.SUCCEEDED: events.SUCCEEDED,
-    ledger.ROLLED_BACK: events.ROLLED_BACK,
-    ledger.RESTORED: events.RESTORED,
-    ledger.FAILED: events.FAILED,
-}
-_NOTHING_TO_DO = "nothing-to-do"
+_NOTHING_TO_DO = NOTHING_TO_DO
 
 
 def _run_name() -> str:
@@ -74,14 +68,12 @@ def migrate(
     try:
         with run_lock(resolved, wait_seconds=policy.lock.wait_seconds):
             outcome = _locked(run, revision, requested_by)
-            _close(run, outcome)
+            finish(run, outcome)
     except MigrationError as exc:
         outcome = Outcome(ledger.FAILED, f"{exc}; {run.state_after_error()}")
-        _close(run, outcome)
+        finish(run, outcome)
     get_run_logger().info("%s: %s", outcome.status, outcome.message)
-    if outcome.status in (ledger.SUCCEEDED, _NOTHING_TO_DO):
-        return Completed(message=outcome.message)
-    return Failed(message=outcome.message)
+    return outcome.state()
 
 
 def _locked(run: Run, revision: str, requested_by: str) -> Outcome:
@@ -212,17 +204,6 @@ def _lock_retries(policy: MigrationPolicy) -> dict:
     lock = policy.lock
     delays = [lock.retry_backoff_seconds * 2**attempt for attempt in range(lock.lock_retries)]
     return {"retries": lock.lock_retries, "retry_delay_seconds": delays or 0}
-
-
-def _close(run: Run, outcome: Outcome) -> None:
-    """Ledger row, report artifact, final event: each tried even if another fails."""
-    run.report.status, run.report.message = outcome.status, outcome.message
-    run.finish_ledger(outcome)
-    write_report(run.report, run.timeline)
-    if outcome.status in _EVENTS:
-        events.emit(run.target, _EVENTS[outcome.status], status=outcome.status,
-                    message=outcome.message, from_revision=run.report.from_revision,
-                    to_revision=run.report.to_revision)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -3,27 +3,43 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from prefect import get_run_logger
+from prefect.states import Completed, Failed, State
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from flows import alembic_ops
+from flows import alembic_ops, events
 from flows.database import connect
 from flows.errors import MigrationError, PreflightRefused, describe
 from flows.policy import MigrationPolicy
 from flows.steps import ledger
 from flows.steps.backup import Backup
 from flows.steps.preflight import PreflightReport
-from flows.steps.report import Report, Timeline
+from flows.steps.report import Report, Timeline, write_report
 from flows.targets import Target
+
+NOTHING_TO_DO = "nothing-to-do"
+_EVENTS = {
+    ledger.SUCCEEDED: events.SUCCEEDED,
+    ledger.ROLLED_BACK: events.ROLLED_BACK,
+    ledger.RESTORED: events.RESTORED,
+    ledger.FAILED: events.FAILED,
+}
 
 
 @dataclass
 class Outcome:
     status: str
     message: str
+    event: str | None = None  # default: the one that goes with the status
+
+    def state(self) -> State:
+        if self.status in (ledger.SUCCEEDED, NOTHING_TO_DO):
+            return Completed(message=self.message)
+        return Failed(message=self.message)
 
 
 @dataclass
@@ -36,6 +52,7 @@ class Run:
     connection: Connection | None = None
     backup: Backup | None = None
     entry: ledger.Entry | None = None
+    approval: Any = None
     # True from the moment the upgrade may have touched the database until it is known back.
     changing: bool = False
 
@@ -50,11 +67,12 @@ class Run:
 
     def start_ledger(
         self, checksums: dict[str, str], approval, requested_by: str,
-        run_id: UUID, run_name: str,
+        run_id: UUID, run_name: str, *, operation: str = "upgrade",
     ) -> None:  # fmt: skip
         with connect(self.target) as connection:
             self.entry = ledger.start(
-                connection, target=self.target.name, from_revision=self.checks.current,
+                connection, target=self.target.name, operation=operation,
+                from_revision=self.checks.current,
                 to_revision=self.checks.target_revision, revision_checksums=checksums,
                 flow_run_id=str(run_id), flow_run_name=run_name,
                 approved_by=approval.approver, approval_reason=approval.reason,
@@ -101,3 +119,15 @@ def refuse_if_moved(connection: Connection, checks: PreflightReport) -> None:
             f"the database moved from {checks.current or 'base'} to {now or 'base'} since the "
             f"plan was made (someone else migrated it); start a new run to plan again"
         )
+
+
+def finish(run: Run, outcome: Outcome) -> None:
+    """Ledger row, report artifact, final event: each tried even if another fails."""
+    run.report.status, run.report.message = outcome.status, outcome.message
+    run.finish_ledger(outcome)
+    write_report(run.report, run.timeline)
+    event = outcome.event or _EVENTS.get(outcome.status)
+    if event:
+        events.emit(run.target, event, status=outcome.status, message=outcome.message,
+                    from_revision=run.report.from_revision,
+                    to_revision=run.report.to_revision)  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -84,7 +85,9 @@ def refusal(answer: ApprovalInput, policy: ApprovalPolicy, requested_by: str) ->
     return None
 
 
-def await_approval(request: ApprovalRequest, policy: ApprovalPolicy) -> Approval:
+def await_approval(
+    request: ApprovalRequest, policy: ApprovalPolicy, *, text: Callable[..., str] = render
+) -> Approval:
     """Pause until an accepted decision arrives.
 
     Raises:
@@ -116,7 +119,7 @@ def await_approval(request: ApprovalRequest, policy: ApprovalPolicy) -> Approval
             "the top right, then Resume), or run: %s",
             f"{request.deadline:%Y-%m-%d %H:%M:%S}", how["ui_url"], how["approve_command"],
         )  # fmt: skip
-        answer = _pause(run_id, render(request, refused=refused), remaining, policy)
+        answer = _pause(run_id, text(request, refused=refused), remaining, policy)
         if answer is None or answer.approver == DEADLINE_APPROVER:
             break
         refused = refusal(answer, policy, request.requested_by)

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from flows import alembic_ops
 from flows.risk import Risk
+from flows.steps.backup import Backup
 from flows.steps.plan import Plan
 from flows.steps.preflight import PreflightReport
 from flows.steps.sql_layout import by_revision, layout
@@ -43,9 +44,9 @@ def render(request: ApprovalRequest, *, refused: str | None = None) -> str:
         f"**Risk: {request.risk.level.upper()}**",
         "",
         *([request.risk.rehearsal, ""] if request.risk.rehearsal else []),
-        f"**Decision asked:** upgrade **{target.name}** from `{plan.current or 'base'}` to "
-        f"`{plan.target_revision}` ({len(plan.revisions)} revision(s)). The form's default "
-        f"is **reject**.",
+        f"**Decision asked:** {request.checks.operation} **{target.name}** from "
+        f"`{plan.current or 'base'}` to `{plan.target_revision or 'base'}` "
+        f"({len(plan.revisions)} revision(s)). The form's default is **reject**.",
         "",
         f"Decide by **{request.deadline:%Y-%m-%d %H:%M} UTC**; after that the run fails with "
         f"nothing changed.",
@@ -82,6 +83,12 @@ def render(request: ApprovalRequest, *, refused: str | None = None) -> str:
 
 
 def _rollback(request: ApprovalRequest) -> list[str]:
+    if request.checks.operation == "downgrade":
+        return [
+            "- If the downgrade fails, or the application is not healthy afterwards, the backup "
+            "taken right before it is restored (after dumping the broken state).",
+            "- Data the downgrade drops (columns, tables) comes back only from that backup.",
+        ]
     missing = [i.revision for i in request.plan.revisions if not alembic_ops.has_downgrade(i)]
     size = request.checks.database_bytes
     backup = (
@@ -132,3 +139,33 @@ def _sql(plan: Plan) -> list[str]:
 
 def _mib(count: float) -> str:
     return f"{count / 2**20:.1f} MiB"
+
+
+def render_restore(request: ApprovalRequest, *, backup: Backup, refused: str | None = None) -> str:
+    """The approval text for restoring ``backup`` over the target's current state."""
+    target = request.target
+    lines = [f"> **The last answer was not accepted:** {refused}", ""] if refused else []
+    lines += [
+        "**Risk: HIGH**: every write since the backup is discarded",
+        "",
+        f"**Decision asked:** restore **{target.name}** from the backup taken "
+        f"**{backup.created_at}** at revision `{backup.revision or 'base'}` (the database is "
+        f"at `{request.checks.current or 'base'}` now). The form's default is **reject**.",
+        "",
+        f"Decide by **{request.deadline:%Y-%m-%d %H:%M} UTC**; after that the run fails with "
+        f"nothing changed.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Database | `{target.masked_url}` |",
+        f"| Backup | `{backup.path.name}` |",
+        f"| Taken | {backup.created_at} ({backup.label}) |",
+        f"| Size | {_mib(backup.bytes)}, {sum(backup.row_counts.values()):,} rows |",
+        f"| sha256 | `{backup.sha256[:16]}...` verified |",
+        f"| Requested by | {request.requested_by or 'not recorded'} |",
+        "",
+        "- The current state is dumped first, so nothing is lost for good.",
+        "- Afterwards the revision and every table's row count are checked against the backup, "
+        "and the application's health is probed.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -11,7 +11,6 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows import alembic_ops
 from flows.database import connect
 from flows.errors import PreflightRefused
 from flows.lint.analyzer import LintError, analyze
@@ -20,6 +19,7 @@ from flows.lint.model import LintReport, worst
 from flows.lint.stats import column_types, table_stats
 from flows.policy import RiskPolicy
 from flows.risk import Risk
+from flows.steps.plan import render_planned_sql
 from flows.steps.preflight import PreflightReport
 from flows.steps.rehearse import Rehearsal
 from flows.targets import Target
@@ -41,12 +41,17 @@ def lint_plan(
 
 
 def _lint(target: Target, checks: PreflightReport, *, artifact: bool) -> LintReport:
-    sql = alembic_ops.render_sql("postgresql", checks.current, checks.target_revision)
+    sql = render_planned_sql(target, checks, dialect="postgresql")
     statements, _, _, _ = analyze(sql)
     names = {table for statement in statements for table in statement.tables}
     with connect(target) as connection:
         sizes, columns = table_stats(connection, names), column_types(connection, names)
     report = lint_sql(sql, sizes=sizes, columns=columns, flow_sets_timeouts=True)
+    if checks.operation == "downgrade":
+        # Data a downgrade drops is gone for good unless a backup brings it back.
+        for finding in report.findings:
+            if finding.rule == "data-loss":
+                finding.level = worst([finding.level, "high"])
     if artifact:
         create_table_artifact(
             table=[_row(report, finding) for finding in report.findings]

@@ -45,7 +45,7 @@ class Plan:
 
 def build_plan(target: Target, checks: PreflightReport, risk: Risk | None = None) -> Plan:
     """Render the SQL for exactly ``current:target`` and the plan's Markdown."""
-    sql = _render(target, checks.current, checks.target_revision)
+    sql = render_planned_sql(target, checks)
     return Plan(
         target.name, checks.current, checks.target_revision, checks.revisions, sql,
         render_plan(target, checks, sql, risk),
@@ -66,6 +66,22 @@ def plan_migration(target: Target, checks: PreflightReport, risk: Risk | None = 
         len(checks.revisions), plan.sql.count("\n"), target.dialect,
     )  # fmt: skip
     return plan
+
+
+def render_planned_sql(target: Target, checks: PreflightReport, dialect: str | None = None) -> str:
+    """The SQL the plan runs, in ``dialect`` (default: the target's)."""
+    if checks.operation == "downgrade":
+        try:
+            return alembic_ops.render_downgrade_sql(
+                dialect or target.dialect, checks.current, checks.target_revision
+            )
+        except CommandError as exc:
+            raise PreflightRefused(
+                f"the downgrade SQL could not be rendered: {describe(exc)}"
+            ) from None
+    if dialect and dialect != target.dialect:
+        return alembic_ops.render_sql(dialect, checks.current, checks.target_revision)
+    return _render(target, checks.current, checks.target_revision)
 
 
 def _render(target: Target, current: str | None, goal: str) -> str:
@@ -112,7 +128,7 @@ def _render_on_scratch_copy(target: Target, goal: str) -> str:
 
 def render_plan(target: Target, checks: PreflightReport, sql: str, risk: Risk | None = None) -> str:
     lines = [
-        f"# Migration plan: {target.name}",
+        f"# Migration plan: {target.name} ({checks.operation})",
         "",
         *(_risk_lines(risk) if risk else []),
         f"- **Database:** `{target.masked_url}` ({target.dialect})",

@@ -39,13 +39,14 @@ class PreflightReport:
     """What preflight found: where the database is, where it goes, and what stands around it."""
 
     current: str | None
-    target_revision: str
+    target_revision: str | None
     revisions: list[RevisionInfo]
     database_bytes: int
     free_bytes: int
     health: HealthSnapshot
     long_transactions: list[LongTransaction] = field(default_factory=list)
     invalid_indexes: frozenset[str] = frozenset()
+    operation: str = "upgrade"
 
     @property
     def nothing_to_do(self) -> bool:
@@ -69,12 +70,12 @@ def preflight(target: Target, revision: str, policy: MigrationPolicy) -> Preflig
         if current == target_revision:
             logger.info("already at %s: nothing to do", target_revision)
             return PreflightReport(current, target_revision, [], 0, 0, HealthSnapshot(200, "ok"))
-        _refuse_unfinished_runs(connection, target)
-        size = _database_bytes(connection, target)
+        refuse_unfinished_runs(connection, target)
+        size = database_bytes(connection, target)
         long_transactions = _long_transactions(connection, checks.long_transaction_seconds)
         broken_indexes = frozenset(invalid_indexes(connection))
     _refuse_long_transactions(long_transactions, checks.max_transaction_seconds)
-    free = _check_backup_directory(target, size, checks.free_space_factor)
+    free = check_backup_directory(target, size, checks.free_space_factor)
     health = _check_health_before(target, current)
     revisions = alembic_ops.pending(current, target_revision)
     logger.info(
@@ -112,7 +113,7 @@ def _resolve_upgrade(revision: str, current: str | None) -> str:
     return target_revision
 
 
-def _refuse_unfinished_runs(connection: Connection, target: Target) -> None:
+def refuse_unfinished_runs(connection: Connection, target: Target) -> None:
     rows = ledger.unfinished(connection)
     connection.rollback()
     if not rows:
@@ -128,7 +129,7 @@ def _refuse_unfinished_runs(connection: Connection, target: Target) -> None:
     )
 
 
-def _database_bytes(connection: Connection, target: Target) -> int:
+def database_bytes(connection: Connection, target: Target) -> int:
     if connection.dialect.name == "postgresql":
         size = connection.scalar(text("SELECT pg_database_size(current_database())"))
         connection.rollback()
@@ -170,7 +171,7 @@ def _refuse_long_transactions(found: list[LongTransaction], limit: float) -> Non
         )
 
 
-def _check_backup_directory(target: Target, database_bytes: int, factor: float) -> int:
+def check_backup_directory(target: Target, database_bytes: int, factor: float) -> int:
     directory = target.backup_dir
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -15,16 +15,17 @@ from flows.migrate import migrate
 
 
 class BackgroundRun:
-    """``migrate(**kwargs)`` in a thread; ``requested_by`` is made unique to find the run."""
+    """``flow(**kwargs)`` (migrate by default) in a thread; a unique ``requested_by`` finds it."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, flow: Any = migrate, **kwargs: Any) -> None:
+        self.flow = flow
         self.requested_by = kwargs.setdefault("requested_by", f"requester-{uuid.uuid4().hex[:8]}")
         self.state: Any = None
         self._thread = threading.Thread(target=self._run, args=(kwargs,), daemon=True)
         self._thread.start()
 
     def _run(self, kwargs: dict[str, Any]) -> None:
-        self.state = migrate(**kwargs, return_state=True)
+        self.state = self.flow(**kwargs, return_state=True)
 
     def paused(self, timeout: float = 60) -> FlowRun:
         """The run, once it is Paused (again)."""

@@ -1,0 +1,190 @@
+"""The rollback flow: an operator takes a target back, by Alembic downgrade or by a backup.
+
+Downgrade: plan and lint the downgrade SQL, ask for approval, lock, back up, downgrade, probe
+the application at the new revision; restore the fresh backup if any of that fails. Restore:
+verify the named (or newest) backup, ask for approval, dump the current state, restore, verify
+the revision and every table's row count, probe. Both write the ledger, a report and events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import Literal
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from prefect.states import State
+
+from flows import alembic_ops, events
+from flows.backups import find_backup
+from flows.database import connect
+from flows.errors import MigrationError, RestoreFailed, describe
+from flows.policy import MigrationPolicy
+from flows.run_state import NOTHING_TO_DO, Outcome, Run, finish, refuse_if_moved
+from flows.steps import ledger
+from flows.steps.approval import await_approval, check_allowed, deadline_for
+from flows.steps.approval_text import ApprovalRequest, render_restore
+from flows.steps.backup import digest, take_backup
+from flows.steps.downgrade import downgrade_to
+from flows.steps.lint import gate, lint_plan, risk_of
+from flows.steps.lock import database_lock, run_lock
+from flows.steps.plan import Plan, plan_migration
+from flows.steps.preflight import PreflightReport
+from flows.steps.probe import check_health, probe_health
+from flows.steps.report import Report, Timeline
+from flows.steps.restore import restore_backup
+from flows.steps.rollback_checks import downgrade_preflight
+from flows.targets import default_target_name, resolve_target
+
+
+def _run_name() -> str:
+    parameters = flow_run.parameters
+    return (f"rollback-{parameters.get('target') or 'default'}-{parameters.get('mode')}"
+            f"-{str(flow_run.id)[:6]}")  # fmt: skip
+
+
+@flow(name="rollback", flow_run_name=_run_name)
+def rollback(
+    target: str = "default",
+    mode: Literal["downgrade", "restore"] = "downgrade",
+    revision: str = "-1",
+    backup: str = "",
+    confirm_base: bool = False,
+    requested_by: str = "",
+    policy: MigrationPolicy | None = None,
+) -> State:
+    """Take a target back: ``downgrade`` to ``revision`` (-1, -N, an id, a prefix; ``base`` only
+    with ``confirm_base``), or ``restore`` the named ``backup`` (default: the newest)."""
+    policy = policy or MigrationPolicy()
+    resolved = resolve_target(target or default_target_name())
+    check_allowed(resolved, policy.approval)
+    report = Report(resolved.name, resolved.masked_url, ledger.FAILED, "")
+    run = Run(resolved, policy, report, Timeline())
+    try:
+        with run_lock(resolved, wait_seconds=policy.lock.wait_seconds):
+            if mode == "restore":
+                outcome = _restore(run, backup, requested_by)
+            else:
+                outcome = _downgrade(run, revision, confirm_base, requested_by)
+            finish(run, outcome)
+    except MigrationError as exc:
+        outcome = Outcome(ledger.FAILED, f"{exc}; {run.state_after_error()}")
+        finish(run, outcome)
+    get_run_logger().info("%s: %s", outcome.status, outcome.message)
+    return outcome.state()
+
+
+def _downgrade(run: Run, revision: str, confirm_base: bool, requested_by: str) -> Outcome:
+    target, policy = run.target, run.policy
+    with run.timeline.step("preflight"):
+        checks = run.checks = downgrade_preflight(target, revision, confirm_base=confirm_base,
+                                                  policy=policy)  # fmt: skip
+    run.report.from_revision, run.report.to_revision = checks.current, checks.target_revision
+    if checks.target_revision == checks.current:
+        return Outcome(NOTHING_TO_DO, f"target {target.name} is already at {checks.current}")
+    with run.timeline.step("lint"):
+        findings = lint_plan(target, checks)
+    gate(findings, policy.risk)
+    risk = risk_of(findings)
+    with run.timeline.step("plan"):
+        plan = plan_migration(target, checks, risk)
+    _approve(run, ApprovalRequest(target, plan, checks, requested_by,
+                                  deadline_for(policy.approval), risk))  # fmt: skip
+    with _locked_and_backed_up(run, plan, requested_by, "pre-downgrade"):
+        run.changing = True
+        try:
+            with run.timeline.step("downgrade"):
+                downgrade_to(run.connection, checks.target_revision, policy.lock)
+            with run.timeline.step("probe"):
+                probe_health(target, checks.target_revision, policy.probe)
+        except Exception as exc:  # the backup taken a moment ago puts it back
+            reason = str(exc) if isinstance(exc, MigrationError) else describe(exc)
+            return _restore_after_failure(run, f"the downgrade went wrong: {reason}")
+        run.changing = False
+        return Outcome(ledger.SUCCEEDED, f"downgraded {target.name} from {checks.current} to "
+                       f"{checks.target_revision or 'base'}; the application is healthy",
+                       event=events.ROLLED_BACK)  # fmt: skip
+
+
+def _restore(run: Run, name: str, requested_by: str) -> Outcome:
+    target, policy = run.target, run.policy
+    with run.timeline.step("preflight"):
+        chosen = find_backup(target, name)
+        if digest(chosen.path) != chosen.sha256:
+            raise RestoreFailed(
+                f"the backup {chosen.path.name} no longer matches the sha256 in its sidecar: "
+                f"it was not restored"
+            )
+        with connect(target) as connection:
+            current = alembic_ops.current(connection)
+        checks = run.checks = PreflightReport(current, chosen.revision, [], chosen.bytes, 0,
+                                              check_health(target.health_url, timeout=5),
+                                              operation="restore")  # fmt: skip
+    run.report.from_revision, run.report.to_revision = current, chosen.revision
+    run.report.backup = chosen.path.name
+    plan = Plan(target.name, current, chosen.revision, [], "", "")
+    request = ApprovalRequest(target, plan, checks, requested_by, deadline_for(policy.approval))
+    text = partial(render_restore, backup=chosen)
+    with run.timeline.step("approval"):
+        approval = await_approval(request, policy.approval, text=text)
+    run.report.approved_by, run.report.approval_reason = approval.approver, approval.reason
+    run.backup = chosen
+    run.start_ledger({}, approval, requested_by, flow_run.id, flow_run.name, operation="restore")
+    run.changing = True
+    return _restore_after_failure(run, f"restore requested by {approval.approver}",
+                                  requested=True)  # fmt: skip
+
+
+def _approve(run: Run, request: ApprovalRequest) -> None:
+    with run.timeline.step("approval"):
+        approval = await_approval(request, run.policy.approval)
+    run.report.approved_by, run.report.approval_reason = approval.approver, approval.reason
+    run.approval = approval
+
+
+@contextmanager
+def _locked_and_backed_up(run: Run, plan: Plan, requested_by: str, label: str) -> Iterator[None]:
+    """Take the database lock, re-check the revision, back up, open the ledger row."""
+    timeout = run.policy.preflight.connect_timeout_seconds
+    with (
+        connect(run.target, connect_timeout=timeout) as connection,
+        database_lock(connection, run.target, wait_seconds=run.policy.lock.wait_seconds),
+    ):
+        run.connection = connection
+        refuse_if_moved(connection, run.checks)
+        with run.timeline.step("backup"):
+            run.backup = take_backup(run.target, run.policy.backup, label=label,
+                                     database_bytes=run.checks.database_bytes)  # fmt: skip
+        run.report.backup = run.backup.path.name
+        run.start_ledger(plan.checksums, run.approval, requested_by, flow_run.id, flow_run.name,
+                         operation=run.checks.operation)  # fmt: skip
+        yield
+
+
+def _restore_after_failure(run: Run, reason: str, *, requested: bool = False) -> Outcome:
+    start = run.backup.revision
+    try:
+        with run.timeline.step("restore"):
+            restored = restore_backup(run.target, run.backup, run.policy.backup)
+        run.rewrite_ledger()
+        with run.timeline.step("probe after restore"):
+            probe_health.with_options(name="probe-health-after-restore")(
+                run.target, start, run.policy.probe)  # fmt: skip
+    except Exception as exc:  # nothing left to try automatically
+        problem = str(exc) if isinstance(exc, MigrationError) else describe(exc)
+        return Outcome(ledger.FAILED, f"{reason}; the restore of {run.backup.path.name} failed "
+                       f"({problem}). The database needs a person now")  # fmt: skip
+    run.changing = False
+    status = ledger.RESTORED
+    text = (f"restored {run.target.name} from {run.backup.path.name} (taken "
+            f"{run.backup.created_at}): at {start or 'base'}, healthy; the state before was "
+            f"dumped to {restored.broken_state_dump}")  # fmt: skip
+    if requested:
+        return Outcome(ledger.SUCCEEDED, text, event=events.RESTORED)
+    return Outcome(status, f"{reason}; {text}")
+
+
+if __name__ == "__main__":
+    rollback()
