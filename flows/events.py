@@ -18,6 +18,7 @@ APPROVAL_REQUESTED = "autopr.migration.approval-requested"
 APPROVED = "autopr.migration.approved"
 REJECTED = "autopr.migration.rejected"
 APPROVAL_EXPIRED = "autopr.migration.approval-expired"
+CHECK_FAILED = "autopr.migration.check-failed"
 
 
 def _masked(value: Any) -> Any:

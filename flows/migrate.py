@@ -27,6 +27,7 @@ from flows.steps.lock import database_lock, ensure_locked, run_lock
 from flows.steps.plan import plan_migration
 from flows.steps.preflight import preflight
 from flows.steps.probe import probe_health
+from flows.steps.prune import prune_backups
 from flows.steps.rehearse import rehearse, require
 from flows.steps.report import Report, Timeline
 from flows.steps.restore import restore_backup
@@ -69,6 +70,8 @@ def migrate(
         with run_lock(resolved, wait_seconds=policy.lock.wait_seconds):
             outcome = _locked(run, revision, requested_by)
             finish(run, outcome)
+            if outcome.status == ledger.SUCCEEDED:
+                prune_backups(resolved, policy.backup)
     except MigrationError as exc:
         outcome = Outcome(ledger.FAILED, f"{exc}; {run.state_after_error()}")
         finish(run, outcome)
@@ -109,10 +112,17 @@ def _locked(run: Run, revision: str, requested_by: str) -> Outcome:
         with run.timeline.step("backup"):
             run.backup = take_backup(target, policy.backup, database_bytes=checks.database_bytes)
         run.report.backup = run.backup.path.name
-        run.start_ledger(plan.checksums, approval, requested_by, flow_run.id, flow_run.name)
+        accepted = {p.revision: p.current_sha256 for p in checks.accepted_history}
+        run.start_ledger({**accepted, **plan.checksums}, approval, requested_by, flow_run.id,
+                         flow_run.name)  # fmt: skip
         events.emit(target, events.STARTED, from_revision=checks.current,
                     to_revision=checks.target_revision, backup=run.backup.path.name)  # fmt: skip
-        return _apply(run)
+        outcome = _apply(run)
+    if checks.accepted_history:
+        changed = ", ".join(problem.revision for problem in checks.accepted_history)
+        outcome.message += (f"; the changed applied revision file(s) {changed} were accepted: "
+                            f"{policy.risk.changed_history_reason}")  # fmt: skip
+    return outcome
 
 
 def _apply(run: Run) -> Outcome:

@@ -70,6 +70,14 @@ class BackupPolicy(_Policy):
     directory_format_above_bytes: int = Field(
         64 * 1024 * 1024, ge=0, description="auto uses the directory format above this size."
     )
+    keep_last: int = Field(
+        10, ge=1, le=10000, description="Retention: the newest N backups always stay."
+    )
+    keep_days: float = Field(
+        30, ge=0, le=3650,
+        description="Retention: backups younger than this stay too; an older one beyond the "
+        "newest keep_last goes after a successful migration. 0: by count only.",
+    )  # fmt: skip
 
 
 class ProbePolicy(_Policy):
@@ -184,6 +192,11 @@ class RiskPolicy(_Policy):
     )
     override_reason: str = Field(
         "", description="Required with allow_critical: why this critical change must run."
+    )
+    changed_history_reason: str = Field(
+        "",
+        description="Migrate although revision files already applied were changed since they "
+        "ran: say why (the ledger records the new checksums and this reason).",
     )
 
 

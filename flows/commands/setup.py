@@ -3,7 +3,7 @@
 The work pool, one concurrency limit per target, notification blocks from the environment,
 and the automations that page: a migration run Failed or Crashed (matched on the state type, so
 a custom state name still alerts), a run waiting for approval too long, and our own rolled-back,
-restored and approval-expired events. Running it again changes nothing.
+restored, approval-expired and check-failed events. Running it again changes nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from flows.steps.lock import ensure_limit
 from flows.targets import DEFAULT_TARGET_ENV, Target, default_target_name, resolve_target
 
 WORK_POOL = "migrations"
-MIGRATION_FLOWS = ["migrate", "rollback", "fleet"]
+MIGRATION_FLOWS = ["migrate", "rollback", "check", "fleet"]
 _TARGET_URL = re.compile(r"^AUTOPR_DB_([A-Z0-9_]+)_URL$")
 _FINAL = {"prefect.flow-run.Running", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
           "prefect.flow-run.Crashed", "prefect.flow-run.Cancelling",
@@ -83,9 +83,21 @@ def setup(targets: list[Target], *, paused_alert: timedelta) -> list[str]:
             "no alert destination in the environment (AUTOPR_ALERT_WEBHOOK_URL, "
             "AUTOPR_ALERT_SLACK_WEBHOOK_URL, ...): automations will only be recorded"
         )
-    for automation in _automations(actions, paused_alert):
+    wanted = _automations(actions, paused_alert)
+    for automation in wanted:
         lines.append(_upsert(automation))
+    lines += _remove_retired({automation.name for automation in wanted})
     return lines
+
+
+def _remove_retired(wanted: set[str]) -> list[str]:
+    """Automations an earlier version of setup created under a name no longer used."""
+    with get_client(sync_client=True) as client:
+        retired = [a for a in client.read_automations()
+                   if "autopr-setup" in a.tags and a.name not in wanted]  # fmt: skip
+        for automation in retired:
+            client.delete_automation(automation.id)
+    return [f"automation {automation.name!r}: retired" for automation in retired]
 
 
 def _work_pool() -> str:
@@ -116,8 +128,8 @@ def _automations(destinations: list, paused_alert: timedelta) -> list[Automation
     return [
         Automation(
             name="autopr: migration run failed or crashed",
-            description="A migrate, rollback or fleet run ended Failed or Crashed, whatever "
-            "its state is named.",
+            description="A migrate, rollback, check or fleet run ended Failed or Crashed, "
+            "whatever its state is named.",
             trigger=EventTrigger(
                 expect={"prefect.flow-run.*"},
                 match={"prefect.resource.id": "prefect.flow-run.*",
@@ -139,11 +151,12 @@ def _automations(destinations: list, paused_alert: timedelta) -> list[Automation
                              payload=RUN_PAYLOAD),
         ),
         Automation(
-            name="autopr: database rolled back, restored or approval expired",
-            description="The migrate flow undid a migration, or nobody approved it in time.",
+            name="autopr: database rolled back or restored, approval expired, check failed",
+            description="A migration was undone, nobody approved it in time, or the daily "
+            "check found a target that needs attention.",
             trigger=EventTrigger(
                 expect={"autopr.migration.rolled-back", "autopr.migration.restored",
-                        "autopr.migration.approval-expired"},
+                        "autopr.migration.approval-expired", "autopr.migration.check-failed"},
                 match={"prefect.resource.id": "autopr.database.*"},
                 posture=Posture.Reactive, threshold=1,
             ),

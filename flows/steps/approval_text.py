@@ -60,6 +60,10 @@ def render(request: ApprovalRequest, *, refused: str | None = None) -> str:
         "### Risk",
         "",
         *(f"- {line}" for line in request.risk.summary),
+        *(
+            f"- **Applied revision file changed (accepted by policy):** {problem.line()}"
+            for problem in request.checks.accepted_history
+        ),
         "",
         "### Revisions",
         "",

@@ -266,3 +266,9 @@ def _remove(path: Path) -> None:
         path.rmdir()
     elif path.exists():
         path.unlink()
+
+
+def remove_backup(backup: Backup) -> None:
+    """Delete a backup and its sidecar (the sidecar last: a half-deleted backup stays listed)."""
+    _remove(backup.path)
+    backup.sidecar.unlink(missing_ok=True)

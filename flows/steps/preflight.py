@@ -19,6 +19,7 @@ from flows import alembic_ops
 from flows.alembic_ops import RevisionInfo
 from flows.database import connect, invalid_indexes
 from flows.errors import ConfigurationError, PreflightRefused, UnfinishedRun
+from flows.history_integrity import HistoryProblem, check_applied
 from flows.policy import MigrationPolicy
 from flows.steps import ledger
 from flows.steps.probe import HealthSnapshot, check_health
@@ -47,6 +48,7 @@ class PreflightReport:
     long_transactions: list[LongTransaction] = field(default_factory=list)
     invalid_indexes: frozenset[str] = frozenset()
     operation: str = "upgrade"
+    accepted_history: tuple[HistoryProblem, ...] = ()
 
     @property
     def nothing_to_do(self) -> bool:
@@ -71,6 +73,7 @@ def preflight(target: Target, revision: str, policy: MigrationPolicy) -> Preflig
             logger.info("already at %s: nothing to do", target_revision)
             return PreflightReport(current, target_revision, [], 0, 0, HealthSnapshot(200, "ok"))
         refuse_unfinished_runs(connection, target)
+        accepted = refuse_changed_history(connection, target, policy.risk.changed_history_reason)
         size = database_bytes(connection, target)
         long_transactions = _long_transactions(connection, checks.long_transaction_seconds)
         broken_indexes = frozenset(invalid_indexes(connection))
@@ -83,8 +86,9 @@ def preflight(target: Target, revision: str, policy: MigrationPolicy) -> Preflig
         len(revisions), current or "base", target_revision, size, free,
     )  # fmt: skip
     return PreflightReport(
-        current, target_revision, revisions, size, free, health, long_transactions, broken_indexes
-    )
+        current, target_revision, revisions, size, free, health, long_transactions,
+        broken_indexes, accepted_history=tuple(accepted),
+    )  # fmt: skip
 
 
 def _resolve_upgrade(revision: str, current: str | None) -> str:
@@ -127,6 +131,28 @@ def refuse_unfinished_runs(connection: Connection, target: Target) -> None:
         f"backup if it is broken, then mark the row: `autopr-migrate resolve --target "
         f"{target.name}`"
     )
+
+
+def refuse_changed_history(
+    connection: Connection, target: Target, override_reason: str
+) -> list[HistoryProblem]:
+    """Refuse when applied revision files changed, unless the policy accepts it with a reason."""
+    problems = check_applied(connection)
+    if not problems:
+        return []
+    listed = "; ".join(problem.line() for problem in problems)
+    if not override_reason.strip() or any(p.current_sha256 is None for p in problems):
+        raise PreflightRefused(
+            f"revision files this database already ran are not what ran: {listed}. Restore "
+            f"them from version control (`git diff`/`git log -- alembic/versions`) and deploy "
+            f"that; a fix belongs in a new revision. If the change is harmless (a comment), "
+            f"run again with policy.risk.changed_history_reason saying why"
+        )
+    get_run_logger().warning(
+        "migrating %s although applied revision files changed (%s): %s",
+        target.name, listed, override_reason,
+    )  # fmt: skip
+    return problems
 
 
 def database_bytes(connection: Connection, target: Target) -> int:
