@@ -12,11 +12,13 @@ from typing import NoReturn
 from sqlalchemy import make_url
 
 from flows.commands import approvals, resolve, status
+from flows.commands import backups as backing_up
 from flows.commands import lint as linting
 from flows.commands import plan as planning
 from flows.commands import setup as setting_up
 from flows.commands import verify as verifying
 from flows.errors import MigrationError
+from flows.policy import BackupPolicy
 from flows.targets import default_target_name, resolve_target
 
 
@@ -25,6 +27,23 @@ def _status(args: argparse.Namespace) -> int:
     code, lines = status.status(resolve_target(args.target))
     print("\n".join(lines))
     return code
+
+
+def _backups(args: argparse.Namespace) -> int:
+    """List a target's backups (time, revision, size, sha256, retention); --prune applies it."""
+    target = resolve_target(args.target)
+    policy = BackupPolicy(keep_last=args.keep_last, keep_days=args.keep_days)
+    if args.prune:
+        print("\n".join(backing_up.prune(target, policy)))
+    print("\n".join(backing_up.listing(target, policy)))
+    return 0
+
+
+def _restore_test(args: argparse.Namespace) -> int:
+    """Restore a backup (default: the newest) into a scratch copy and verify it."""
+    result = backing_up.restore_test(resolve_target(args.target), args.backup)
+    print("\n".join(result.lines()))
+    return 0 if result.passed else 1
 
 
 def _resolve(args: argparse.Namespace) -> int:
@@ -147,6 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     resolver = _add(commands, "resolve", _resolve)
     resolver.add_argument("--mark", choices=sorted(resolve.MARKS), help="how to settle the row")
     resolver.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    lister = _add(commands, "backups", _backups)
+    defaults = BackupPolicy()
+    lister.add_argument("--keep-last", type=int, default=defaults.keep_last,
+                        help="retention: the newest N stay (default: %(default)s)")  # fmt: skip
+    lister.add_argument("--keep-days", type=float, default=defaults.keep_days,
+                        help="retention: and those younger (default: %(default)s)")  # fmt: skip
+    lister.add_argument("--prune", action="store_true", help="delete what retention lets go")
+    tester = _add(commands, "restore-test", _restore_test)
+    tester.add_argument("--backup", default="", help="a backup's file name (default: newest)")
     planner = _add(commands, "plan", _plan)
     planner.add_argument("--revision", default="head", help="head, +N, an id or a prefix")
     _add(commands, "pending", _pending, target=False)

@@ -11,9 +11,6 @@ from __future__ import annotations
 import sqlite3
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -22,10 +19,11 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection, text
 
 from flows import alembic_ops, pgtools
-from flows.database import connect, target_engine
+from flows.database import connect
 from flows.errors import BackupFailed, PreflightRefused, describe
 from flows.policy import BackupPolicy, RehearsalPolicy
 from flows.schema_fingerprint import differences, fingerprint
+from flows.scratch import scratch_copy
 from flows.steps.backup import take_backup
 from flows.steps.preflight import PreflightReport
 from flows.targets import Target
@@ -78,7 +76,7 @@ def rehearse(target: Target, checks: PreflightReport, policy: RehearsalPolicy) -
         try:
             dump = take_backup.fn(copy_target, BackupPolicy(), label="rehearsal",
                                   database_bytes=checks.database_bytes)  # fmt: skip
-            with _scratch_copy(target, dump, Path(scratch_dir)) as scratch:
+            with scratch_copy(target, dump, Path(scratch_dir), prefix=SCRATCH_PREFIX) as scratch:
                 result = _rehearse_on(scratch, checks)
         except (BackupFailed, pgtools.ToolError, sqlite3.Error) as exc:
             return Rehearsal(failed=f"the copy could not be made: {exc}")
@@ -122,31 +120,6 @@ def _rehearse_on(scratch: Target, checks: PreflightReport) -> Rehearsal:
     return result
 
 
-@contextmanager
-def _scratch_copy(target: Target, dump, directory: Path) -> Iterator[Target]:
-    if target.dialect != "postgresql":
-        copy = directory / "rehearsal.sqlite3"
-        source, destination = sqlite3.connect(dump.path), sqlite3.connect(copy)
-        source.backup(destination)
-        source.close()
-        destination.close()
-        yield replace(target, url=target.url.set(database=str(copy)))
-        return
-    name = f"{SCRATCH_PREFIX}{target.name.replace('-', '_')}_{uuid.uuid4().hex[:10]}"
-    with connect(target) as admin:
-        drop_stale_scratch_databases(admin, target)
-        _autocommit(target, f'CREATE DATABASE "{name}"')
-        try:
-            scratch = replace(target, url=target.url.set(database=name))
-            args = [pgtools.binary("pg_restore"), "--no-password", f"--dbname={name}"]
-            if dump.format == "directory" and dump.jobs > 1:
-                args.append(f"--jobs={dump.jobs}")
-            pgtools.run([*args, str(dump.path)], url=target.url)
-            yield scratch
-        finally:
-            _autocommit(target, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def _refuse_without_createdb(connection: Connection, target: Target) -> None:
     allowed = connection.scalar(
         text("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")
@@ -157,29 +130,6 @@ def _refuse_without_createdb(connection: Connection, target: Target) -> None:
             f"the role of target {target.name!r} may not create databases, so the plan cannot "
             f"be rehearsed on a copy: grant it CREATEDB, or set policy.rehearsal.enabled=false"
         )
-
-
-def drop_stale_scratch_databases(connection: Connection, target: Target) -> list[str]:
-    """Drop scratch copies a killed rehearsal of this target left behind."""
-    prefix = f"{SCRATCH_PREFIX}{target.name.replace('-', '_')}_"
-    stale = list(connection.execute(
-        text("SELECT datname FROM pg_database WHERE starts_with(datname, :prefix)"),
-        {"prefix": prefix},
-    ).scalars())  # fmt: skip
-    connection.rollback()
-    for name in stale:
-        _autocommit(target, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    return stale
-
-
-def _autocommit(target: Target, statement: str) -> None:
-    """CREATE and DROP DATABASE refuse to run inside a transaction: a connection of its own."""
-    engine = target_engine(target).execution_options(isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            connection.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
 
 
 def require(rehearsal: Rehearsal, policy: RehearsalPolicy) -> None:
