@@ -47,19 +47,37 @@ def _restore_test(args: argparse.Namespace) -> int:
 
 
 def _resolve(args: argparse.Namespace) -> int:
-    """Inspect a run that never finished, and mark it once the database is safe."""
+    """Settle a run that never finished: mark it rolled back or failed, or restore its backup."""
     target = resolve_target(args.target)
-    rows, _current, lines = resolve.describe(target)
-    print("\n".join(lines))
-    if not rows or args.mark is None:
-        return 0 if not rows else 1
-    if not args.yes:
-        answer = input(f"mark ledger row {rows[-1].id} of {target.masked_url} {args.mark}? [y/N] ")
+    situation = resolve.describe(target)
+    print("\n".join(situation.lines))
+    if situation.row is None:
+        return 0
+    action = "restore" if args.restore else args.mark
+    if action is None and args.yes:
+        action = situation.recommended()
+        if action is None:
+            return 1
+    if action is None:
+        if not sys.stdin.isatty():
+            return 1
+        action = _ask_choice()
+        if action is None:
+            print("nothing changed")
+            return 1
+    elif not args.yes:
+        answer = input(f"{action} ledger row {situation.row.id} of {target.masked_url}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing changed")
             return 1
-    print(resolve.mark(target, args.mark))
+    print("\n".join(resolve.resolve(target, action)))
     return 0
+
+
+def _ask_choice() -> str | None:
+    choices = {"r": "rolled-back", "s": "restore", "f": "failed"}
+    answer = input("[r] mark rolled back, re[s]tore the backup, [f] mark failed, [n]othing: ")
+    return choices.get(answer.strip().lower()[:1])
 
 
 def _pending(_args: argparse.Namespace) -> int:
@@ -164,8 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _add(commands, "status", _status)
     resolver = _add(commands, "resolve", _resolve)
-    resolver.add_argument("--mark", choices=sorted(resolve.MARKS), help="how to settle the row")
-    resolver.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    settle = resolver.add_mutually_exclusive_group()
+    settle.add_argument("--mark", choices=sorted(resolve.MARKS),
+                        help="rolled-back: the database is verified back at the run's start; "
+                        "failed: take the database as it is")  # fmt: skip
+    settle.add_argument("--restore", action="store_true",
+                        help="restore the run's backup, verify, probe, mark restored")  # fmt: skip
+    resolver.add_argument("--yes", action="store_true",
+                          help="do not ask; alone: do what is recommended")  # fmt: skip
     lister = _add(commands, "backups", _backups)
     defaults = BackupPolicy()
     lister.add_argument("--keep-last", type=int, default=defaults.keep_last,

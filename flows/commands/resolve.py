@@ -1,68 +1,269 @@
 """``autopr-migrate resolve``: settle a ledger row left ``running`` by a run that crashed.
 
-It never guesses. It shows the row, where the database is now and whether the run's backup
-is intact, and it marks the row only when the operator says how and the facts allow it.
+It never guesses. It shows the row, where the database is now, whether the application answers
+and whether the run's backup is intact, and recommends one of the safe choices:
+
+- ``rolled-back``: mark the row, only once the database is verified back at the run's start;
+- ``restore``: restore the run's own backup (after dumping the current state), verify the
+  revision and row counts, probe the application, and record the row as restored;
+- ``failed``: mark the row and take the database as it is (the operator's call).
+
+Before acting it takes the database's migration lock, so it cannot act while the run is still
+alive somewhere. After acting it releases what the dead run still held in Prefect: it marks the
+flow run Crashed and frees the target's concurrency limit, so the next migration can start.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import update
+from prefect.logging import disable_run_logger
+from sqlalchemy import Connection, insert, select, update
 
 from flows import alembic_ops
 from flows.database import connect
-from flows.errors import ConfigurationError, PreflightRefused
+from flows.errors import (
+    ConfigurationError,
+    LockUnavailable,
+    PreflightRefused,
+    RestoreFailed,
+)
+from flows.errors import describe as describe_error
+from flows.policy import MigrationPolicy
 from flows.steps import ledger
-from flows.steps.backup import digest, load_backup
+from flows.steps.backup import Backup, digest, load_backup
+from flows.steps.lock import database_lock, limit_name
+from flows.steps.probe import check_health, probe_health
+from flows.steps.restore import restore_backup
 from flows.targets import Target
 
 MARKS = {"rolled-back": ledger.ROLLED_BACK, "failed": ledger.FAILED}
+ACTIONS = ("rolled-back", "restore", "failed")
+LOCK_WAIT_SECONDS = 10
 
 
-def describe(target: Target) -> tuple[list[ledger.LedgerRow], str | None, list[str]]:
+@dataclass(frozen=True)
+class Situation:
+    rows: list[ledger.LedgerRow]
+    current: str | None
+    healthy: bool
+    health: str
+    lines: list[str]
+
+    @property
+    def row(self) -> ledger.LedgerRow | None:
+        return self.rows[-1] if self.rows else None
+
+    def recommended(self) -> str | None:
+        """What ``--yes`` without a choice does: the choice that loses the least."""
+        row = self.row
+        if row is None:
+            return None
+        if self.current == row.from_revision:
+            return "rolled-back"
+        return "restore" if _backup_state(row.backup_path).endswith("sha256 verified)") else None
+
+
+def describe(target: Target) -> Situation:
     with connect(target) as connection:
         rows = ledger.unfinished(connection)
         current = alembic_ops.current(connection)
-    lines = [f"target {target.name} is at {current or 'base'}"]
+    snapshot = check_health(target.health_url, timeout=5)
+    health = "answers 200" if snapshot.healthy else snapshot.reason
+    lines = [
+        f"target {target.name} is at {current or 'base'}; the application "
+        f"({target.masked_health_url}) {health}"
+    ]
     if not rows:
-        return rows, current, [*lines, "no unfinished runs in the ledger: nothing to resolve"]
+        lines.append("no unfinished runs in the ledger: nothing to resolve")
+        return Situation(rows, current, snapshot.healthy, health, lines)
     for row in rows:
         lines += [
             f"ledger row {row.id}: flow run {row.flow_run_name or row.flow_run_id}, started "
-            f"{row.started_at:%Y-%m-%d %H:%M:%S} UTC, {row.from_revision or 'base'} -> "
-            f"{row.to_revision}",
+            f"{row.started_at:%Y-%m-%d %H:%M:%S} UTC, {row.operation} "
+            f"{row.from_revision or 'base'} -> {row.to_revision or 'base'}",
             f"  backup: {_backup_state(row.backup_path)}",
             f"  {_advice(row, current)}",
         ]
-    return rows, current, lines
+    situation = Situation(rows, current, snapshot.healthy, health, lines)
+    choice = situation.recommended()
+    lines.append(
+        f"recommended: `autopr-migrate resolve --target {target.name} "
+        + (f"--{'restore' if choice == 'restore' else 'mark ' + choice} --yes`" if choice
+           else "...`: none is safe without a person (no verified backup)")
+    )  # fmt: skip
+    return situation
+
+
+def resolve(target: Target, action: str) -> list[str]:
+    """Carry out ``action`` for the newest unfinished row; raise to refuse, changing nothing."""
+    if action not in ACTIONS:
+        raise ConfigurationError(f"choose one of {', '.join(ACTIONS)}, not {action!r}")
+    situation = describe(target)
+    row = situation.row
+    if row is None:
+        return ["nothing to resolve"]
+    with connect(target) as connection, _still_alive_guard(connection, target):
+        if action == "restore":
+            lines = _restore(target, row)
+        else:
+            lines = [_mark(target, row, action, situation.current)]
+    return lines + release_prefect_lock(target, row)
 
 
 def mark(target: Target, how: str) -> str:
     """Mark the unfinished row; ``rolled-back`` only if the database is back at its start."""
     if how not in MARKS:
         raise ConfigurationError(f"--mark must be one of {', '.join(MARKS)}, not {how!r}")
-    rows, current, _ = describe(target)
-    if not rows:
-        return "nothing to resolve"
-    row = rows[-1]
+    return resolve(target, how)[0]
+
+
+def _mark(target: Target, row: ledger.LedgerRow, how: str, current: str | None) -> str:
     if how == "rolled-back" and current != row.from_revision:
         raise PreflightRefused(
             f"the database is at {current or 'base'}, not at the run's starting revision "
-            f"{row.from_revision or 'base'}: restore its backup first, or mark it failed"
+            f"{row.from_revision or 'base'}: restore its backup first (`--restore`), or mark "
+            f"it failed"
         )
+    message = f"resolved by an operator: marked {how} at revision {current or 'base'}"
+    _close_row(target, row, MARKS[how], message)
+    return f"ledger row {row.id} marked {MARKS[how]}"
+
+
+def _restore(target: Target, row: ledger.LedgerRow) -> list[str]:
+    backup = _verified_backup(row)
+    full_row = _read_row(target, row.id)
+    policy = MigrationPolicy()
+    with disable_run_logger():
+        try:
+            restored = restore_backup.fn(target, backup, policy.backup)
+        except RestoreFailed as exc:
+            raise RestoreFailed(f"{exc}; ledger row {row.id} still says running") from None
+        # The backup predates the run, so the restore took its ledger row away: put it back.
+        _reinsert(target, full_row)
+        try:
+            probe_health.fn(target, backup.revision, policy.probe)
+        except Exception as exc:  # restored, but the application does not come back
+            message = (f"restored {backup.path.name} but the application is not healthy "
+                       f"({describe_error(exc)})")  # fmt: skip
+            _close_row(target, row, ledger.FAILED, f"resolved by an operator: {message}")
+            raise PreflightRefused(f"{message}; ledger row {row.id} marked failed") from None
+    message = (f"resolved by an operator: restored {backup.path.name}; the state before was "
+               f"dumped to {restored.broken_state_dump}")  # fmt: skip
+    _close_row(target, row, ledger.RESTORED, message)
+    counts = (f"; row counts differ from the backup in {', '.join(restored.count_differences)}"
+              if restored.count_differences else "")  # fmt: skip
+    return [
+        f"restored {backup.path.name} ({restored.method}, {restored.seconds:.1f} s): the "
+        f"database is at {backup.revision or 'base'} and the application is healthy{counts}",
+        f"the state before the restore was dumped to {restored.broken_state_dump}",
+        f"ledger row {row.id} marked {ledger.RESTORED}",
+    ]
+
+
+def _verified_backup(row: ledger.LedgerRow) -> Backup:
+    if not row.backup_path or not Path(row.backup_path).exists():
+        raise PreflightRefused(
+            f"ledger row {row.id} names no backup that still exists ({row.backup_path or 'none'})"
+            f": restore one by hand with the rollback flow (mode=restore), then `--mark failed`"
+        )
+    backup = load_backup(Path(row.backup_path))
+    if digest(backup.path) != backup.sha256:
+        raise PreflightRefused(
+            f"the backup {backup.path.name} no longer matches its sha256: it was not restored"
+        )
+    return backup
+
+
+@contextmanager
+def _still_alive_guard(connection: Connection, target: Target) -> Iterator[None]:
+    """Hold the database's migration lock: a run still migrating somewhere holds it."""
+    try:
+        lock = database_lock(connection, target, wait_seconds=LOCK_WAIT_SECONDS)
+        lock.__enter__()
+    except LockUnavailable as exc:
+        raise PreflightRefused(
+            f"{exc}: the run may still be alive; let it finish or stop it, then resolve"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _read_row(target: Target, row_id: int) -> dict:
+    with connect(target) as connection:
+        found = connection.execute(
+            select(ledger.ledger).where(ledger.ledger.c.id == row_id)
+        ).mappings().one()  # fmt: skip
+        return dict(found)
+
+
+def _reinsert(target: Target, values: dict) -> None:
+    with connect(target) as connection, connection.begin():
+        ledger.ledger.create(connection, checkfirst=True)
+        exists = connection.execute(
+            select(ledger.ledger.c.id).where(ledger.ledger.c.id == values["id"])
+        ).first()  # fmt: skip
+        if exists is None:
+            connection.execute(insert(ledger.ledger).values(**values))
+
+
+def _close_row(target: Target, row: ledger.LedgerRow, status: str, message: str) -> None:
+    finished = datetime.now(UTC)
     with connect(target) as connection, connection.begin():
         connection.execute(
             update(ledger.ledger)
             .where(ledger.ledger.c.id == row.id)
             .values(
-                status=MARKS[how],
-                finished_at=datetime.now(UTC),
-                message=f"resolved by an operator: marked {how} at revision {current or 'base'}",
+                status=status,
+                finished_at=finished,
+                message=message,
+                duration_seconds=(finished - row.started_at).total_seconds(),
             )
         )
-    return f"ledger row {row.id} marked {MARKS[how]}"
+
+
+def release_prefect_lock(target: Target, row: ledger.LedgerRow) -> list[str]:
+    """Mark the dead run Crashed and free ``migrate-<target>`` (its lease outlives a SIGKILL)."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+    from prefect.exceptions import ObjectNotFound
+    from prefect.states import Crashed
+
+    lines = []
+    try:
+        with get_client(sync_client=True) as client:
+            if row.flow_run_id:
+                try:
+                    run = client.read_flow_run(row.flow_run_id)
+                except ObjectNotFound:
+                    run = None
+                if run is not None and run.state is not None and not run.state.is_final():
+                    client.set_flow_run_state(run.id, Crashed(
+                        message="its process died during the migration; resolved by an operator"
+                    ), force=True)  # fmt: skip
+                    lines.append(f"flow run {run.name} marked Crashed (it was {run.state.name})")
+            name = limit_name(target)
+            try:
+                limit = client.read_global_concurrency_limit_by_name(name)
+            except ObjectNotFound:
+                return lines
+            if limit.active_slots:
+                client.update_global_concurrency_limit(
+                    name, GlobalConcurrencyLimitUpdate(active_slots=0)
+                )
+                lines.append(f"concurrency limit {name}: the dead run's slot was freed")
+    except Exception as exc:  # the database is settled; Prefect can be tidied later
+        lines.append(
+            f"could not tidy up in Prefect ({describe_error(exc)}): if the next run waits for "
+            f"the concurrency limit {limit_name(target)}, reset it in the UI"
+        )
+    return lines
 
 
 def _backup_state(path: str | None) -> str:
@@ -82,16 +283,13 @@ def _backup_state(path: str | None) -> str:
 def _advice(row: ledger.LedgerRow, current: str | None) -> str:
     if current == row.from_revision:
         return (
-            "the database is at the run's starting revision: check /health, then "
-            "`--mark rolled-back --yes`"
+            "the database is at the run's starting revision (the killed transaction rolled "
+            "back): mark it rolled back"
         )
     if current == row.to_revision:
         return (
-            "the database reached the run's target revision, but the run never verified "
-            "it: check /health; if it is healthy and you keep it, `--mark failed --yes` and "
-            "record why; otherwise restore the backup"
+            "the database reached the run's target revision, but the run never verified it: "
+            "restore the backup, or if /health is fine and you keep it, mark it failed and "
+            "record why"
         )
-    return (
-        "the database is between the run's revisions: restore the backup (pg_restore --clean "
-        "--if-exists --single-transaction), then `--mark rolled-back --yes`"
-    )
+    return "the database is between the run's revisions: restore the backup"

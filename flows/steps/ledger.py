@@ -72,6 +72,7 @@ class LedgerRow:
     flow_run_name: str | None
     backup_path: str | None
     started_at: datetime
+    operation: str = "upgrade"
 
 
 def exists(connection: Connection) -> bool:
@@ -156,6 +157,7 @@ def _row(row: Any) -> LedgerRow:
         flow_run_name=row.flow_run_name,
         backup_path=row.backup_path,
         started_at=_aware(row.started_at),
+        operation=row.operation,
     )
 
 

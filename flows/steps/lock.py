@@ -24,8 +24,12 @@ from autopr.database.migration_lock import (
     release_advisory_lock,
     try_advisory_lock,
 )
-from flows.errors import LockUnavailable
+from flows.database import connect
+from flows.errors import LockUnavailable, MigrationError
 from flows.targets import Target
+
+LEASE_SECONDS = 60
+DEAD_HOLDER_RECHECK_SECONDS = 1
 
 
 def limit_name(target: Target) -> str:
@@ -45,14 +49,22 @@ def run_lock(target: Target, *, wait_seconds: float) -> Iterator[None]:
     """Hold ``migrate-<target>``; raise ``LockUnavailable`` after ``wait_seconds``.
 
     A lease that cannot be renewed (the Prefect API away for a while) must not cancel a run in
-    the middle of an upgrade: the database-side lock is what keeps migrations apart there.
+    the middle of an upgrade: the database-side lock is what keeps migrations apart there. The
+    lease is short (the server's minimum), so the slot of a run killed with SIGKILL comes back
+    within about a minute where the server's repossessor runs; ``resolve`` frees it at once.
+    A run left dead (its ledger row still ``running``, the database lock free) is refused at
+    once with the instructions to resolve it, rather than waited for.
     """
     name = ensure_limit(target)
+    if _holder_looks_dead(target):
+        time.sleep(DEAD_HOLDER_RECHECK_SECONDS)  # not a live run closing its row just now
+        if _holder_looks_dead(target):
+            refuse_crashed_holder(target)
     with ExitStack() as stack:
         try:
             stack.enter_context(concurrency(
                 name, occupy=1, timeout_seconds=max(wait_seconds, 0.1), strict=True,
-                raise_on_lease_renewal_failure=False,
+                lease_duration=LEASE_SECONDS, raise_on_lease_renewal_failure=False,
             ))  # fmt: skip
         except TimeoutError:
             raise LockUnavailable(
@@ -61,6 +73,33 @@ def run_lock(target: Target, *, wait_seconds: float) -> Iterator[None]:
                 f"policy.lock.wait_seconds"
             ) from None
         yield
+
+
+def _holder_looks_dead(target: Target) -> bool:
+    """A run past its backup holds the database lock until it has closed its ledger row."""
+    from flows.steps import ledger
+
+    try:
+        with connect(target) as connection:
+            if not ledger.unfinished(connection):
+                return False
+            connection.rollback()
+            if connection.dialect.name == "postgresql":
+                if not try_advisory_lock(connection):
+                    return False
+                release_advisory_lock(connection)
+                return True
+        with hold_lock_file(target.url.database or "", wait_seconds=0):
+            return True
+    except (TimeoutError, MigrationError, DBAPIError):
+        return False
+
+
+def refuse_crashed_holder(target: Target) -> None:
+    from flows.steps.preflight import refuse_unfinished_runs
+
+    with connect(target) as connection:
+        refuse_unfinished_runs(connection, target)
 
 
 @contextmanager
