@@ -14,9 +14,10 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
-from prefect.states import Completed, State
+from prefect.states import Completed, Failed, State
 
 from flows import events
+from flows.errors import ConfigurationError
 from flows.policy import MigrationPolicy
 from flows.steps.target_check import TargetCheck, check_target
 from flows.targets import default_target_name, resolve_target
@@ -32,9 +33,14 @@ def check(targets: list[str] | None = None, policy: MigrationPolicy | None = Non
     policy = policy or MigrationPolicy()
     logger = get_run_logger()
     names = targets or [default_target_name()]
-    failing = []
+    failing, unusable = [], []
     for name in names:
-        target = resolve_target(name)
+        try:
+            target = resolve_target(name)
+        except ConfigurationError as exc:  # check the others; the run still ends Failed
+            logger.error("%s", exc)
+            unusable.append(name)
+            continue
         result = check_target(target, policy)
         create_markdown_artifact(
             markdown=render(result),
@@ -48,6 +54,9 @@ def check(targets: list[str] | None = None, policy: MigrationPolicy | None = Non
             failing.append(f"{target.name} ({', '.join(f.area for f in result.problems)})")
             events.emit(target, events.CHECK_FAILED,
                         problems={f.area: f.summary for f in result.problems})  # fmt: skip
+    if unusable:
+        return Failed(message=f"could not check {', '.join(unusable)} (not configured); "
+                      f"problems on {'; '.join(failing) or 'none of the others'}")  # fmt: skip
     if failing:
         return Completed(name="Problems found", message=f"problems on {'; '.join(failing)}")
     return Completed(message=f"{len(names)} target(s) clean: {', '.join(names)}")

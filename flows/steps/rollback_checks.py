@@ -15,6 +15,7 @@ from flows.steps.preflight import (
     PreflightReport,
     check_backup_directory,
     database_bytes,
+    refuse_changed_history,
     refuse_unfinished_runs,
 )
 from flows.steps.probe import check_health
@@ -36,6 +37,8 @@ def downgrade_preflight(
             health = check_health(target.health_url, timeout=5)
             return PreflightReport(current, goal, [], 0, 0, health, operation="downgrade")
         refuse_unfinished_runs(connection, target)
+        # A downgrade runs the applied revisions' own code: it must be the code that ran.
+        accepted = refuse_changed_history(connection, target, policy.risk.changed_history_reason)
         size = database_bytes(connection, target)
         broken_indexes = frozenset(invalid_indexes(connection))
     free = check_backup_directory(target, size, policy.preflight.free_space_factor)
@@ -45,7 +48,7 @@ def downgrade_preflight(
     get_run_logger().info("downgrade %s -> %s undoes %d revision(s); the application is %s",
                           current, goal or "base", len(undone), state)  # fmt: skip
     return PreflightReport(current, goal, undone, size, free, health, [], broken_indexes,
-                           operation="downgrade")  # fmt: skip
+                           operation="downgrade", accepted_history=tuple(accepted))  # fmt: skip
 
 
 def resolve_down(revision: str, current: str | None, *, confirm_base: bool) -> str | None:

@@ -12,6 +12,7 @@ from autopr.database import Base
 from flows.check import check
 from flows.migrate import migrate
 from flows.policy import BackupPolicy, MigrationPolicy, RiskPolicy
+from flows.rollback import rollback
 from flows.steps import ledger
 from flows.steps.backup import take_backup
 from flows.targets import resolve_target
@@ -168,3 +169,20 @@ def test_an_accepted_history_change_is_recorded_and_checks_clean_after(
     assert revision_of(migration_target.engine()) == "cccc00000004"
     _state, artifact, found = _check(clean=True)
     assert "**Clean**" in artifact and CHECK_FAILED not in found
+
+
+def test_a_downgrade_through_a_changed_applied_revision_is_refused(migration_target, history):
+    revision = _migrated_through_the_flow(migration_target, history)
+    applied = next(history.glob(f"*{revision}*.py"))
+    applied.write_text(applied.read_text() + "\n# edited after it ran\n")
+    state = rollback(target="app", mode="downgrade", revision="-1", policy=fast_policy(),
+                     return_state=True)  # fmt: skip
+    assert state.is_failed() and f"{revision}: {applied.name} changed" in state.message
+    assert revision_of(migration_target.engine()) == revision
+
+
+def test_an_unconfigured_target_fails_the_run_but_the_others_are_checked(migration_target):
+    at_head_with_rows(migration_target.engine())
+    state = check(targets=["nowhere", "app"], policy=fast_policy(), return_state=True)
+    assert state.is_failed() and "could not check nowhere (not configured)" in state.message
+    assert "migration-check-app" in run_artifacts(state.state_details.flow_run_id)

@@ -100,6 +100,13 @@ def test_deployments_read_back_as_declared(stack) -> None:
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 2 * * SAT", "Europe/Berlin")
     assert schedule.active is False and schedule.slug == "saturday-night"
     assert staging.schedules[0].active is True
+    with get_client(sync_client=True) as client:
+        rollback = client.read_deployment_by_name("rollback/rollback-prod")
+        daily = client.read_deployment_by_name("check/check-daily")
+    assert rollback.parameters["policy"]["approval"]["mode"] == "always"
+    assert daily.parameters["targets"] == ["staging", "prod"]
+    (check_schedule,) = daily.schedules
+    assert check_schedule.schedule.cron == "30 6 * * *" and check_schedule.active is True
     window = prod.parameters["policy"]["window"]["windows"][0]
     assert (window["cron"], window["timezone"], window["duration_minutes"]) == (
         "0 2 * * SAT", "Europe/Berlin", 120)  # fmt: skip
