@@ -131,10 +131,18 @@ def _restore(run: Run, name: str, requested_by: str) -> Outcome:
         approval = await_approval(request, policy.approval, text=text)
     run.report.approved_by, run.report.approval_reason = approval.approver, approval.reason
     run.backup = chosen
-    run.start_ledger({}, approval, requested_by, flow_run.id, flow_run.name, operation="restore")
-    run.changing = True
-    return _restore_after_failure(run, f"restore requested by {approval.approver}",
-                                  requested=True)  # fmt: skip
+    timeout = policy.preflight.connect_timeout_seconds
+    with (
+        connect(target, connect_timeout=timeout) as connection,
+        database_lock(connection, target, wait_seconds=policy.lock.wait_seconds),
+    ):
+        run.connection = connection
+        refuse_if_moved(connection, checks)
+        run.start_ledger({}, approval, requested_by, flow_run.id, flow_run.name,
+                         operation="restore")  # fmt: skip
+        run.changing = True
+        return _restore_after_failure(run, f"restore requested by {approval.approver}",
+                                      requested=True)  # fmt: skip
 
 
 def _approve(run: Run, request: ApprovalRequest) -> None:

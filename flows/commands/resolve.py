@@ -43,7 +43,7 @@ from flows.targets import Target
 
 MARKS = {"rolled-back": ledger.ROLLED_BACK, "failed": ledger.FAILED}
 ACTIONS = ("rolled-back", "restore", "failed")
-LOCK_WAIT_SECONDS = 10
+LOCK_WAIT_SECONDS = 3
 
 
 @dataclass(frozen=True)

@@ -48,12 +48,7 @@ def render(request: ApprovalRequest, *, refused: str | None = None) -> str:
         f"`{plan.current or 'base'}` to `{plan.target_revision or 'base'}` "
         f"({len(plan.revisions)} revision(s)). The form's default is **reject**.",
         "",
-        f"Decide by **{request.deadline:%Y-%m-%d %H:%M} UTC**; after that the run fails with "
-        f"nothing changed.",
-        "",
-        "| | |",
-        "|---|---|",
-        f"| Database | `{target.masked_url}` |",
+        *_deadline_and_database(request),
         f"| Requested by | {request.requested_by or 'not recorded'} |",
         f"| Window | {request.window} |",
         "",
@@ -141,6 +136,17 @@ def _sql(plan: Plan) -> list[str]:
     return out
 
 
+def _deadline_and_database(request: ApprovalRequest) -> list[str]:
+    return [
+        f"Decide by **{request.deadline:%Y-%m-%d %H:%M} UTC**; after that the run fails with "
+        f"nothing changed.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Database | `{request.target.masked_url}` |",
+    ]
+
+
 def _mib(count: float) -> str:
     return f"{count / 2**20:.1f} MiB"
 
@@ -156,12 +162,7 @@ def render_restore(request: ApprovalRequest, *, backup: Backup, refused: str | N
         f"**{backup.created_at}** at revision `{backup.revision or 'base'}` (the database is "
         f"at `{request.checks.current or 'base'}` now). The form's default is **reject**.",
         "",
-        f"Decide by **{request.deadline:%Y-%m-%d %H:%M} UTC**; after that the run fails with "
-        f"nothing changed.",
-        "",
-        "| | |",
-        "|---|---|",
-        f"| Database | `{target.masked_url}` |",
+        *_deadline_and_database(request),
         f"| Backup | `{backup.path.name}` |",
         f"| Taken | {backup.created_at} ({backup.label}) |",
         f"| Size | {_mib(backup.bytes)}, {sum(backup.row_counts.values()):,} rows |",

@@ -26,6 +26,8 @@ from autopr.database.migration_lock import (
 )
 from flows.database import connect
 from flows.errors import LockUnavailable, MigrationError
+from flows.steps import ledger
+from flows.steps.preflight import refuse_unfinished_runs
 from flows.targets import Target
 
 LEASE_SECONDS = 60
@@ -77,8 +79,6 @@ def run_lock(target: Target, *, wait_seconds: float) -> Iterator[None]:
 
 def _holder_looks_dead(target: Target) -> bool:
     """A run past its backup holds the database lock until it has closed its ledger row."""
-    from flows.steps import ledger
-
     try:
         with connect(target) as connection:
             if not ledger.unfinished(connection):
@@ -96,8 +96,6 @@ def _holder_looks_dead(target: Target) -> bool:
 
 
 def refuse_crashed_holder(target: Target) -> None:
-    from flows.steps.preflight import refuse_unfinished_runs
-
     with connect(target) as connection:
         refuse_unfinished_runs(connection, target)
 
