@@ -3,7 +3,7 @@
 A backup goes only when it is beyond the newest ``keep_last`` *and* older than ``keep_days``.
 Whatever the numbers, these stay: the backup of the newest successful run (the one a rollback
 would reach for first) and every backup a ``running`` ledger row names (a crashed run may need
-it). Without the ledger, nothing is deleted.
+it). When the ledger cannot be read, nothing is deleted.
 """
 
 from __future__ import annotations
@@ -52,10 +52,16 @@ def protected_backups(target: Target) -> dict[str, str]:
     return protected
 
 
-def judge(target: Target, policy: BackupPolicy, *, now: datetime | None = None) -> list[Verdict]:
-    """Every backup of ``target``, newest first, with whether retention keeps it and why."""
+def judge(
+    target: Target, policy: BackupPolicy, *, now: datetime | None = None,
+    protected: dict[str, str] | None = None,
+) -> list[Verdict]:  # fmt: skip
+    """Every backup of ``target``, newest first, with whether retention keeps it and why.
+
+    ``protected`` defaults to what the target's ledger protects (which needs the database).
+    """
     now = now or datetime.now(UTC)
-    protected = protected_backups(target)
+    protected = protected_backups(target) if protected is None else protected
     newest_first = list(reversed(list_backups(target)))
     verdicts = []
     for rank, item in enumerate(newest_first):

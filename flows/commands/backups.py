@@ -13,12 +13,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.exc import DBAPIError
+
 from flows import alembic_ops
 from flows.backups import find_backup
 from flows.database import connect
-from flows.errors import describe
+from flows.errors import MigrationError, describe
 from flows.policy import BackupPolicy
-from flows.retention import apply_retention, judge
+from flows.retention import apply_retention, judge, protected_backups
 from flows.scratch import scratch_copy
 from flows.steps.backup import Backup, digest, row_counts
 from flows.targets import Target
@@ -27,8 +29,17 @@ RESTORE_TEST_PREFIX = "autopr_restoretest_"
 
 
 def listing(target: Target, policy: BackupPolicy) -> list[str]:
-    """One row per backup, newest first: when, what, how big, intact, and retention's verdict."""
-    verdicts = judge(target, policy)
+    """One row per backup, newest first: when, what, how big, intact, and retention's verdict.
+
+    It works with the database down (that is when backups matter most); retention's verdicts
+    then cannot know what the ledger protects, and say so.
+    """
+    try:
+        protected = protected_backups(target)
+        unknown = ""
+    except (MigrationError, DBAPIError) as exc:
+        protected, unknown = {}, f"the database cannot be read ({describe(exc)})"
+    verdicts = judge(target, policy, protected=protected)
     if not verdicts:
         return [f"target {target.name} has no backups in {target.backup_dir}"]
     rows = [("created (UTC)", "label", "revision", "size", "sha256", "retention", "file")]
@@ -36,13 +47,20 @@ def listing(target: Target, policy: BackupPolicy) -> list[str]:
         backup = verdict.item.backup
         rows.append((
             f"{verdict.item.created:%Y-%m-%d %H:%M:%S}", backup.label, backup.revision or "base",
-            _size(backup.bytes), verdict.item.verify(),
-            f"keep: {verdict.why}" if verdict.keep else "expired", backup.path.name,
+            _size(backup.bytes), verdict.item.verify(), _retention(verdict, unknown=bool(unknown)),
+            backup.path.name,
         ))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
              for row in rows]  # fmt: skip
-    return [f"backups of {target.name} in {target.backup_dir}:", *lines]
+    note = [f"retention verdicts are incomplete: {unknown}"] if unknown else []
+    return [f"backups of {target.name} in {target.backup_dir}:", *lines, *note]
+
+
+def _retention(verdict, *, unknown: bool) -> str:
+    if verdict.keep:
+        return f"keep: {verdict.why}"
+    return "unknown" if unknown else "expired"
 
 
 def prune(target: Target, policy: BackupPolicy) -> list[str]:

@@ -50,8 +50,6 @@ LOCK_WAIT_SECONDS = 3
 class Situation:
     rows: list[ledger.LedgerRow]
     current: str | None
-    healthy: bool
-    health: str
     lines: list[str]
 
     @property
@@ -80,7 +78,7 @@ def describe(target: Target) -> Situation:
     ]
     if not rows:
         lines.append("no unfinished runs in the ledger: nothing to resolve")
-        return Situation(rows, current, snapshot.healthy, health, lines)
+        return Situation(rows, current, lines)
     for row in rows:
         lines += [
             f"ledger row {row.id}: flow run {row.flow_run_name or row.flow_run_id}, started "
@@ -89,14 +87,19 @@ def describe(target: Target) -> Situation:
             f"  backup: {_backup_state(row.backup_path)}",
             f"  {_advice(row, current)}",
         ]
-    situation = Situation(rows, current, snapshot.healthy, health, lines)
-    choice = situation.recommended()
-    lines.append(
-        f"recommended: `autopr-migrate resolve --target {target.name} "
-        + (f"--{'restore' if choice == 'restore' else 'mark ' + choice} --yes`" if choice
-           else "...`: none is safe without a person (no verified backup)")
-    )  # fmt: skip
+    situation = Situation(rows, current, lines)
+    lines.append(_recommendation(target, situation.recommended()))
     return situation
+
+
+def _recommendation(target: Target, choice: str | None) -> str:
+    if choice is None:
+        return (
+            "recommended: nothing automatic (no verified backup): put the database right by "
+            f"hand, then `autopr-migrate resolve --target {target.name} --mark failed --yes`"
+        )
+    flag = "--restore" if choice == "restore" else f"--mark {choice}"
+    return f"recommended: `autopr-migrate resolve --target {target.name} {flag} --yes`"
 
 
 def resolve(target: Target, action: str) -> list[str]:
@@ -113,13 +116,6 @@ def resolve(target: Target, action: str) -> list[str]:
         else:
             lines = [_mark(target, row, action, situation.current)]
     return lines + release_prefect_lock(target, row)
-
-
-def mark(target: Target, how: str) -> str:
-    """Mark the unfinished row; ``rolled-back`` only if the database is back at its start."""
-    if how not in MARKS:
-        raise ConfigurationError(f"--mark must be one of {', '.join(MARKS)}, not {how!r}")
-    return resolve(target, how)[0]
 
 
 def _mark(target: Target, row: ledger.LedgerRow, how: str, current: str | None) -> str:
@@ -169,7 +165,8 @@ def _verified_backup(row: ledger.LedgerRow) -> Backup:
     if not row.backup_path or not Path(row.backup_path).exists():
         raise PreflightRefused(
             f"ledger row {row.id} names no backup that still exists ({row.backup_path or 'none'})"
-            f": restore one by hand with the rollback flow (mode=restore), then `--mark failed`"
+            f": mark it failed (`--mark failed --yes`), then restore another backup with the "
+            f"rollback flow (mode=restore)"
         )
     backup = load_backup(Path(row.backup_path))
     if digest(backup.path) != backup.sha256:

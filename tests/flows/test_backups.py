@@ -118,3 +118,18 @@ def test_restore_test_fails_a_backup_that_is_not_what_its_sidecar_says(
         handle.write(b"x")
     assert main(["restore-test", "--target", "app"]) == 1
     assert "does not match the sha256" in capsys.readouterr().out
+
+
+def test_backups_are_listed_while_the_database_is_down(migration_target, monkeypatch, capsys):
+    at_head_with_rows(migration_target.engine())
+    backup, newer = _backup(days_old=90), _backup()
+    monkeypatch.setenv("AUTOPR_DB_APP_URL", "postgresql://app:Hidden-pw@127.0.0.1:1/autopr")
+    assert main(["backups", "--target", "app", "--keep-last", "1", "--keep-days", "0"]) == 0
+    out = capsys.readouterr().out
+    (old_line,) = [line for line in out.splitlines() if backup.path.name in line]
+    assert " verified " in old_line and " unknown " in old_line
+    assert newer.path.name in out
+    assert "retention verdicts are incomplete: the database cannot be read" in out
+    assert "Hidden-pw" not in out
+    assert main(["backups", "--target", "app", "--prune"]) == 3  # nothing deleted blind
+    assert backup.path.exists()
