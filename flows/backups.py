@@ -11,7 +11,9 @@ from flows.errors import ConfigurationError
 from flows.steps.backup import SIDECAR_SUFFIX, Backup, digest, load_backup
 from flows.targets import Target
 
-RESTORABLE_LABELS = {"pre-upgrade", "pre-downgrade", "pre-restore", "manual"}
+# What "the newest backup" means when none is named: never a pre-restore dump, which holds the
+# state a restore replaced (often a broken one); name it to restore it.
+DEFAULT_LABELS = {"pre-upgrade", "pre-downgrade", "manual"}
 
 
 @dataclass(frozen=True)
@@ -40,16 +42,25 @@ def list_backups(target: Target) -> list[Listed]:
             found.append(Listed(load_backup(data_path)))
         except (OSError, ValueError, TypeError, json.JSONDecodeError):
             continue
-    return sorted(found, key=lambda item: item.created)
+    # Sidecar times are to the second; the sidecar's own write time orders ties.
+    return sorted(found, key=lambda item: (item.created, _written_ns(item.backup)))
+
+
+def _written_ns(backup: Backup) -> int:
+    try:
+        return backup.sidecar.stat().st_mtime_ns
+    except OSError:
+        return 0
 
 
 def find_backup(target: Target, name: str = "") -> Backup:
-    """The named backup (a file name in the backup directory), or the newest restorable one.
+    """The named backup (a file name in the backup directory), or the newest one taken before
+    an upgrade or a downgrade, or by hand.
 
     Raises:
         ConfigurationError: no such backup.
     """
-    listed = [item for item in list_backups(target) if item.backup.label in RESTORABLE_LABELS]
+    listed = [item for item in list_backups(target) if item.backup.label in DEFAULT_LABELS]
     if name:
         wanted = [item for item in list_backups(target) if item.backup.path.name == Path(name).name]
         if not wanted:

@@ -133,3 +133,12 @@ def test_backups_are_listed_while_the_database_is_down(migration_target, monkeyp
     assert "Hidden-pw" not in out
     assert main(["backups", "--target", "app", "--prune"]) == 3  # nothing deleted blind
     assert backup.path.exists()
+
+
+def test_the_newest_backup_is_never_a_pre_restore_dump(migration_target, capsys) -> None:
+    at_head_with_rows(migration_target.engine())
+    wanted = _backup()
+    broken_state = _backup(label="pre-restore")  # what a restore replaced: named only
+    assert main(["restore-test", "--target", "app"]) == 0
+    out = capsys.readouterr().out
+    assert wanted.path.name in out and broken_state.path.name not in out
