@@ -11,6 +11,7 @@ import hashlib
 import io
 import re
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +56,27 @@ def make_config(*, connection: Connection | None = None, **attributes: Any) -> C
     return config
 
 
+class BrokenHistory(ConfigurationError):
+    """A revision names a parent whose file is gone."""
+
+    def __init__(self, revision: str, directory: str) -> None:
+        self.revision = revision
+        super().__init__(
+            f"the schema history is broken: revision {revision} is another revision's parent, "
+            f"but no file in {directory} has it; restore it from version control (`git log "
+            f"--diff-filter=D -- alembic/versions`)"
+        )
+
+
 def script_directory() -> ScriptDirectory:
-    return ScriptDirectory.from_config(make_config())
+    script = ScriptDirectory.from_config(make_config())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Alembic warns, then fails with a bare KeyError
+        try:
+            script.revision_map.heads  # noqa: B018 - building the map finds a lost file
+        except KeyError as exc:
+            raise BrokenHistory(str(exc.args[0]), script.versions) from None
+    return script
 
 
 def heads() -> list[str]:

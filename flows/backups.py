@@ -32,16 +32,18 @@ class Listed:
 
 
 def list_backups(target: Target) -> list[Listed]:
-    """Every backup with a readable sidecar in the target's backup directory, oldest first."""
+    """The target's backups (readable sidecars in its backup directory), oldest first."""
     if not target.backup_dir.is_dir():
         return []
     found = []
     for sidecar in target.backup_dir.glob(f"*{SIDECAR_SUFFIX}"):
         data_path = sidecar.with_name(sidecar.name.removesuffix(SIDECAR_SUFFIX))
         try:
-            found.append(Listed(load_backup(data_path)))
+            backup = load_backup(data_path)
         except (OSError, ValueError, TypeError, json.JSONDecodeError):
             continue
+        if backup.target == target.name:  # a shared directory holds other targets' too
+            found.append(Listed(backup))
     # Sidecar times are to the second; the sidecar's own write time orders ties.
     return sorted(found, key=lambda item: (item.created, _written_ns(item.backup)))
 

@@ -3,8 +3,8 @@
 Each successful upgrade records the sha256 of the revision files it applied in the ledger. A
 file changed after it ran means the history no longer describes the database: a fresh
 environment built from it would differ from production, and a downgrade would run code nobody
-reviewed. Revisions applied before the ledger existed (plain ``alembic upgrade``) have no
-record and are not judged.
+reviewed. Revisions applied before the first run through the flows (plain ``alembic
+upgrade``) are recorded as they are by that first successful run, and judged from then on.
 """
 
 from __future__ import annotations
@@ -59,6 +59,11 @@ def check_applied(connection: Connection) -> list[HistoryProblem]:
     connection.rollback()
     if current is None:
         return []
+    try:
+        alembic_ops.heads()
+    except alembic_ops.BrokenHistory as exc:
+        return [HistoryProblem(exc.revision, MISSING, "its revision file is gone, and the "
+                               "history below it no longer resolves")]  # fmt: skip
     if not alembic_ops.is_known(current):
         return [HistoryProblem(current, UNKNOWN, "the database is at this revision, but no "
                                "revision file of this code has it (lost, or newer code "
@@ -91,3 +96,17 @@ def check_applied(connection: Connection) -> list[HistoryProblem]:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def unrecorded_applied(connection: Connection, current: str | None) -> dict[str, str]:
+    """Checksums of applied revisions the ledger has no record of yet (plain ``alembic`` ran
+    them): recorded by the next successful run, they are what later checks compare with."""
+    recorded = recorded_checksums(connection)
+    connection.rollback()
+    if current is None:
+        return {}
+    return {
+        info.revision: info.sha256
+        for info in alembic_ops.pending(None, current)
+        if info.revision not in recorded
+    }

@@ -15,6 +15,7 @@ from prefect.states import State
 from flows import events
 from flows.database import connect, invalid_indexes
 from flows.errors import HealthCheckFailed, MigrationError, UpgradeFailed, describe
+from flows.history_integrity import unrecorded_applied
 from flows.policy import MigrationPolicy
 from flows.run_state import NOTHING_TO_DO, Outcome, Run, current_revision, finish, refuse_if_moved
 from flows.steps import ledger
@@ -23,7 +24,7 @@ from flows.steps.approval_text import ApprovalRequest
 from flows.steps.backup import take_backup
 from flows.steps.downgrade import downgrade_to, drop_invalid_indexes
 from flows.steps.lint import gate, lint_plan, risk_of
-from flows.steps.lock import database_lock, ensure_locked, run_lock
+from flows.steps.lock import database_lock, ensure_locked, lock_retries, run_lock
 from flows.steps.plan import plan_migration
 from flows.steps.preflight import preflight
 from flows.steps.probe import probe_health
@@ -112,9 +113,11 @@ def _locked(run: Run, revision: str, requested_by: str) -> Outcome:
         with run.timeline.step("backup"):
             run.backup = take_backup(target, policy.backup, database_bytes=checks.database_bytes)
         run.report.backup = run.backup.path.name
+        with connect(target) as reader:
+            baseline = unrecorded_applied(reader, checks.current)
         accepted = {p.revision: p.current_sha256 for p in checks.accepted_history}
-        run.start_ledger({**accepted, **plan.checksums}, approval, requested_by, flow_run.id,
-                         flow_run.name)  # fmt: skip
+        run.start_ledger({**baseline, **accepted, **plan.checksums}, approval, requested_by,
+                         flow_run.id, flow_run.name)  # fmt: skip
         events.emit(target, events.STARTED, from_revision=checks.current,
                     to_revision=checks.target_revision, backup=run.backup.path.name)  # fmt: skip
         outcome = _apply(run)
@@ -128,7 +131,7 @@ def _locked(run: Run, revision: str, requested_by: str) -> Outcome:
 def _apply(run: Run) -> Outcome:
     checks, policy, connection = run.checks, run.policy, run.connection
     start, goal = checks.current, checks.target_revision
-    upgrade = apply_upgrade.with_options(**_lock_retries(policy))
+    upgrade = apply_upgrade.with_options(**lock_retries(policy))
     run.changing = True
     try:
         with run.timeline.step("upgrade"):
@@ -182,7 +185,7 @@ def _undo(run: Run, reason: str) -> Outcome:
     try:
         ensure_locked(run.connection, run.target)
         with run.timeline.step("downgrade"):
-            downgrade_to.with_options(**_lock_retries(policy))(run.connection, start, policy.lock)
+            downgrade_to.with_options(**lock_retries(policy))(run.connection, start, policy.lock)
         with run.timeline.step("probe after downgrade"):
             probe(run.target, start, policy.probe, application_expected=expected)
         run.changing = False
@@ -208,12 +211,6 @@ def _undo(run: Run, reason: str) -> Outcome:
                    f"restored backup {run.backup.path.name} (the broken state was dumped to "
                    f"{restored.broken_state_dump}): the database is at {start or 'base'} and the "
                    f"application is healthy{counts}")  # fmt: skip
-
-
-def _lock_retries(policy: MigrationPolicy) -> dict:
-    lock = policy.lock
-    delays = [lock.retry_backoff_seconds * 2**attempt for attempt in range(lock.lock_retries)]
-    return {"retries": lock.lock_retries, "retry_delay_seconds": delays or 0}
 
 
 if __name__ == "__main__":

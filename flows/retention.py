@@ -2,8 +2,9 @@
 
 A backup goes only when it is beyond the newest ``keep_last`` *and* older than ``keep_days``.
 Whatever the numbers, these stay: the backup of the newest successful run (the one a rollback
-would reach for first) and every backup a ``running`` ledger row names (a crashed run may need
-it). When the ledger cannot be read, nothing is deleted.
+would reach for first), every backup a ``running`` ledger row names (a crashed run may need
+it), and those of runs that failed since the last success. When the ledger cannot be read,
+nothing is deleted.
 """
 
 from __future__ import annotations
@@ -42,13 +43,17 @@ def protected_backups(target: Target) -> dict[str, str]:
         ).all()
     protected: dict[str, str] = {}
     succeeded = [row for row in rows if row.status == ledger.SUCCEEDED]
+    last_success = succeeded[-1].id if succeeded else 0
     if succeeded:
         protected[Path(succeeded[-1].backup_path).name] = (
-            f"the newest successful run's (ledger row {succeeded[-1].id})"
+            f"the newest successful run's (ledger row {last_success})"
         )
     for row in rows:
         if row.status == ledger.RUNNING:
             protected[Path(row.backup_path).name] = f"ledger row {row.id} is still running"
+        elif row.status == ledger.FAILED and row.id > last_success:
+            # A failure since the last success may have left the database needing this one.
+            protected[Path(row.backup_path).name] = f"ledger row {row.id} failed since"
     return protected
 
 

@@ -20,8 +20,9 @@ from prefect.states import State
 from flows import alembic_ops, events
 from flows.backups import find_backup
 from flows.database import connect
-from flows.errors import MigrationError, RestoreFailed, describe
+from flows.errors import BackupFailed, MigrationError, RestoreFailed, describe
 from flows.policy import MigrationPolicy
+from flows.risk import Risk
 from flows.run_state import NOTHING_TO_DO, Outcome, Run, finish, refuse_if_moved
 from flows.steps import ledger
 from flows.steps.approval import await_approval, check_allowed, deadline_for
@@ -29,7 +30,7 @@ from flows.steps.approval_text import ApprovalRequest, render_restore
 from flows.steps.backup import digest, take_backup
 from flows.steps.downgrade import downgrade_to
 from flows.steps.lint import gate, lint_plan, risk_of
-from flows.steps.lock import database_lock, run_lock
+from flows.steps.lock import database_lock, lock_retries, run_lock
 from flows.steps.plan import Plan, plan_migration
 from flows.steps.preflight import PreflightReport
 from flows.steps.probe import check_health, probe_health
@@ -96,7 +97,8 @@ def _downgrade(run: Run, revision: str, confirm_base: bool, requested_by: str) -
         run.changing = True
         try:
             with run.timeline.step("downgrade"):
-                downgrade_to(run.connection, checks.target_revision, policy.lock)
+                downgrade_to.with_options(**lock_retries(policy))(
+                    run.connection, checks.target_revision, policy.lock)  # fmt: skip
             with run.timeline.step("probe"):
                 probe_health(target, checks.target_revision, policy.probe)
         except Exception as exc:  # the backup taken a moment ago puts it back
@@ -112,6 +114,9 @@ def _restore(run: Run, name: str, requested_by: str) -> Outcome:
     target, policy = run.target, run.policy
     with run.timeline.step("preflight"):
         chosen = find_backup(target, name)
+        if not chosen.path.exists():
+            raise RestoreFailed(f"the backup {chosen.path.name} is listed by its sidecar, but "
+                                f"its file is gone: it was not restored")  # fmt: skip
         if digest(chosen.path) != chosen.sha256:
             raise RestoreFailed(
                 f"the backup {chosen.path.name} no longer matches the sha256 in its sidecar: "
@@ -125,7 +130,9 @@ def _restore(run: Run, name: str, requested_by: str) -> Outcome:
     run.report.from_revision, run.report.to_revision = current, chosen.revision
     run.report.backup = chosen.path.name
     plan = Plan(target.name, current, chosen.revision, [], "", "")
-    request = ApprovalRequest(target, plan, checks, requested_by, deadline_for(policy.approval))
+    risk = Risk("high", ["every write since the backup is discarded"])
+    request = ApprovalRequest(target, plan, checks, requested_by, deadline_for(policy.approval),
+                              risk)  # fmt: skip
     text = partial(render_restore, backup=chosen)
     with run.timeline.step("approval"):
         approval = await_approval(request, policy.approval, text=text)
@@ -175,20 +182,26 @@ def _restore_after_failure(run: Run, reason: str, *, requested: bool = False) ->
     start = run.backup.revision
     try:
         with run.timeline.step("restore"):
-            restored = restore_backup(run.target, run.backup, run.policy.backup)
+            restored = restore_backup(run.target, run.backup, run.policy.backup,
+                                      require_dump=requested)  # fmt: skip
         run.rewrite_ledger()
         with run.timeline.step("probe after restore"):
             probe_health.with_options(name="probe-health-after-restore")(
                 run.target, start, run.policy.probe)  # fmt: skip
+    except BackupFailed as exc:  # a requested restore that could not keep the current state
+        run.changing = False
+        return Outcome(ledger.FAILED, f"{reason}; {exc}")
     except Exception as exc:  # nothing left to try automatically
         problem = str(exc) if isinstance(exc, MigrationError) else describe(exc)
         return Outcome(ledger.FAILED, f"{reason}; the restore of {run.backup.path.name} failed "
                        f"({problem}). The database needs a person now")  # fmt: skip
     run.changing = False
     status = ledger.RESTORED
+    counts = (f"; row counts now differ from the backup in {', '.join(restored.count_differences)}"
+              " (writes since the restore?)") if restored.count_differences else ""  # fmt: skip
     text = (f"restored {run.target.name} from {run.backup.path.name} (taken "
             f"{run.backup.created_at}): at {start or 'base'}, healthy; the state before was "
-            f"dumped to {restored.broken_state_dump}")  # fmt: skip
+            f"dumped to {restored.broken_state_dump}{counts}")  # fmt: skip
     if requested:
         return Outcome(ledger.SUCCEEDED, text, event=events.RESTORED)
     return Outcome(status, f"{reason}; {text}")

@@ -27,6 +27,7 @@ from sqlalchemy import Connection, insert, select, update
 from flows import alembic_ops
 from flows.database import connect
 from flows.errors import (
+    BackupFailed,
     ConfigurationError,
     LockUnavailable,
     PreflightRefused,
@@ -61,7 +62,7 @@ class Situation:
         row = self.row
         if row is None:
             return None
-        if self.current == row.from_revision:
+        if self.current == row.from_revision and row.operation != "restore":
             return "rolled-back"
         return "restore" if _backup_state(row.backup_path).endswith("sha256 verified)") else None
 
@@ -103,14 +104,18 @@ def _recommendation(target: Target, choice: str | None) -> str:
 
 
 def resolve(target: Target, action: str) -> list[str]:
-    """Carry out ``action`` for the newest unfinished row; raise to refuse, changing nothing."""
+    """Carry out ``action`` for the newest unfinished row; raise to refuse, changing nothing.
+
+    The facts are read again once the database lock is held: a run that finished meanwhile is
+    left alone.
+    """
     if action not in ACTIONS:
         raise ConfigurationError(f"choose one of {', '.join(ACTIONS)}, not {action!r}")
-    situation = describe(target)
-    row = situation.row
-    if row is None:
-        return ["nothing to resolve"]
     with connect(target) as connection, _still_alive_guard(connection, target):
+        situation = describe(target)
+        row = situation.row
+        if row is None:
+            return ["nothing to resolve"]
         if action == "restore":
             lines = _restore(target, row)
         else:
@@ -119,6 +124,11 @@ def resolve(target: Target, action: str) -> list[str]:
 
 
 def _mark(target: Target, row: ledger.LedgerRow, how: str, current: str | None) -> str:
+    if how == "rolled-back" and row.operation == "restore":
+        raise PreflightRefused(
+            f"ledger row {row.id} is a restore that never finished: the database may be half "
+            f"restored whatever its revision says. Run it again (`--restore`), or mark it failed"
+        )
     if how == "rolled-back" and current != row.from_revision:
         raise PreflightRefused(
             f"the database is at {current or 'base'}, not at the run's starting revision "
@@ -136,8 +146,8 @@ def _restore(target: Target, row: ledger.LedgerRow) -> list[str]:
     policy = MigrationPolicy()
     with disable_run_logger():
         try:
-            restored = restore_backup.fn(target, backup, policy.backup)
-        except RestoreFailed as exc:
+            restored = restore_backup.fn(target, backup, policy.backup, require_dump=True)
+        except (RestoreFailed, BackupFailed) as exc:
             raise RestoreFailed(f"{exc}; ledger row {row.id} still says running") from None
         # The backup predates the run, so the restore took its ledger row away: put it back.
         _reinsert(target, full_row)
@@ -215,7 +225,7 @@ def _close_row(target: Target, row: ledger.LedgerRow, status: str, message: str)
     with connect(target) as connection, connection.begin():
         connection.execute(
             update(ledger.ledger)
-            .where(ledger.ledger.c.id == row.id)
+            .where(ledger.ledger.c.id == row.id, ledger.ledger.c.status == ledger.RUNNING)
             .values(
                 status=status,
                 finished_at=finished,
@@ -278,6 +288,10 @@ def _backup_state(path: str | None) -> str:
 
 
 def _advice(row: ledger.LedgerRow, current: str | None) -> str:
+    if row.operation == "restore":
+        return (
+            "a restore that never finished may have left the database half restored: run it again"
+        )
     if current == row.from_revision:
         return (
             "the database is at the run's starting revision (the killed transaction rolled "

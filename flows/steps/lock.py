@@ -26,6 +26,7 @@ from autopr.database.migration_lock import (
 )
 from flows.database import connect
 from flows.errors import LockUnavailable, MigrationError
+from flows.policy import MigrationPolicy
 from flows.steps import ledger
 from flows.steps.preflight import refuse_unfinished_runs
 from flows.targets import Target
@@ -194,3 +195,10 @@ def _lock_file(target: Target, *, wait_seconds: float) -> Iterator[None]:
             f"another process holds the migration lock file {exc} of target {target.name!r}; "
             f"waited {wait_seconds:g} s"
         ) from None
+
+
+def lock_retries(policy: MigrationPolicy) -> dict:
+    """Task options: retry a step that hit ``lock_timeout``, with a doubling delay."""
+    lock = policy.lock
+    delays = [lock.retry_backoff_seconds * 2**attempt for attempt in range(lock.lock_retries)]
+    return {"retries": lock.lock_retries, "retry_delay_seconds": delays or 0}

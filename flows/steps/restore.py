@@ -43,11 +43,17 @@ class RestoreResult:
 
 
 @task(name="restore-backup", cache_policy=NO_CACHE)
-def restore_backup(target: Target, backup: Backup, policy: BackupPolicy) -> RestoreResult:
+def restore_backup(
+    target: Target, backup: Backup, policy: BackupPolicy, *, require_dump: bool = False
+) -> RestoreResult:
     """Dump the current state, then restore ``backup`` and verify it.
+
+    With ``require_dump`` (a restore someone asked for, over a state that may hold writes worth
+    keeping), a failed dump stops it before anything changes; an automatic recovery goes on.
 
     Raises:
         RestoreFailed: the backup did not verify, the restore failed, or the result differs.
+        BackupFailed: with ``require_dump``, the current state could not be dumped.
     """
     logger = get_run_logger()
     if not backup.path.exists() or digest(backup.path) != backup.sha256:
@@ -55,7 +61,7 @@ def restore_backup(target: Target, backup: Backup, policy: BackupPolicy) -> Rest
             f"the backup {backup.path} no longer matches the sha256 in its sidecar; it was not "
             f"restored and the database was not changed"
         )
-    broken_dump = _dump_current_state(target, policy, logger)
+    broken_dump = _dump_current_state(target, policy, logger, required=require_dump)
     started = time.monotonic()
     try:
         dropped = drop_objects_not_in(target, backup)
@@ -73,10 +79,15 @@ def restore_backup(target: Target, backup: Backup, policy: BackupPolicy) -> Rest
     return RestoreResult(backup.path.name, broken_dump, seconds, dropped, method, differences)
 
 
-def _dump_current_state(target: Target, policy: BackupPolicy, logger) -> str | None:
+def _dump_current_state(
+    target: Target, policy: BackupPolicy, logger, *, required: bool
+) -> str | None:
     try:
         dump = take_backup.fn(target, policy, label="pre-restore")
     except BackupFailed as exc:
+        if required:
+            raise BackupFailed(f"the current state could not be dumped first ({exc}); nothing "
+                               f"was restored and the database is unchanged") from None  # fmt: skip
         logger.warning("could not dump the current state before restoring: %s", exc)
         return None
     return dump.path.name

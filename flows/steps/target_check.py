@@ -15,7 +15,7 @@ from flows import alembic_ops
 from flows.backups import age_hours
 from flows.database import connect
 from flows.drift import model_drift
-from flows.errors import describe
+from flows.errors import MigrationError, describe
 from flows.history_integrity import check_applied
 from flows.policy import MigrationPolicy
 from flows.retention import judge
@@ -50,16 +50,27 @@ def check_target(target: Target, policy: MigrationPolicy) -> TargetCheck:
         with connect(target, connect_timeout=policy.preflight.connect_timeout_seconds) as conn:
             current = alembic_ops.current(conn)
             conn.rollback()
-            result.findings += [
-                _revision(current),
-                _drift(conn, current),
-                _history(conn),
-                _unfinished(conn, target),
-            ]
+            for area, look in (
+                ("revision", lambda: _revision(current)),
+                ("model drift", lambda: _drift(conn, current)),
+                ("applied revisions", lambda: _history(conn)),
+                ("ledger", lambda: _unfinished(conn, target)),
+            ):
+                result.findings.append(_guarded(area, look, conn))
     except Exception as exc:  # an unreachable database is the first thing to report
         result.findings.append(Finding("database", False, f"cannot be read: {describe(exc)}"))
     result.findings += [_backups(target, policy), _health(target, policy)]
     return result
+
+
+def _guarded(area: str, look, connection) -> Finding:
+    """One area that cannot be judged is a problem of its own, not the end of the check."""
+    try:
+        return look()
+    except Exception as exc:  # reported as what it is, with the other areas still checked
+        connection.rollback()
+        message = str(exc) if isinstance(exc, MigrationError) else describe(exc)
+        return Finding(area, False, f"could not be checked: {message}")
 
 
 def _revision(current: str | None) -> Finding:

@@ -26,7 +26,12 @@ def checksums(engine: Engine) -> dict:
 
 
 def ledger_rows(engine: Engine) -> list[dict]:
+    """The ledger's rows in order; none while no run has created the table."""
+    from sqlalchemy import inspect
+
     with engine.connect() as connection:
+        if not inspect(connection).has_table(ledger.name):
+            return []
         return [
             dict(r) for r in connection.execute(select(ledger).order_by(ledger.c.id)).mappings()
         ]

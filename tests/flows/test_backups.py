@@ -142,3 +142,27 @@ def test_the_newest_backup_is_never_a_pre_restore_dump(migration_target, capsys)
     assert main(["restore-test", "--target", "app"]) == 0
     out = capsys.readouterr().out
     assert wanted.path.name in out and broken_state.path.name not in out
+
+
+def test_retention_keeps_a_failed_runs_backup_and_leaves_other_targets_alone(
+    migration_target,
+) -> None:
+    engine = at_head_with_rows(migration_target.engine())
+    after_failure = _backup(days_old=90)
+    with engine.connect() as connection:
+        entry = ledger.start(connection, target="app", from_revision="x", to_revision="y",
+                             backup_path=str(after_failure.path))  # fmt: skip
+        ledger.finish(connection, entry, status=ledger.FAILED)
+    # Another target's backup in the same directory: not ours to list, judge or delete.
+    foreign = _backup(days_old=90)
+    data = json.loads(foreign.sidecar.read_text())
+    data["target"] = "other"
+    foreign.sidecar.write_text(json.dumps(data))
+    expired = _backup(days_old=80)
+    for _ in range(2):
+        _backup()
+    assert main(["backups", "--target", "app", "--prune", "--keep-last", "1",
+                 "--keep-days", "0"]) == 0  # fmt: skip
+    left = _names(migration_target)
+    assert after_failure.path.name in left and foreign.path.name in left
+    assert expired.path.name not in left

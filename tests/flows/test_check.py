@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from prefect.logging import disable_run_logger
 from sqlalchemy import Column, Integer, Table
 
@@ -53,10 +54,13 @@ def test_a_clean_target_reports_clean(migration_target, history) -> None:
     assert CHECK_FAILED not in found
 
 
-def test_a_hand_edited_applied_revision_is_reported(migration_target, history) -> None:
+@pytest.mark.parametrize("edited", ["by the flow", "8d2e4b7c9a05"])
+def test_a_hand_edited_applied_revision_is_reported(migration_target, history, edited) -> None:
+    """The flow's own revision, or one plain Alembic applied before the flow's first run."""
     revision = _migrated_through_the_flow(migration_target, history)
+    revision = revision if edited == "by the flow" else edited
     applied = next(history.glob(f"*{revision}*.py"))
-    applied.write_text(applied.read_text().replace("SELECT 1", "SELECT 2"))
+    applied.write_text(applied.read_text() + "\n# edited after it ran\n")
     state, artifact, found = _check()
     assert state.name == "Problems found", state.message
     assert "| applied revisions | **PROBLEM** |" in artifact
@@ -70,6 +74,19 @@ def test_a_deleted_applied_revision_is_reported(migration_target, history) -> No
     _state, artifact, found = _check()
     assert f"{revision}: the database is at this revision, but no revision file" in artifact
     assert CHECK_FAILED in found
+
+
+def test_a_lost_revision_in_the_middle_is_reported_and_the_rest_still_checked(
+    migration_target, history
+) -> None:
+    _migrated_through_the_flow(migration_target, history)
+    next(history.glob("*e5c8f2a1d934*.py")).unlink()
+    _state, artifact, found = _check()
+    assert "e5c8f2a1d934: its revision file is gone" in artifact
+    assert "| revision | **PROBLEM** | could not be checked: the schema history is broken" in (
+        artifact)  # fmt: skip
+    assert "| ledger | ok |" in artifact and "| health | ok |" in artifact
+    assert "applied revisions" in found[CHECK_FAILED]["problems"]
 
 
 def test_a_model_change_without_a_revision_is_reported(migration_target) -> None:

@@ -79,3 +79,13 @@ def test_resolve_refuses_rolled_back_while_the_database_is_elsewhere(database, c
     assert main(["resolve", "--mark", "rolled-back", "--yes"]) == 3
     assert "restore its backup first" in capsys.readouterr().err
     assert [row["status"] for row in ledger_rows(database)] == ["running"]
+
+
+def test_resolve_never_marks_an_unfinished_restore_rolled_back(database, capsys) -> None:
+    upgrade(database, HISTORY[-1])
+    with database.connect() as connection:
+        ledger.start(connection, target="default", operation="restore",
+                     from_revision=HISTORY[-1], to_revision=HISTORY[-1])  # fmt: skip
+    assert main(["resolve", "--mark", "rolled-back", "--yes"]) == 3
+    assert "may be half restored" in capsys.readouterr().err
+    assert [row["status"] for row in ledger_rows(database)] == ["running"]

@@ -89,6 +89,31 @@ def test_a_backup_that_no_longer_matches_its_checksum_is_refused(migration_targe
                      policy=fast_policy(), return_state=True)  # fmt: skip
     assert state.is_failed() and "no longer matches the sha256" in state.message
     assert "nothing was changed" in state.message and checksums(engine) == before
+    assert ledger_rows(engine) == []
+    assert not list(migration_target.backup_dir.glob("*-pre-restore.*"))
+
+
+def test_a_restore_always_asks_a_person_even_where_the_policy_would_not(
+    migration_target,
+) -> None:
+    at_head_with_rows(migration_target.engine())
+    with disable_run_logger():
+        take_backup.fn(resolve_target("app"), BackupPolicy(), label="manual")
+    background = BackgroundRun(flow=rollback, target="app", mode="restore",
+                               policy=fast_policy())  # approval mode "never"  # fmt: skip
+    run = background.paused()
+    resume_flow_run(run.id, run_input={"decision": "reject", "approver": "ops"})
+    assert background.result().is_failed()
+
+
+def test_a_backup_whose_file_is_gone_is_refused(migration_target) -> None:
+    engine = at_head_with_rows(migration_target.engine())
+    with disable_run_logger():
+        backup = take_backup.fn(resolve_target("app"), BackupPolicy(), label="manual")
+    backup.path.unlink()
+    state = rollback(target="app", mode="restore", policy=fast_policy(), return_state=True)
+    assert state.is_failed() and "its file is gone: it was not restored" in state.message
+    assert ledger_rows(engine) == []
 
 
 def test_base_needs_a_confirmation(migration_target) -> None:
