@@ -147,8 +147,12 @@ def _backups(target: Target, policy: MigrationPolicy) -> Finding:
             expired += 1
             details.append(f"{backup.path.name}: {age_hours(verdict.item) / 24:.1f} days old, "
                            f"outside the retention policy")  # fmt: skip
+    if not verdicts:
+        return Finding("backups", True, "none yet (each migration takes its own)")
+    newest = f"the newest is {age_hours(verdicts[0].item) / 24:.1f} days old"
     if not expired and not broken:
-        return Finding("backups", True, f"{len(verdicts)} backup(s), all intact, within policy")
+        return Finding("backups", True,
+                       f"{len(verdicts)} backup(s), all intact, within policy; {newest}")  # fmt: skip
     parts = [f"{broken} do not verify" if broken else "",
              f"{expired} older than the retention policy (`autopr-migrate backups --target "
              f"{target.name} --prune`)" if expired else ""]  # fmt: skip
