@@ -151,8 +151,8 @@ def _backups(target: Target, policy: MigrationPolicy) -> Finding:
         return Finding("backups", True, "none yet (each migration takes its own)")
     newest = f"the newest is {age_hours(verdicts[0].item) / 24:.1f} days old"
     if not expired and not broken:
-        return Finding("backups", True,
-                       f"{len(verdicts)} backup(s), all intact, within policy; {newest}")  # fmt: skip
+        summary = f"{len(verdicts)} backup(s), all intact, within policy; {newest}"
+        return Finding("backups", True, summary)
     parts = [f"{broken} do not verify" if broken else "",
              f"{expired} older than the retention policy (`autopr-migrate backups --target "
              f"{target.name} --prune`)" if expired else ""]  # fmt: skip
