@@ -86,7 +86,7 @@ def _broken_history() -> Path:
     return copy / "alembic.ini"
 
 
-def _report(state) -> str:
+def _report(state, key: str = "migration-report-demo") -> str:
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
@@ -96,7 +96,7 @@ def _report(state) -> str:
                 flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
             )
         )
-    return next((str(a.data) for a in artifacts if a.key == "migration-report-demo"), "")
+    return next((str(a.data) for a in artifacts if a.key == key), "")
 
 
 def _approved_run(policy, reason: str):
@@ -182,6 +182,17 @@ def main() -> int:
 
         after = httpx.get(os.environ["AUTOPR_DB_DEMO_HEALTH_URL"], timeout=5)
         _banner(f"The application now: HTTP {after.status_code} {after.text}")
+
+        from flows.check import check
+        from flows.commands.backups import listing
+        from flows.targets import resolve_target
+
+        _banner("3. The daily check, and the backups an operator can restore")
+        checked = check(targets=["demo"], policy=policy, return_state=True)
+        print(_report(checked, key="migration-check-demo"))
+        print(f"flow run: {checked.name} - {checked.message}\n")
+        print("$ autopr-migrate backups --target demo")
+        print("\n".join(listing(resolve_target("demo"), policy.backup)))
         ok = good.is_completed() and bad.is_failed() and after.status_code == 200
         _flush_to_api()
     finally:
@@ -195,7 +206,7 @@ def main() -> int:
         f"    PREFECT_HOME={DEMO / 'prefect'} PREFECT_SERVER_ANALYTICS_ENABLED=false "
         f".venv/bin/prefect server start\n"
         f"    then open http://127.0.0.1:4200 -> Runs, and Artifacts: migration-plan-demo, "
-        f"migration-report-demo, migration-progress-demo\n"
+        f"migration-report-demo, migration-progress-demo, migration-check-demo\n"
         f"  the database: {DEMO / 'autopr.db'} (its ledger: table autopr_migration_ledger)\n"
         f"  the backups and their sidecars: {DEMO / 'backups'}\n"
     )
