@@ -59,6 +59,12 @@ def _describe(diff: tuple) -> str:
         what = "index" if kind.endswith("index") else "constraint"
         obj = diff[1]
         return f"{what} {obj.name} on {obj.table.name} is only in the {where}"
+    if kind in ("add_fk", "remove_fk"):
+        where = "models" if kind == "add_fk" else "database"
+        constraint = diff[1]
+        columns = ", ".join(column.name for column in constraint.columns)
+        return (f"foreign key {constraint.name or '(unnamed)'} on {constraint.parent.name} "
+                f"({columns}) is only in the {where}")  # fmt: skip
     if kind in ("modify_type", "modify_nullable", "modify_default", "modify_comment"):
         _, _, table, column, _, database, models = diff
         attribute = kind.removeprefix("modify_")
