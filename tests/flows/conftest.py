@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,9 @@ from tests.support.servers import serve
 
 @pytest.fixture(scope="session", autouse=True)
 def prefect_api() -> Iterator[None]:
+    # The server subprocess inherits the environment: persist events every 0.5 s, not 5 s, so
+    # tests that read events back do not sit out the flush.
+    os.environ.setdefault("PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL", "0.5")
     with (
         prefect_test_harness(server_startup_timeout=60),
         temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
