@@ -16,7 +16,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from prefect import get_client
 from prefect.concurrency.sync import concurrency
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, PendingRollbackError, SQLAlchemyError
 
 from autopr.database.migration_lock import (
     MIGRATION_LOCK_KEY,
@@ -129,7 +129,7 @@ def _advisory_lock(
         yield
     finally:
         # A dead session released its locks with it; never hide the real error behind this.
-        with suppress(DBAPIError):
+        with suppress(SQLAlchemyError):
             release_advisory_lock(connection)
 
 
@@ -146,8 +146,9 @@ def ensure_locked(connection: Connection, target: Target) -> None:
         return
     try:
         _hold_again(connection, target)
-    except DBAPIError as exc:
-        if not exc.connection_invalidated:
+    except (DBAPIError, PendingRollbackError) as exc:
+        # PendingRollbackError: the session died under an earlier statement, not this one.
+        if isinstance(exc, DBAPIError) and not exc.connection_invalidated:
             raise
         connection.rollback()  # clears the dead session; the next statement opens a new one
         _hold_again(connection, target)
