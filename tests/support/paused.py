@@ -7,9 +7,12 @@ import time
 import uuid
 from typing import Any
 
+import httpx
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.exceptions import ObjectNotFound
+from prefect.input.run_input import keyset_from_paused_state
 
 from flows.migrate import migrate
 
@@ -39,12 +42,20 @@ class BackgroundRun:
         raise AssertionError("the run did not pause")
 
     def paused_now(self) -> FlowRun | None:
+        """The run if it is Paused and ready for input (the state shows before its schema)."""
         with get_client(sync_client=True) as client:
             runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
                 type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))  # fmt: skip
-        return next(
-            (r for r in runs if r.parameters.get("requested_by") == self.requested_by), None
-        )
+            run = next(
+                (r for r in runs if r.parameters.get("requested_by") == self.requested_by), None
+            )
+            if run is None:
+                return None
+            try:
+                client.read_flow_run_input(run.id, keyset_from_paused_state(run.state)["schema"])
+            except (ObjectNotFound, httpx.HTTPStatusError):
+                return None
+        return run
 
     @property
     def running(self) -> bool:

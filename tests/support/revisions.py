@@ -48,8 +48,11 @@ op.execute("SELECT no_such_column FROM workflows")""",
     "pass",
 )
 # Slow only when it runs, not while a plan renders its SQL offline.
-SLOW = ("""if not op.get_context().as_sql:
-    import time; time.sleep(3)""", "pass")
+SLOW = (
+    """if not op.get_context().as_sql:
+    import time; time.sleep(3)""",
+    "pass",
+)
 # A new table whose foreign key points at an existing one, and an application it breaks, and a
 # downgrade that fails: only a restore can put this back.
 NEW_TABLE_THEN_STUCK = (
