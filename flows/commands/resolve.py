@@ -26,6 +26,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from flows import alembic_ops
 from flows.database import connect
+from flows.dead_run import release_dead_run
 from flows.errors import (
     BackupFailed,
     ConfigurationError,
@@ -37,7 +38,7 @@ from flows.errors import describe as describe_error
 from flows.policy import MigrationPolicy
 from flows.steps import ledger
 from flows.steps.backup import Backup, digest, load_backup
-from flows.steps.lock import database_lock, limit_name
+from flows.steps.lock import database_lock
 from flows.steps.probe import check_health, probe_health
 from flows.steps.restore import restore_backup
 from flows.targets import Target
@@ -120,7 +121,7 @@ def resolve(target: Target, action: str) -> list[str]:
             lines = _restore(target, row)
         else:
             lines = [_mark(target, row, action, situation.current)]
-    return lines + release_prefect_lock(target, row)
+    return lines + release_dead_run(target, row.flow_run_id)
 
 
 def _mark(target: Target, row: ledger.LedgerRow, how: str, current: str | None) -> str:
@@ -233,44 +234,6 @@ def _close_row(target: Target, row: ledger.LedgerRow, status: str, message: str)
                 duration_seconds=(finished - row.started_at).total_seconds(),
             )
         )
-
-
-def release_prefect_lock(target: Target, row: ledger.LedgerRow) -> list[str]:
-    """Mark the dead run Crashed and free ``migrate-<target>`` (its lease outlives a SIGKILL)."""
-    from prefect import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
-    from prefect.exceptions import ObjectNotFound
-    from prefect.states import Crashed
-
-    lines = []
-    try:
-        with get_client(sync_client=True) as client:
-            if row.flow_run_id:
-                try:
-                    run = client.read_flow_run(row.flow_run_id)
-                except ObjectNotFound:
-                    run = None
-                if run is not None and run.state is not None and not run.state.is_final():
-                    client.set_flow_run_state(run.id, Crashed(
-                        message="its process died during the migration; resolved by an operator"
-                    ), force=True)  # fmt: skip
-                    lines.append(f"flow run {run.name} marked Crashed (it was {run.state.name})")
-            name = limit_name(target)
-            try:
-                limit = client.read_global_concurrency_limit_by_name(name)
-            except ObjectNotFound:
-                return lines
-            if limit.active_slots:
-                client.update_global_concurrency_limit(
-                    name, GlobalConcurrencyLimitUpdate(active_slots=0)
-                )
-                lines.append(f"concurrency limit {name}: the dead run's slot was freed")
-    except Exception as exc:  # the database is settled; Prefect can be tidied later
-        lines.append(
-            f"could not tidy up in Prefect ({describe_error(exc)}): if the next run waits for "
-            f"the concurrency limit {limit_name(target)}, reset it in the UI"
-        )
-    return lines
 
 
 def _backup_state(path: str | None) -> str:

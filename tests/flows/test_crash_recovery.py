@@ -39,26 +39,29 @@ migrate(target="app", policy=MigrationPolicy.model_validate_json(sys.argv[1]))
 """
 
 
-def _kill_mid_upgrade(tmp_path: Path) -> None:
-    """Start migrate in its own process, wait until it is inside the upgrade, SIGKILL it."""
-    marker = tmp_path / "marker"
+def _migrate_inside_the_upgrade(tmp_path: Path) -> subprocess.Popen:
+    """Start migrate in its own process; return once it is inside the stuck revision."""
+    marker, log_path = tmp_path / "marker", tmp_path / "migrate.log"
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(),
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "AUTOPR_TEST_MARKER": str(marker)}  # fmt: skip
-    policy = fast_policy().model_dump_json()
-    log = (tmp_path / "migrate.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-c", RUN_MIGRATE, policy], env=env, cwd=PROJECT_ROOT, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", RUN_MIGRATE, fast_policy().model_dump_json()], env=env,
+            cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
     deadline = time.monotonic() + 90
     while not marker.exists():
-        assert process.poll() is None, (tmp_path / "migrate.log").read_text()
+        assert process.poll() is None, log_path.read_text()
         assert time.monotonic() < deadline, "the run never reached the upgrade"
         time.sleep(0.1)
+    return process
+
+
+def _kill_mid_upgrade(tmp_path: Path) -> None:
+    process = _migrate_inside_the_upgrade(tmp_path)
     os.killpg(process.pid, signal.SIGKILL)
     assert process.wait(timeout=10) == -signal.SIGKILL
-    log.close()
 
 
 def _assert_refused_with_instructions(migration_target) -> None:
@@ -135,19 +138,8 @@ def test_resolve_refuses_while_the_run_is_still_alive(
     """A run that is slow, not dead, still holds the database lock: resolve changes nothing."""
     at_head_with_rows(migration_target.engine())
     add_revision(history, "eeee00000004", STUCK_IN_UPGRADE)
-    marker = tmp_path / "marker"
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(),
-           "AUTOPR_TEST_MARKER": str(marker)}  # fmt: skip
-    log_path = tmp_path / "migrate.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen([sys.executable, "-c", RUN_MIGRATE,
-                                    fast_policy().model_dump_json()], env=env, cwd=PROJECT_ROOT,
-                                   stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)  # fmt: skip
+    process = _migrate_inside_the_upgrade(tmp_path)
     try:
-        while not marker.exists():
-            assert process.poll() is None, log_path.read_text()
-            time.sleep(0.1)
         assert main(["resolve", "--target", "app", "--mark", "rolled-back", "--yes"]) == 3
         assert "the run may still be alive" in capsys.readouterr().err
         assert [r["status"] for r in ledger_rows(migration_target.engine())] == ["running"]
