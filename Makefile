@@ -59,9 +59,7 @@ setup: install
 	PREFECT_API_URL=$(PREFECT_API_URL) $(BIN)/autopr-migrate setup
 
 deploy: install
-	AUTOPR_MIGRATIONS_HOME=$(CURDIR) PREFECT_API_URL=$(PREFECT_API_URL) \
-	$(BIN)/prefect --no-prompt deploy --all
+	PREFECT_API_URL=$(PREFECT_API_URL) $(BIN)/prefect --no-prompt deploy --all
 
 worker: install
-	AUTOPR_MIGRATIONS_HOME=$(CURDIR) PREFECT_API_URL=$(PREFECT_API_URL) \
-	$(BIN)/prefect worker start --pool migrations --type process
+	PREFECT_API_URL=$(PREFECT_API_URL) $(BIN)/prefect worker start --pool migrations --type process

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -11,54 +10,70 @@ from functools import cache
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from autopr.masking import mask_secrets, redact_userinfo, register_secret
+
 DATABASE_URL_ENV = "DATABASE_URL"
 HEALTH_TIMEOUT_ENV = "AUTOPR_HEALTH_TIMEOUT"
 SUPPORTED_BACKENDS = ("postgresql", "sqlite")
 DEFAULT_HEALTH_TIMEOUT = 5.0
-
-# Greedy up to the last "@" of the token: a password may itself contain "@", ":" or "/".
-_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>\S*)(?=@)")
-_PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&]password=)(?P<pw>[^&\s]*)", re.IGNORECASE)
+SHOWN_INPUT_CHARACTERS = 80
+_URL_FORMS = "use postgresql://user:password@host:5432/dbname or sqlite:///path/to/file.db"
+_ENCODE_ADVICE = "percent-encode @ : / ? # % and spaces in the user and password (@ is %40)"
 
 
 class ConfigurationError(ValueError):
     """Raised when the environment does not describe a usable database; nothing was touched."""
 
 
-def mask_url(text: str) -> str:
-    """Replace every password in URLs in ``text`` with ``***``; works on malformed URLs too."""
-    text = _PASSWORD_IN_URL.sub(lambda m: m["head"] + "***", text)
-    return _PASSWORD_IN_QUERY.sub(lambda m: m["head"] + "***", text)
-
-
 def render_url(url: URL) -> str:
     """A URL as text with its password masked."""
-    return mask_url(url.render_as_string(hide_password=True))
+    return mask_secrets(url.render_as_string(hide_password=True))
+
+
+def shown_url(raw: str) -> str:
+    """How an unparsed URL may be quoted: no user or password, at most 80 characters."""
+    shown = redact_userinfo(raw.strip())
+    if len(shown) <= SHOWN_INPUT_CHARACTERS:
+        return shown
+    return f"{shown[:SHOWN_INPUT_CHARACTERS]}... ({len(shown):,} characters)"
 
 
 def parse_database_url(raw: str, *, variable: str = DATABASE_URL_ENV) -> URL:
-    """Parse and check a database URL, naming ``variable`` and masking the password on error."""
-    shown = mask_url(raw.strip())
+    """Parse and check a database URL, naming ``variable`` and masking the password on error.
+
+    The password (and a ``password`` query parameter) is registered with ``mask_secrets``, so
+    a driver message that quotes it later is masked too.
+    """
+    raw = raw.strip()
+    shown = shown_url(raw)
     try:
-        url = make_url(raw.strip())
+        url = make_url(raw)
         url.get_dialect()
     except NoSuchModuleError:
         hint = " (write postgresql://, not postgres://)" if raw.startswith("postgres:") else ""
         raise ConfigurationError(
-            f"{variable} names an unknown database driver: {shown}{hint}; "
-            f"use postgresql://user:password@host:5432/dbname or sqlite:///path/to/file.db"
+            f"{variable} names an unknown database driver: {shown}{hint}; {_URL_FORMS}"
         ) from None
     except (ArgumentError, ValueError) as exc:
         # The parser's own message can quote fragments of the password; never show it.
         reason = (
-            "the port is not a number; percent-encode @ : / in a password"
+            f"the port is not a number; {_ENCODE_ADVICE}"
             if isinstance(exc, ValueError)
-            else "unreadable"
+            else f"unreadable; {_ENCODE_ADVICE}"
         )
         raise ConfigurationError(
-            f"{variable} is not a valid database URL: {shown} ({reason}); "
-            f"use postgresql://user:password@host:5432/dbname or sqlite:///path/to/file.db"
+            f"{variable} is not a valid database URL: {shown} ({reason}); {_URL_FORMS}"
         ) from None
+    register_secret(url.password if isinstance(url.password, str) else None)
+    for key, value in url.query.items():
+        if key.lower() in ("password", "sslpassword"):
+            for item in (value,) if isinstance(value, str) else value:
+                register_secret(item)
+    if "@" in (url.host or "") or "@" in (url.database or ""):
+        raise ConfigurationError(
+            f"{variable} has an '@' after the one that ends the password: {shown}; "
+            f"{_ENCODE_ADVICE}"
+        )
     if url.get_backend_name() not in SUPPORTED_BACKENDS:
         raise ConfigurationError(
             f"{variable} points to {url.get_backend_name()}, which is not supported: {shown}; "
@@ -119,7 +134,9 @@ def _positive_float(environ: Mapping[str, str], name: str, default: float) -> fl
     except ValueError:
         value = -1.0
     if value <= 0:
-        raise ConfigurationError(f"{name} must be a positive number of seconds, got {raw!r}")
+        raise ConfigurationError(
+            f"{name} must be a positive number of seconds, got {raw[:SHOWN_INPUT_CHARACTERS]!r}"
+        )
     return value
 
 

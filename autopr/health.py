@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from autopr.config import ConfigurationError, Settings, get_settings, mask_url
+from autopr.config import ConfigurationError, Settings, get_settings
 from autopr.database import make_engine
 from autopr.database.schema import (
     code_heads,
@@ -29,6 +29,7 @@ from autopr.database.schema import (
     is_known_revision,
     schema_problems,
 )
+from autopr.masking import mask_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +64,11 @@ def _is_connect_failure(exc: DBAPIError) -> bool:
 
 
 def _unavailable(body: dict[str, Any], reason: str, exc: Exception) -> dict[str, Any]:
+    """A fixed reason for the public body; the driver's own words go to the server log only."""
     orig = getattr(exc, "orig", None) or exc
     detail = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    logger.warning("health check failed: %s: %s", reason, mask_url(detail))
-    return {"status": "unavailable", "reason": reason, "detail": mask_url(detail), **body}
+    logger.warning("health check failed: %s: %s", reason, mask_secrets(detail))
+    return {"status": "unavailable", "reason": reason, **body}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

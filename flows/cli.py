@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import NoReturn
 
-from sqlalchemy import make_url
-
+from autopr.config import parse_database_url
+from autopr.masking import mask_logging, mask_secrets
+from flows import exit_codes
+from flows.alembic_ops import BrokenHistory
 from flows.commands import approvals, resolve, status
 from flows.commands import backups as backing_up
 from flows.commands import lint as linting
 from flows.commands import plan as planning
 from flows.commands import setup as setting_up
 from flows.commands import verify as verifying
-from flows.errors import MigrationError
+from flows.errors import ConfigurationError, DatabaseUnreachable, MigrationError, describe
+from flows.inputs import shown
 from flows.policy import BackupPolicy
 from flows.targets import default_target_name, resolve_target
 
@@ -117,24 +122,47 @@ def _lint(args: argparse.Namespace) -> int:
 
     try:
         if args.sql:
-            sql = sys.stdin.read() if args.sql == "-" else Path(args.sql).read_text()
-            report = linting.lint_text(sql, assume_lock_timeout=args.assume_lock_timeout)
-        else:
-            report = linting.lint_revisions(args.start, args.end)
-    except (LintError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return linting.EXIT_NOT_SQL
+            data = sys.stdin.buffer.read() if args.sql == "-" else Path(args.sql).read_bytes()
+        report = (
+            linting.lint_text(linting.decode_sql(data),
+                              assume_lock_timeout=args.assume_lock_timeout)
+            if args.sql else linting.lint_revisions(args.start, args.end)
+        )  # fmt: skip
+    except OSError as exc:
+        return _fail(f"cannot read {shown(args.sql)}: {exc.strerror}", exit_codes.NO_INPUT)
+    except (LintError, BrokenHistory) as exc:
+        return _fail(str(exc), exit_codes.DATA)
+    except ConfigurationError as exc:
+        return _fail(str(exc), exit_codes.USAGE)
     print(linting.render(report, args.format))
     return linting.exit_code(report)
 
 
 def _verify(args: argparse.Namespace) -> int:
-    """Check the schema history: one head, up/down/up on a throwaway database, no drift."""
-    server = make_url(args.server) if args.server else None
-    results = verifying.verify(server)
+    """Check the schema history: one head, up/down/up on a throwaway database, no drift.
+
+    Exits 0 when every check passes and 3 (as lint's "critical") when one fails.
+    """
+    try:
+        server = parse_database_url(args.server, variable="--server") if args.server else None
+    except ValueError as exc:
+        return _fail(str(exc), exit_codes.USAGE)
+    try:
+        results = verifying.verify(server)
+    except BrokenHistory as exc:
+        return _fail(str(exc), exit_codes.DATA)
+    except ConfigurationError as exc:
+        return _fail(str(exc), exit_codes.USAGE)
+    except DatabaseUnreachable as exc:
+        return _fail(str(exc), exit_codes.UNAVAILABLE)
     for name, passed, detail in results:
         print(f"{'ok    ' if passed else 'FAILED'} {name}: {detail}")
-    return 0 if all(passed for _, passed, _ in results) and len(results) == 3 else 1
+    return 0 if all(passed for _, passed, _ in results) and len(results) == 3 else 3
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"error: {mask_secrets(message)}", file=sys.stderr)
+    return code
 
 
 def _setup(args: argparse.Namespace) -> int:
@@ -167,12 +195,15 @@ def _answer(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reason", default="", help="why: a ticket, a change request, a note")
 
 
+TRACEBACK_ENV = "AUTOPR_MIGRATE_TRACEBACK"
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors exit 64 (EX_USAGE): 1-3 belong to lint's risk levels."""
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(64, f"{self.prog}: error: {message}\n")
+        self.exit(exit_codes.USAGE, f"{self.prog}: error: {mask_secrets(message)[:300]}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,12 +259,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every way it can end is one line and a documented exit code."""
+    mask_logging()
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except MigrationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        return _fail("interrupted", exit_codes.INTERRUPTED)
+    except Exception as exc:  # a bug of ours: one line, and never a code a gate reads as a level
+        if os.environ.get(TRACEBACK_ENV):
+            traceback.print_exc()
+        return _fail(
+            f"internal error in autopr-migrate: {describe(exc)[:300]}; set {TRACEBACK_ENV}=1 "
+            f"to see the traceback, and report it",
+            exit_codes.INTERNAL,
+        )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
      |    +-- DatabaseUnreachable
      |    +-- UnfinishedRun
      +-- LockUnavailable         another run holds the target's migration lock
+     |    +-- LockLost           a lock this run held is no longer its own
      +-- OutsideMigrationWindow  no window fits the upgrade within the wait limit
      +-- ApprovalRejected
      +-- ApprovalExpired         nobody decided before the deadline
@@ -57,6 +58,10 @@ class LockUnavailable(MigrationError):
     exit_code = 4
 
 
+class LockLost(LockUnavailable):
+    """A lock this run took is no longer its own: its session died, or its lease lapsed."""
+
+
 class OutsideMigrationWindow(MigrationError):
     """No migration window fits the upgrade within the policy's wait limit; nothing changed."""
 
@@ -99,8 +104,8 @@ class RestoreFailed(MigrationError):
 
 def describe(exc: BaseException) -> str:
     """``Type: first line`` of an exception (the driver's own error for database errors), masked."""
-    from autopr.config import mask_url
+    from autopr.masking import mask_secrets
 
     inner = getattr(exc, "orig", None) or exc
     lines = str(inner).strip().splitlines()
-    return f"{type(inner).__name__}: {mask_url(lines[0]) if lines else ''}".rstrip(": ")
+    return f"{type(inner).__name__}: {mask_secrets(lines[0]) if lines else ''}".rstrip(": ")

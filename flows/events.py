@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect.events import emit_event
 
-from autopr.config import mask_url
+from autopr.masking import mask_secrets
 from flows.targets import Target
 
 STARTED = "autopr.migration.started"
@@ -23,7 +23,7 @@ CHECK_FAILED = "autopr.migration.check-failed"
 
 def _masked(value: Any) -> Any:
     if isinstance(value, str):
-        return mask_url(value)
+        return mask_secrets(value)
     if isinstance(value, dict):
         return {key: _masked(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

@@ -12,19 +12,29 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import State
 
+from autopr.masking import mask_logging
 from flows import events
 from flows.database import connect, invalid_indexes
 from flows.errors import HealthCheckFailed, MigrationError, UpgradeFailed, describe
 from flows.history_integrity import unrecorded_applied
+from flows.inputs import REVISION, TARGET_NAME, check_run_inputs
 from flows.policy import MigrationPolicy
-from flows.run_state import NOTHING_TO_DO, Outcome, Run, current_revision, finish, refuse_if_moved
+from flows.run_state import (
+    NOTHING_TO_DO,
+    Outcome,
+    Run,
+    current_revision,
+    finish,
+    refuse_if_moved,
+    refused_at_start,
+)
 from flows.steps import ledger
-from flows.steps.approval import await_approval, check_allowed, deadline_for
+from flows.steps.approval import await_approval, check_allowed, deadline_for, require_requester
 from flows.steps.approval_text import ApprovalRequest
 from flows.steps.backup import take_backup
 from flows.steps.downgrade import downgrade_to, drop_invalid_indexes
 from flows.steps.lint import gate, lint_plan, risk_of
-from flows.steps.lock import database_lock, ensure_locked, lock_retries, run_lock
+from flows.steps.lock import ensure_locked, lock_retries, migration_locks
 from flows.steps.plan import plan_migration
 from flows.steps.preflight import preflight
 from flows.steps.probe import probe_health
@@ -45,8 +55,8 @@ def _run_name() -> str:
     """``migrate-<target>-<revision>-<id prefix>``: readable, and unique enough to type."""
     parameters = flow_run.parameters
     return (
-        f"migrate-{parameters.get('target') or 'default'}-{parameters.get('revision', 'head')}"
-        f"-{str(flow_run.id)[:6]}"
+        f"migrate-{str(parameters.get('target') or 'default')[:TARGET_NAME]}"
+        f"-{str(parameters.get('revision', 'head'))[:REVISION]}-{str(flow_run.id)[:6]}"
     )
 
 
@@ -59,22 +69,30 @@ def migrate(
 ) -> State:
     """Upgrade a target database to ``revision`` (``head``, ``+1``, an id or a prefix).
 
-    ``requested_by`` names who asked for the run: with four eyes, they may not approve it.
+    ``requested_by`` names who asked for the run: with four eyes (the default) it is required,
+    and they may not approve it.
     """
+    mask_logging()
     policy = policy or MigrationPolicy()
-    resolved = resolve_target(target or default_target_name())
-    check_allowed(resolved, policy.approval)
-    check_window_allowed(resolved, policy.window)
+    try:
+        check_run_inputs(target=target, revision=revision, requested_by=requested_by)
+        require_requester(policy.approval, requested_by, flow="migrate")
+        resolved = resolve_target(target or default_target_name())
+        check_allowed(resolved, policy.approval)
+        check_window_allowed(resolved, policy.window)
+    except MigrationError as exc:
+        return refused_at_start(exc)
     run = Run(resolved, policy, Report(resolved.name, resolved.masked_url, ledger.FAILED, "",
                                        to_revision=revision), Timeline())  # fmt: skip
     try:
-        with run_lock(resolved, wait_seconds=policy.lock.wait_seconds):
+        with migration_locks(resolved, policy) as run.locks:
             outcome = _locked(run, revision, requested_by)
+            outcome.message += "".join(f"; {note}" for note in run.locks.notes)
             finish(run, outcome)
-            if outcome.status == ledger.SUCCEEDED:
-                prune_backups(resolved, policy.backup)
-    except MigrationError as exc:
-        outcome = Outcome(ledger.FAILED, f"{exc}; {run.state_after_error()}")
+        if outcome.status == ledger.SUCCEEDED:
+            prune_backups(resolved, policy.backup)
+    except Exception as exc:  # every failure ends the same way: report, ledger, event
+        outcome = run.failure(exc)
         finish(run, outcome)
     get_run_logger().info("%s: %s", outcome.status, outcome.message)
     return outcome.state()
@@ -104,23 +122,20 @@ def _locked(run: Run, revision: str, requested_by: str) -> Outcome:
     needed = needed_time(policy.window, rehearsal.upgrade_seconds, checks.database_bytes)
     with run.timeline.step("window"):
         wait_for_window(target, policy.window, needed)
-    with (
-        connect(target, connect_timeout=policy.preflight.connect_timeout_seconds) as connection,
-        database_lock(connection, target, wait_seconds=policy.lock.wait_seconds),
-    ):
-        run.connection = connection
-        refuse_if_moved(connection, checks)
-        with run.timeline.step("backup"):
-            run.backup = take_backup(target, policy.backup, database_bytes=checks.database_bytes)
-        run.report.backup = run.backup.path.name
-        with connect(target) as reader:
-            baseline = unrecorded_applied(reader, checks.current)
-        accepted = {p.revision: p.current_sha256 for p in checks.accepted_history}
-        run.start_ledger({**baseline, **accepted, **plan.checksums}, approval, requested_by,
-                         flow_run.id, flow_run.name)  # fmt: skip
-        events.emit(target, events.STARTED, from_revision=checks.current,
-                    to_revision=checks.target_revision, backup=run.backup.path.name)  # fmt: skip
-        outcome = _apply(run)
+    run.locks.verify("the backup")
+    refuse_if_moved(run.connection, checks)
+    with run.timeline.step("backup"):
+        run.backup = take_backup(target, policy.backup, database_bytes=checks.database_bytes)
+    run.report.backup = run.backup.path.name
+    with connect(target) as reader:
+        baseline = unrecorded_applied(reader, checks.current)
+    accepted = {p.revision: p.current_sha256 for p in checks.accepted_history}
+    run.start_ledger({**baseline, **accepted, **plan.checksums}, approval, requested_by,
+                     flow_run.id, flow_run.name)  # fmt: skip
+    events.emit(target, events.STARTED, from_revision=checks.current,
+                to_revision=checks.target_revision, backup=run.backup.path.name)  # fmt: skip
+    run.locks.verify("the upgrade")
+    outcome = _apply(run)
     if checks.accepted_history:
         changed = ", ".join(problem.revision for problem in checks.accepted_history)
         outcome.message += (f"; the changed applied revision file(s) {changed} were accepted: "

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import URL
 
-from autopr.config import mask_url
+from autopr.masking import mask_secrets
 
 PG_BIN_DIR_ENV = "AUTOPR_PG_BIN_DIR"
 _QUERY_TO_ENV = {
@@ -108,5 +108,5 @@ def run(
             raise ToolError(f"{Path(args[0]).name} did not finish within {timeout:g} s") from None
     if result.returncode != 0:
         tail = " ".join(result.stderr.strip().splitlines()[-3:])
-        raise ToolError(f"{Path(args[0]).name} exited {result.returncode}: {mask_url(tail)}")
+        raise ToolError(f"{Path(args[0]).name} exited {result.returncode}: {mask_secrets(tail)}")
     return result

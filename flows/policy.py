@@ -7,10 +7,22 @@ Secrets never appear here: parameters are visible to everyone who can see the ru
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from flows import inputs
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("holds a NUL character; pass plain text")
+    return value
+
+
+OverrideReason = Annotated[str, Field(max_length=inputs.OVERRIDE_REASON), AfterValidator(_no_nul)]
+PersonName = Annotated[str, Field(max_length=inputs.PERSON), AfterValidator(_no_nul)]
 
 
 class _Policy(BaseModel):
@@ -102,8 +114,9 @@ class ApprovalPolicy(_Policy):
         "never (refused for production targets).",
     )
     risk_threshold: RiskLevel = Field("medium", description="With mode=risky.")
-    approvers: list[str] = Field(
+    approvers: list[PersonName] = Field(
         default_factory=list,
+        max_length=inputs.APPROVERS,
         description="Who may approve (case-insensitive); empty means anyone but the requester.",
     )
     four_eyes: bool = Field(True, description="The requester may not approve their own run.")
@@ -128,10 +141,16 @@ class ApprovalPolicy(_Policy):
 class MigrationWindow(_Policy):
     """A recurring time when upgrades may start: a cron start, a time zone and a length."""
 
-    cron: str = Field(..., description="When the window opens, e.g. '0 2 * * SAT'.")
-    timezone: str = Field("UTC", description="IANA time zone of the cron, e.g. Europe/Berlin.")
+    cron: str = Field(
+        ..., max_length=100, description="When the window opens, e.g. '0 2 * * SAT'."
+    )
+    timezone: str = Field(
+        "UTC", max_length=64, description="IANA time zone of the cron, e.g. Europe/Berlin."
+    )
     duration_minutes: int = Field(..., gt=0, le=7 * 24 * 60, description="How long it stays open.")
-    name: str = Field("", description="What operators call it.")
+    name: Annotated[str, AfterValidator(_no_nul)] = Field(
+        "", max_length=inputs.WINDOW_NAME, description="What operators call it."
+    )
 
     @field_validator("cron")
     @classmethod
@@ -150,7 +169,7 @@ class MigrationWindow(_Policy):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
+            raise ValueError(f"unknown time zone {inputs.shown(value)}") from None
         return value
 
 
@@ -190,10 +209,10 @@ class RiskPolicy(_Policy):
     allow_critical: bool = Field(
         False, description="Let a critical plan run (it still needs approval)."
     )
-    override_reason: str = Field(
+    override_reason: OverrideReason = Field(
         "", description="Required with allow_critical: why this critical change must run."
     )
-    changed_history_reason: str = Field(
+    changed_history_reason: OverrideReason = Field(
         "",
         description="Migrate although revision files already applied were changed since they "
         "ran: say why (the ledger records the new checksums and this reason).",

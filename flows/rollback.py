@@ -8,8 +8,6 @@ the revision and every table's row count, probe. Both write the ledger, a report
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import partial
 from typing import Literal
 
@@ -17,20 +15,22 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import State
 
+from autopr.masking import mask_logging
 from flows import alembic_ops, events
 from flows.backups import find_backup
 from flows.database import connect
 from flows.errors import BackupFailed, MigrationError, RestoreFailed, describe
+from flows.inputs import TARGET_NAME, bounded, check_run_inputs
 from flows.policy import MigrationPolicy
 from flows.risk import Risk
-from flows.run_state import NOTHING_TO_DO, Outcome, Run, finish, refuse_if_moved
+from flows.run_state import NOTHING_TO_DO, Outcome, Run, finish, refuse_if_moved, refused_at_start
 from flows.steps import ledger
-from flows.steps.approval import await_approval, check_allowed, deadline_for
+from flows.steps.approval import await_approval, check_allowed, deadline_for, require_requester
 from flows.steps.approval_text import ApprovalRequest, render_restore
 from flows.steps.backup import digest, take_backup
 from flows.steps.downgrade import downgrade_to
 from flows.steps.lint import gate, lint_plan, risk_of
-from flows.steps.lock import database_lock, lock_retries, run_lock
+from flows.steps.lock import lock_retries, migration_locks
 from flows.steps.plan import Plan, plan_migration
 from flows.steps.preflight import PreflightReport
 from flows.steps.probe import check_health, probe_health
@@ -42,8 +42,8 @@ from flows.targets import default_target_name, resolve_target
 
 def _run_name() -> str:
     parameters = flow_run.parameters
-    return (f"rollback-{parameters.get('target') or 'default'}-{parameters.get('mode')}"
-            f"-{str(flow_run.id)[:6]}")  # fmt: skip
+    return (f"rollback-{str(parameters.get('target') or 'default')[:TARGET_NAME]}"
+            f"-{str(parameters.get('mode'))[:10]}-{str(flow_run.id)[:6]}")  # fmt: skip
 
 
 @flow(name="rollback", flow_run_name=_run_name)
@@ -58,20 +58,29 @@ def rollback(
 ) -> State:
     """Take a target back: ``downgrade`` to ``revision`` (-1, -N, an id, a prefix; ``base`` only
     with ``confirm_base``), or ``restore`` the named ``backup`` (default: the newest)."""
+    mask_logging()
     policy = policy or MigrationPolicy()
-    resolved = resolve_target(target or default_target_name())
-    check_allowed(resolved, policy.approval)
+    try:
+        check_run_inputs(target=target, revision=revision, requested_by=requested_by)
+        bounded(backup, "backup", advice="pass a backup's file name, as `autopr-migrate backups` "
+                "lists it")  # fmt: skip
+        require_requester(policy.approval, requested_by, flow="rollback")
+        resolved = resolve_target(target or default_target_name())
+        check_allowed(resolved, policy.approval)
+    except MigrationError as exc:
+        return refused_at_start(exc)
     report = Report(resolved.name, resolved.masked_url, ledger.FAILED, "")
     run = Run(resolved, policy, report, Timeline())
     try:
-        with run_lock(resolved, wait_seconds=policy.lock.wait_seconds):
+        with migration_locks(resolved, policy) as run.locks:
             if mode == "restore":
                 outcome = _restore(run, backup, requested_by)
             else:
                 outcome = _downgrade(run, revision, confirm_base, requested_by)
+            outcome.message += "".join(f"; {note}" for note in run.locks.notes)
             finish(run, outcome)
-    except MigrationError as exc:
-        outcome = Outcome(ledger.FAILED, f"{exc}; {run.state_after_error()}")
+    except Exception as exc:  # every failure ends the same way: report, ledger, event
+        outcome = run.failure(exc)
         finish(run, outcome)
     get_run_logger().info("%s: %s", outcome.status, outcome.message)
     return outcome.state()
@@ -93,21 +102,21 @@ def _downgrade(run: Run, revision: str, confirm_base: bool, requested_by: str) -
         plan = plan_migration(target, checks, risk)
     _approve(run, ApprovalRequest(target, plan, checks, requested_by,
                                   deadline_for(policy.approval), risk))  # fmt: skip
-    with _locked_and_backed_up(run, plan, requested_by, "pre-downgrade"):
-        run.changing = True
-        try:
-            with run.timeline.step("downgrade"):
-                downgrade_to.with_options(**lock_retries(policy))(
-                    run.connection, checks.target_revision, policy.lock)  # fmt: skip
-            with run.timeline.step("probe"):
-                probe_health(target, checks.target_revision, policy.probe)
-        except Exception as exc:  # the backup taken a moment ago puts it back
-            reason = str(exc) if isinstance(exc, MigrationError) else describe(exc)
-            return _restore_after_failure(run, f"the downgrade went wrong: {reason}")
-        run.changing = False
-        return Outcome(ledger.SUCCEEDED, f"downgraded {target.name} from {checks.current} to "
-                       f"{checks.target_revision or 'base'}; the application is healthy",
-                       event=events.ROLLED_BACK)  # fmt: skip
+    _back_up(run, plan, requested_by, "pre-downgrade")
+    run.changing = True
+    try:
+        with run.timeline.step("downgrade"):
+            downgrade_to.with_options(**lock_retries(policy))(
+                run.connection, checks.target_revision, policy.lock)  # fmt: skip
+        with run.timeline.step("probe"):
+            probe_health(target, checks.target_revision, policy.probe)
+    except Exception as exc:  # the backup taken a moment ago puts it back
+        reason = str(exc) if isinstance(exc, MigrationError) else describe(exc)
+        return _restore_after_failure(run, f"the downgrade went wrong: {reason}")
+    run.changing = False
+    return Outcome(ledger.SUCCEEDED, f"downgraded {target.name} from {checks.current} to "
+                   f"{checks.target_revision or 'base'}; the application is healthy",
+                   event=events.ROLLED_BACK)  # fmt: skip
 
 
 def _restore(run: Run, name: str, requested_by: str) -> Outcome:
@@ -138,18 +147,13 @@ def _restore(run: Run, name: str, requested_by: str) -> Outcome:
         approval = await_approval(request, policy.approval, text=text)
     run.report.approved_by, run.report.approval_reason = approval.approver, approval.reason
     run.backup = chosen
-    timeout = policy.preflight.connect_timeout_seconds
-    with (
-        connect(target, connect_timeout=timeout) as connection,
-        database_lock(connection, target, wait_seconds=policy.lock.wait_seconds),
-    ):
-        run.connection = connection
-        refuse_if_moved(connection, checks)
-        run.start_ledger({}, approval, requested_by, flow_run.id, flow_run.name,
-                         operation="restore")  # fmt: skip
-        run.changing = True
-        return _restore_after_failure(run, f"restore requested by {approval.approver}",
-                                      requested=True)  # fmt: skip
+    run.locks.verify("the restore")
+    refuse_if_moved(run.connection, checks)
+    run.start_ledger({}, approval, requested_by, flow_run.id, flow_run.name,
+                     operation="restore")  # fmt: skip
+    run.changing = True
+    return _restore_after_failure(run, f"restore requested by {approval.approver}",
+                                  requested=True)  # fmt: skip
 
 
 def _approve(run: Run, request: ApprovalRequest) -> None:
@@ -159,23 +163,17 @@ def _approve(run: Run, request: ApprovalRequest) -> None:
     run.approval = approval
 
 
-@contextmanager
-def _locked_and_backed_up(run: Run, plan: Plan, requested_by: str, label: str) -> Iterator[None]:
-    """Take the database lock, re-check the revision, back up, open the ledger row."""
-    timeout = run.policy.preflight.connect_timeout_seconds
-    with (
-        connect(run.target, connect_timeout=timeout) as connection,
-        database_lock(connection, run.target, wait_seconds=run.policy.lock.wait_seconds),
-    ):
-        run.connection = connection
-        refuse_if_moved(connection, run.checks)
-        with run.timeline.step("backup"):
-            run.backup = take_backup(run.target, run.policy.backup, label=label,
-                                     database_bytes=run.checks.database_bytes)  # fmt: skip
-        run.report.backup = run.backup.path.name
-        run.start_ledger(plan.checksums, run.approval, requested_by, flow_run.id, flow_run.name,
-                         operation=run.checks.operation)  # fmt: skip
-        yield
+def _back_up(run: Run, plan: Plan, requested_by: str, label: str) -> None:
+    """Prove the locks are still held, re-check the revision, back up, open the ledger row."""
+    run.locks.verify("the backup")
+    refuse_if_moved(run.connection, run.checks)
+    with run.timeline.step("backup"):
+        run.backup = take_backup(run.target, run.policy.backup, label=label,
+                                 database_bytes=run.checks.database_bytes)  # fmt: skip
+    run.report.backup = run.backup.path.name
+    run.start_ledger(plan.checksums, run.approval, requested_by, flow_run.id, flow_run.name,
+                     operation=run.checks.operation)  # fmt: skip
+    run.locks.verify("the downgrade")
 
 
 def _restore_after_failure(run: Run, reason: str, *, requested: bool = False) -> Outcome:

@@ -17,6 +17,7 @@ from flows.errors import MigrationError, PreflightRefused, describe
 from flows.policy import MigrationPolicy
 from flows.steps import ledger
 from flows.steps.backup import Backup
+from flows.steps.lock import MigrationLocks
 from flows.steps.preflight import PreflightReport
 from flows.steps.report import Report, Timeline, write_report
 from flows.targets import Target
@@ -49,21 +50,48 @@ class Run:
     report: Report
     timeline: Timeline
     checks: PreflightReport | None = None
-    connection: Connection | None = None
+    locks: MigrationLocks | None = None
     backup: Backup | None = None
     entry: ledger.Entry | None = None
     approval: Any = None
     # True from the moment the upgrade may have touched the database until it is known back.
     changing: bool = False
 
+    @property
+    def connection(self) -> Connection:
+        """The connection that holds the database's migration lock, and migrates."""
+        return self.locks.connection
+
+    def failure(self, exc: BaseException) -> Outcome:
+        """The outcome of a run any exception ended: what broke, and the state it left."""
+        if isinstance(exc, MigrationError):
+            reason = str(exc)
+        else:
+            reason = f"the run broke on an unexpected error: {describe(exc)}"
+            get_run_logger().error("unexpected error", exc_info=exc)
+        return Outcome(ledger.FAILED, f"{reason}; {self.state_after_error()}")
+
     def state_after_error(self) -> str:
-        if not self.changing:
-            return "nothing was changed"
-        return (
-            "the upgrade had started, so the database may be changed: check its revision "
-            "and health, and restore the backup "
-            f"{self.backup.path if self.backup else ''} if needed"
-        )
+        """What the run left; "nothing was changed" only once the revision is read back."""
+        kept = f"; its backup {self.backup.path} is kept" if self.backup else ""
+        if self.changing:
+            return (
+                "the upgrade had started, so the database may be changed: check its revision "
+                f"and health, and restore the backup {self.backup.path if self.backup else ''} "
+                "if needed"
+            )
+        if self.checks is None:
+            return "nothing was changed: the run stopped before it read the database"
+        start = self.checks.current
+        try:
+            now = current_revision(self)
+        except Exception as exc:  # the verdict must not hide the error that ended the run
+            return (f"the run stopped before changing anything, but the database's revision "
+                    f"could not be read back to verify that ({describe(exc)}){kept}")  # fmt: skip
+        if now == start:
+            return f"nothing was changed (verified: the database is at {now or 'base'}){kept}"
+        return (f"the database is at {now or 'base'}, not at {start or 'base'} where this run "
+                f"found it: check who changed it{kept}")  # fmt: skip
 
     def start_ledger(
         self, checksums: dict[str, str], approval, requested_by: str,
@@ -131,3 +159,10 @@ def finish(run: Run, outcome: Outcome) -> None:
         events.emit(run.target, event, status=outcome.status, message=outcome.message,
                     from_revision=run.report.from_revision,
                     to_revision=run.report.to_revision)  # fmt: skip
+
+
+def refused_at_start(exc: MigrationError) -> State:
+    """Bad input, found before any target was touched: one line, and no ledger or event."""
+    message = f"{exc}; nothing was changed: the run stopped before it touched any database"
+    get_run_logger().error("%s", message)
+    return Failed(message=message)

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from autopr.config import mask_url
+from autopr.masking import mask_secrets
 from flows.errors import DowngradeLockTimeout, LockTimeout
 from flows.policy import LockPolicy
 
@@ -71,7 +71,7 @@ def alembic_logs_to(logger: logging.LoggerAdapter) -> Iterator[None]:
 
     class Forward(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            logger.log(record.levelno, "%s", mask_url(record.getMessage()))
+            logger.log(record.levelno, "%s", mask_secrets(record.getMessage()))
 
     handler = Forward(level=logging.INFO)
     source = logging.getLogger("alembic.runtime.migration")

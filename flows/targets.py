@@ -22,13 +22,16 @@ from pathlib import Path
 
 from sqlalchemy import URL
 
-from autopr.config import DATABASE_URL_ENV, mask_url, parse_database_url, render_url
+from autopr.config import DATABASE_URL_ENV, parse_database_url, render_url
+from autopr.masking import mask_secrets
 from flows.errors import ConfigurationError
+from flows.inputs import shown
 
 DEFAULT_TARGET_ENV = "AUTOPR_DEFAULT_TARGET"
 DEFAULT_TARGET = "default"
 DEFAULT_HEALTH_URL = "http://127.0.0.1:8000/health"
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
+RESERVED_SUFFIX = "-health"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -49,7 +52,7 @@ class Target:
 
     @property
     def masked_health_url(self) -> str:
-        return mask_url(self.health_url)
+        return mask_secrets(self.health_url)
 
     @property
     def dialect(self) -> str:
@@ -74,10 +77,20 @@ def default_target_name(environ: Mapping[str, str] | None = None) -> str:
 
 
 def validate_name(name: str) -> str:
+    """A target name: 1-40 lowercase letters, digits and dashes, not ending in ``-health``.
+
+    ``AUTOPR_DB_<NAME>_HEALTH_URL`` is the health URL of target ``<name>``; a target named
+    ``<name>-health`` would read its database URL from that same variable.
+    """
     if not isinstance(name, str) or not _NAME.match(name):
         raise ConfigurationError(
-            f"target name {name!r} is not valid: use 1-40 lowercase letters, digits and dashes "
-            f"(it becomes part of lock, artifact and event names)"
+            f"target name {shown(name)} is not valid: use 1-40 lowercase letters, digits and "
+            f"dashes (it becomes part of lock, artifact and event names)"
+        )
+    if name.endswith(RESERVED_SUFFIX):
+        raise ConfigurationError(
+            f"target name {shown(name)} ends in {RESERVED_SUFFIX!r}, which is reserved "
+            f"(AUTOPR_DB_<NAME>_HEALTH_URL names a target's health URL); choose another name"
         )
     return name
 
@@ -148,7 +161,9 @@ def _health_url(name: str, prefix: str, is_default: bool, environ: Mapping[str, 
             f"target {name!r} has no health URL: set {variable} to its application's /health"
         )
     if not raw.startswith(("http://", "https://")):
-        raise ConfigurationError(f"{variable} must be an http(s) URL, got {mask_url(raw)!r}")
+        raise ConfigurationError(
+            f"{variable} must be an http(s) URL, got {shown(mask_secrets(raw))}"
+        )
     return raw
 
 
@@ -167,4 +182,4 @@ def _production(name: str, prefix: str, environ: Mapping[str, str]) -> bool:
         return name in ("prod", "production")
     if raw in _TRUE | _FALSE:
         return raw in _TRUE
-    raise ConfigurationError(f"{variable} must be true or false, got {raw!r}")
+    raise ConfigurationError(f"{variable} must be true or false, got {shown(raw)}")

@@ -10,7 +10,8 @@ from sqlalchemy import URL, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from autopr.config import DATABASE_URL_ENV, mask_url, render_url
+from autopr.config import DATABASE_URL_ENV, render_url
+from autopr.masking import mask_secrets
 
 DEFAULT_CONNECT_TIMEOUT = 10
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -92,6 +93,6 @@ def describe_connection_error(exc: DBAPIError, url: URL, *, source: str = DATABA
     reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
     return (
         f"cannot connect to the database in {source} ({render_url(url)}): "
-        f"{mask_url(reason)}; check that the server is running and that the host, port, "
+        f"{mask_secrets(reason)}; check that the server is running and that the host, port, "
         f"database name, user and password in {source} are right"
     )

@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Connection, text
@@ -28,6 +29,19 @@ def try_advisory_lock(connection: Connection) -> bool:
     return bool(taken)
 
 
+def holds_advisory_lock(connection: Connection) -> bool:
+    """Whether this session holds the lock now (its session may have died and been replaced)."""
+    held = connection.scalar(
+        text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND pid = pg_backend_pid() AND ((classid::bigint << 32) | objid::bigint) = :key"
+        ),
+        {"key": MIGRATION_LOCK_KEY},
+    )
+    connection.commit()
+    return bool(held)
+
+
 def release_advisory_lock(connection: Connection) -> None:
     if connection.in_transaction():
         connection.rollback()
@@ -39,8 +53,21 @@ def sqlite_lock_file(database: str) -> Path:
     return Path(f"{database}.migrate-lock")
 
 
+@dataclass(frozen=True)
+class HeldLockFile:
+    path: Path
+    descriptor: int
+
+    def still_held(self) -> bool:
+        """False once the file was deleted or replaced: another process may lock the new one."""
+        try:
+            return os.stat(self.path).st_ino == os.fstat(self.descriptor).st_ino
+        except OSError:
+            return False
+
+
 @contextmanager
-def hold_lock_file(database: str, *, wait_seconds: float = 0) -> Iterator[Path]:
+def hold_lock_file(database: str, *, wait_seconds: float = 0) -> Iterator[HeldLockFile]:
     """Hold the SQLite database's lock file.
 
     Raises:
@@ -59,7 +86,7 @@ def hold_lock_file(database: str, *, wait_seconds: float = 0) -> Iterator[Path]:
                     raise TimeoutError(str(path)) from None
                 time.sleep(0.2)
         try:
-            yield path
+            yield HeldLockFile(path, descriptor)
         finally:
             fcntl.flock(descriptor, fcntl.LOCK_UN)
     finally:

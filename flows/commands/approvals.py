@@ -27,7 +27,8 @@ from prefect.flow_runs import NotPausedError, resume_flow_run
 from prefect.input import filter_flow_run_input, read_flow_run_input
 from prefect.input.run_input import keyset_from_paused_state
 
-from flows.errors import MigrationError
+from flows.errors import ConfigurationError, MigrationError
+from flows.inputs import bounded, shown
 from flows.steps.approval import DECISION_KEY, REFUSAL_KEY, REQUEST_KEY
 
 MIGRATION_FLOWS = ["migrate", "rollback"]
@@ -64,12 +65,12 @@ def find_run(reference: str) -> FlowRun:
             flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[reference])), limit=5
         )
     if not runs:
-        raise AnswerRefused(f"no flow run has the id or name {reference!r}")
+        raise AnswerRefused(f"no flow run has the id or name {shown(reference)}")
     waiting = [run for run in runs if run.state and run.state.is_paused()]
     if len(runs) > 1 and len(waiting) == 1:
         return waiting[0]
     if len(runs) > 1:
-        raise AnswerRefused(f"{len(runs)} flow runs are named {reference!r}: use the run's id")
+        raise AnswerRefused(f"{len(runs)} flow runs are named {shown(reference)}: use the run's id")
     return runs[0]
 
 
@@ -115,6 +116,12 @@ def decide(reference: str, *, approve: bool, approver: str, reason: str, wait: f
         AnswerRefused: the run is not paused, the server rejected the input, or the run's
             policy refused the answer (it then stays paused).
     """
+    if not approver.strip():
+        raise ConfigurationError(
+            "approver is required: pass --as NAME (your name, as the approval policy knows it)"
+        )
+    bounded(approver, "approver", advice="pass your name")
+    bounded(reason, "reason", one_line=False)
     run = find_run(reference)
     refusals = _refusal_count(run.id)
     answer = {"decision": "approve" if approve else "reject", "approver": approver,
@@ -130,7 +137,8 @@ def decide(reference: str, *, approve: bool, approver: str, reason: str, wait: f
             f"run {run.name} waited too long and can no longer be resumed"
         ) from None
     except RuntimeError as exc:
-        raise AnswerRefused(f"the server refused the answer for {run.name}: {exc}") from None
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "no detail"
+        raise AnswerRefused(f"the server refused the answer for {run.name}: {detail}") from None
     return _outcome(run, refusals, approve=approve, wait=wait)
 
 

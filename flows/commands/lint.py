@@ -1,7 +1,9 @@
 """``autopr-migrate lint``: the risk of revisions, or of any PostgreSQL SQL, without a database.
 
-Exit codes say the level: 0 low, 1 medium, 2 high, 3 critical; 65 when the SQL is not
-PostgreSQL. Table sizes are unknown here, so levels assume tables of middling size.
+The exit code is the level and nothing else: 0 low, 1 medium, 2 high, 3 critical. Anything
+that is not a level has a code of its own (``flows.exit_codes``), so a CI gate that reads
+``< 2`` as "go" can never pass a crash or input that was not read. Table sizes are unknown
+here, so levels assume tables of middling size.
 """
 
 from __future__ import annotations
@@ -9,20 +11,69 @@ from __future__ import annotations
 import json
 
 from flows import alembic_ops
+from flows.errors import ConfigurationError, MigrationError, describe
+from flows.inputs import shown
+from flows.lint.analyzer import LintError
 from flows.lint.lint import lint_sql
 from flows.lint.model import LEVELS, LintReport
 
-EXIT_NOT_SQL = 65
-
 
 def lint_revisions(start: str | None, end: str) -> LintReport:
-    """Lint what upgrading from ``start`` (None: base) to ``end`` runs, as the flow runs it."""
-    sql = alembic_ops.render_sql("postgresql", start, end)
+    """Lint what upgrading from ``start`` (None: base) to ``end`` runs, as the flow runs it.
+
+    Raises:
+        LintError: a revision cannot be rendered as SQL offline.
+    """
+    for spec in (start, end):
+        if spec and spec not in ("base", "head", "heads") and not alembic_ops.is_known(spec):
+            raise ConfigurationError(
+                f"revision {shown(spec)} is not in the history (or its prefix is ambiguous); "
+                f"`alembic history` lists the revisions"
+            )
+    try:
+        sql = alembic_ops.render_sql("postgresql", start, end)
+    except MigrationError:
+        raise
+    except Exception as exc:  # a revision's own code failed while rendering
+        raise LintError(
+            f"the revisions could not be rendered as SQL offline ({describe(exc)[:200]}); "
+            f"a revision that reads the database (op.get_bind(), inspect()) cannot be linted "
+            f"offline: lint the range around it, or lint its SQL with --sql"
+        ) from None
     return lint_sql(sql, flow_sets_timeouts=True)
 
 
+def decode_sql(data: bytes) -> str:
+    """SQL text from bytes, refusing what is not text: a NUL would end the parser's input early.
+
+    Raises:
+        LintError: a NUL byte, bytes that are not UTF-8, or no statement at all.
+    """
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise LintError(
+            f"the input holds a NUL byte at offset {nul}: it is not SQL text (a binary "
+            f"file?); nothing was linted"
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LintError(
+            f"the input is not UTF-8 text (byte {exc.start} is not valid); save the SQL as UTF-8"
+        ) from None
+    return text
+
+
 def lint_text(sql: str, *, assume_lock_timeout: bool = False) -> LintReport:
-    return lint_sql(sql, flow_sets_timeouts=assume_lock_timeout)
+    """Lint any SQL text; an input without a single statement is refused, not rated low.
+
+    Raises:
+        LintError: not PostgreSQL SQL, or no statement at all.
+    """
+    report = lint_sql(sql, flow_sets_timeouts=assume_lock_timeout)
+    if not report.statements:
+        raise LintError("the input holds no SQL statement: nothing was linted")
+    return report
 
 
 def exit_code(report: LintReport) -> int:

@@ -30,6 +30,7 @@ from flows.targets import DEFAULT_TARGET_ENV, Target, default_target_name, resol
 WORK_POOL = "migrations"
 MIGRATION_FLOWS = ["migrate", "rollback", "check", "fleet"]
 _TARGET_URL = re.compile(r"^AUTOPR_DB_([A-Z0-9_]+)_URL$")
+_HEALTH = "_HEALTH"  # AUTOPR_DB_<NAME>_HEALTH_URL is a target's health URL, not a target
 _FINAL = {"prefect.flow-run.Running", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
           "prefect.flow-run.Crashed", "prefect.flow-run.Cancelling",
           "prefect.flow-run.Cancelled"}  # fmt: skip
@@ -47,7 +48,11 @@ EVENT_PAYLOAD = (
 def discover_targets(environ: Mapping[str, str] | None = None) -> list[str]:
     """Targets named by ``AUTOPR_DB_<NAME>_URL``, and the default target if DATABASE_URL is set."""
     environ = os.environ if environ is None else environ
-    names = {m.group(1).lower().replace("_", "-") for k in environ if (m := _TARGET_URL.match(k))}
+    names = {
+        m.group(1).lower().replace("_", "-")
+        for key in environ
+        if (m := _TARGET_URL.match(key)) and not m.group(1).endswith(_HEALTH)
+    }
     if environ.get("DATABASE_URL") or environ.get(DEFAULT_TARGET_ENV):
         names.add(default_target_name(environ))
     return sorted(names)

@@ -15,11 +15,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import URL, Connection, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from autopr.database import make_engine
 from flows import alembic_ops
-from flows.errors import describe
+from flows.errors import DatabaseUnreachable, describe
 
 Check = tuple[str, bool, str]
 
@@ -33,8 +34,15 @@ def throwaway_database(server: URL | None) -> Iterator[URL]:
         return
     name = f"autopr_verify_{uuid.uuid4().hex[:10]}"
     admin = make_engine(server, poolclass=NullPool).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except DBAPIError as exc:
+        admin.dispose()
+        raise DatabaseUnreachable(
+            f"cannot create the throwaway database on --server: {describe(exc)[:300]}; pass a "
+            f"PostgreSQL URL whose user may create databases"
+        ) from None
     try:
         yield server.set(database=name)
     finally:

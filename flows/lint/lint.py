@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from flows.lint.analyzer import ANALYZED_KINDS, analyze
+from flows.lint.analyzer import ANALYZED_KINDS, Analysis, analyze
 from flows.lint.model import Finding, LintReport, Statement, TableStats
 from flows.lint.rules import RULES
 from flows.lint.squawk import OWN_LEVELS, SAME_AS_OURS, SquawkViolation, run_squawk
-from flows.lint.types import narrows
+from flows.lint.walk import ColumnFact, Hit
 
 
 def lint_sql(
     sql: str,
     *,
     sizes: dict[str, TableStats] | None = None,
-    columns: dict[tuple[str, str], str] | None = None,
+    columns: dict[tuple[str, str], ColumnFact] | None = None,
     flow_sets_timeouts: bool = False,
     squawk: bool = True,
 ) -> LintReport:
@@ -21,29 +21,18 @@ def lint_sql(
 
     Args:
         sizes: the live tables' sizes; None when linting without a database (sizes unknown).
-        columns: the live columns' types, to tell a narrowing type change.
+        columns: the live columns' types and nullability; None offline (then unknown).
         flow_sets_timeouts: the SQL runs under the migrate flow, which sets ``lock_timeout``.
     """
-    statements, hits, changes, created = analyze(sql, lock_timeout_in_force=flow_sets_timeouts)
+    analysis = analyze(sql, lock_timeout_in_force=flow_sets_timeouts, columns=columns)
     findings: list[Finding] = []
-    for hit in hits:
+    for hit in analysis.hits:
         rule = RULES[hit.rule]
-        tier = _tier(hit.table, sizes, created)
-        where = f" ({hit.table}: {sizes[hit.table].describe()})" if sizes and hit.table in (
-            sizes) else ""  # fmt: skip
+        stats = _stats(hit.table, sizes, analysis)
+        where = f" ({hit.table}: {stats.describe()})" if stats else ""
         message = f"{hit.detail + ': ' if hit.detail else ''}{rule.what}{where}"
-        findings.append(
-            Finding(hit.statement, rule.name, rule.level(tier), message, rule.suggestion)
-        )
-    for change in changes:
-        old = (columns or {}).get((change.table, change.column))
-        if old and narrows(old, change.new_type):
-            rule = RULES["data-loss"]
-            findings.append(Finding(
-                change.statement, rule.name, rule.level(_tier(change.table, sizes, created)),
-                f"narrows {change.table}.{change.column} from {old} to {change.new_type}: values "
-                f"that do not fit fail the statement or are cut; {rule.what}", rule.suggestion,
-            ))  # fmt: skip
+        findings.append(Finding(hit.statement, rule.name, rule.level(_tier(hit, sizes, analysis)),
+                                message, rule.suggestion))  # fmt: skip
     notes: list[str] = []
     if squawk:
         try:
@@ -51,25 +40,34 @@ def lint_sql(
         except (OSError, RuntimeError) as exc:
             notes.append(f"squawk did not run ({exc}); these are our analyzer's findings only")
         else:
-            _merge_squawk(findings, statements, violations, sizes, created)
+            _merge_squawk(findings, analysis, violations, sizes)
     findings.sort(key=lambda f: (f.statement, f.rule))
-    return LintReport(statements, findings, sizes or {}, sizes is not None, notes)
+    return LintReport(analysis.statements, findings, sizes or {}, sizes is not None, notes)
 
 
-def _tier(table: str | None, sizes: dict[str, TableStats] | None, created: set[str]) -> str:
-    if table in created:
+def _stats(
+    table: str | None, sizes: dict[str, TableStats] | None, analysis: Analysis
+) -> TableStats | None:
+    if not table or not sizes or table in analysis.created:
+        return None
+    return sizes.get(analysis.sources.get(table, table))
+
+
+def _tier(hit: Hit, sizes: dict[str, TableStats] | None, analysis: Analysis) -> str:
+    if hit.tier is not None:
+        return hit.tier
+    if hit.table in analysis.created:
         return "empty"
-    if sizes is None or table not in sizes:
-        return "unknown"
-    return sizes[table].tier
+    stats = _stats(hit.table, sizes, analysis)
+    return stats.tier if stats else "unknown"
 
 
 def _merge_squawk(
-    findings: list[Finding], statements: list[Statement], violations: list[SquawkViolation],
-    sizes: dict[str, TableStats] | None, created: set[str],
+    findings: list[Finding], analysis: Analysis, violations: list[SquawkViolation],
+    sizes: dict[str, TableStats] | None,
 ) -> None:  # fmt: skip
     for violation in violations:
-        statement = _statement_at(statements, violation.line)
+        statement = _statement_at(analysis.statements, violation.line)
         ours = SAME_AS_OURS.get(violation.rule, ())
         same = [f for f in findings if f.statement == statement.number and f.rule in ours]
         if same:
@@ -80,7 +78,8 @@ def _merge_squawk(
         if ours and statement.kind in ANALYZED_KINDS:
             level = "low"  # our analyzer reads this statement and found no such problem
         elif ours:
-            level = RULES[ours[0]].level(_tier(table, sizes, created))
+            level = RULES[ours[0]].level(_tier(Hit(statement.number, ours[0], table), sizes,
+                                               analysis))  # fmt: skip
         else:
             level = OWN_LEVELS.get(violation.rule, "low")
         findings.append(Finding(

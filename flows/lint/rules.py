@@ -95,8 +95,8 @@ RULES = {
         ),
         _rule(
             "unbatched-backfill",
-            "changes every row in one transaction: row locks and a "
-            "long transaction until it commits",
+            "changes rows in one statement: on a big table, a row lock on each and one long "
+            "transaction until it commits",
             "low low medium high medium",
             "backfilling-data",
         ),
@@ -126,6 +126,88 @@ RULES = {
             "UPDATE EXCLUSIVE: reads and writes go on",
             "low low low low low",
             "adding-not-null-and-check-constraints",
+        ),
+        _rule(
+            "drop-cascade",
+            "drops or empties more than it names (CASCADE, DROP OWNED): tables, views and "
+            "data that depend on it go too, and only the backup brings them back",
+            "high critical critical critical critical",
+            "dropping-data",
+        ),
+        _rule(
+            "drop-object",
+            "drops an object (view, function, type, sequence, schema...) the running release "
+            "may still use: it breaks until the next deploy",
+            "low medium medium medium medium",
+            "dropping-data",
+        ),
+        _rule(
+            "drop-database",
+            "destroys a whole database",
+            "critical critical critical critical critical",
+            "dropping-data",
+        ),
+        _rule(
+            "explicit-lock",
+            "takes a lock by hand and holds it until the transaction ends",
+            "low medium high high high",
+            "explicit-locks",
+        ),
+        _rule(
+            "reindex",
+            "rebuilds indexes under a SHARE lock: writes wait, and reads that use them too",
+            "low low medium high medium",
+            "rebuilding-indexes-and-materialized-views",
+        ),
+        _rule(
+            "matview-refresh",
+            "refreshes a materialized view under ACCESS EXCLUSIVE: its readers wait",
+            "low low medium high medium",
+            "rebuilding-indexes-and-materialized-views",
+        ),
+        _rule(
+            "domain-check",
+            "checks every column of a domain, in every table that uses it, while writes wait",
+            "low low medium high medium",
+            "adding-not-null-and-check-constraints",
+        ),
+        _rule(
+            "irreversible-enum-value",
+            "adds an enum value: PostgreSQL cannot remove one, so no downgrade takes it back",
+            "medium medium medium medium medium",
+            "changing-enum-types",
+        ),
+        _rule(
+            "outside-transaction-only",
+            "cannot run inside a transaction block, and Alembic runs each revision in one: "
+            "PostgreSQL refuses it",
+            "high high high high high",
+            "statements-that-cannot-run-in-a-transaction",
+        ),
+        _rule(
+            "server-wide-change",
+            "changes the server, not this database's schema: other databases and sessions "
+            "feel it, and no downgrade of this history undoes it",
+            "medium medium medium medium medium",
+            "roles-privileges-settings-and-code",
+        ),
+        _rule(
+            "revoke",
+            "revokes privileges: the application's role may lose access it uses",
+            "medium medium medium medium medium",
+            "roles-privileges-settings-and-code",
+        ),
+        _rule(
+            "opaque-code",
+            "runs code the analyzer cannot read: what it locks and changes is unknown",
+            "medium medium medium medium medium",
+            "roles-privileges-settings-and-code",
+        ),
+        _rule(
+            "unrecognized-statement",
+            "a statement type the analyzer does not know: what it locks is unknown",
+            "medium medium medium medium medium",
+            "roles-privileges-settings-and-code",
         ),
         _rule("squawk", "reported by squawk", "low low low low low", "squawk"),
     )

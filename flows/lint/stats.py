@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import Connection, text
 
 from flows.lint.model import TableStats
+from flows.lint.walk import ColumnFact
 
 _SIZES = text(
     "SELECT c.relname AS name, c.reltuples::bigint AS rows, pg_total_relation_size(c.oid) AS size "
@@ -19,11 +22,20 @@ _SIZES = text(
 )
 _COLUMNS = text(
     "SELECT c.relname AS table_name, a.attname AS column_name, "
-    "format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a "
+    "format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null FROM pg_attribute a "
     "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
     "WHERE n.nspname = ANY (current_schemas(false)) AND c.relname = ANY (:names) "
     "AND a.attnum > 0 AND NOT a.attisdropped"
 )
+# Validated CHECK constraints, to find the ones of the shape CHECK (column IS NOT NULL).
+_CHECKS = text(
+    "SELECT c.relname AS table_name, pg_get_constraintdef(k.oid) AS definition "
+    "FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE k.contype = 'c' AND k.convalidated AND n.nspname = ANY (current_schemas(false)) "
+    "AND c.relname = ANY (:names)"
+)
+_NOT_NULL_CHECK = re.compile(r'^CHECK \(\(?"?(?P<column>[^"()\s]+)"? IS NOT NULL\)?\)$')
 
 
 def table_stats(connection: Connection, names: set[str]) -> dict[str, TableStats]:
@@ -54,9 +66,20 @@ def _sqlite_stats(connection: Connection, names: set[str]) -> dict[str, TableSta
     return stats
 
 
-def column_types(connection: Connection, names: set[str]) -> dict[tuple[str, str], str]:
+def column_facts(connection: Connection, names: set[str]) -> dict[tuple[str, str], ColumnFact]:
+    """Each column's type and nullability, and whether a validated CHECK proves it not null."""
     if connection.dialect.name == "sqlite":
         return {}
     rows = connection.execute(_COLUMNS, {"names": sorted(names)}).all()
+    proven = set()
+    for row in connection.execute(_CHECKS, {"names": sorted(names)}):
+        match = _NOT_NULL_CHECK.match(row.definition)
+        if match:
+            proven.add((row.table_name, match["column"]))
     connection.rollback()
-    return {(r.table_name, r.column_name): r.type for r in rows}
+    return {
+        (r.table_name, r.column_name): ColumnFact(
+            r.type, bool(r.not_null), (r.table_name, r.column_name) in proven
+        )
+        for r in rows
+    }

@@ -25,7 +25,7 @@ from prefect.input import RunInput, create_flow_run_input
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from flows import events
+from flows import events, inputs
 from flows.errors import ApprovalExpired, ApprovalRejected, ConfigurationError
 from flows.policy import ApprovalPolicy
 from flows.run_links import resume_instructions
@@ -47,9 +47,12 @@ class ApprovalInput(RunInput):
         "with nothing changed.",
     )  # fmt: skip
     approver: str = Field(
-        ..., pattern=r"\S", description="Your name, as the approval policy knows it (required)."
+        ..., max_length=inputs.PERSON,
+        description="Your name, as the approval policy knows it (required).",
+    )  # fmt: skip
+    reason: str = Field(
+        "", max_length=inputs.REASON, description="Why: a ticket, a change request, a note."
     )
-    reason: str = Field("", description="Why: a ticket, a change request, a note.")
 
 
 @dataclass(frozen=True)
@@ -68,9 +71,30 @@ def check_allowed(target: Target, policy: ApprovalPolicy) -> None:
         )
 
 
+def require_requester(policy: ApprovalPolicy, requested_by: str, *, flow: str) -> None:
+    """With four eyes on, a run must say who asked for it, or nobody could be kept from approving.
+
+    Raises:
+        ConfigurationError: four eyes is on and ``requested_by`` is empty.
+    """
+    if policy.four_eyes and policy.mode != "never" and not requested_by.strip():
+        raise ConfigurationError(
+            f"four eyes is on (policy.approval.four_eyes) but requested_by is empty: say who asks "
+            f"for this run, e.g. prefect deployment run {flow}/<deployment> -p "
+            f"requested_by=<your name>; or turn four_eyes off in the deployment's policy"
+        )
+
+
 def refusal(answer: ApprovalInput, policy: ApprovalPolicy, requested_by: str) -> str | None:
     """Why the policy does not accept this answer, or None."""
     approver = answer.approver.strip()
+    if not approver:
+        return "approver is required: type your name in the approver field"
+    try:
+        inputs.bounded(answer.approver, "approver")
+        inputs.bounded(answer.reason, "reason", one_line=False)
+    except ConfigurationError as exc:
+        return str(exc)
     if policy.four_eyes and requested_by and approver.lower() == requested_by.strip().lower():
         return (
             f"{approver} requested this run and may not decide it (four eyes): "

@@ -16,7 +16,7 @@ from flows.errors import PreflightRefused
 from flows.lint.analyzer import LintError, analyze
 from flows.lint.lint import lint_sql
 from flows.lint.model import LintReport, worst
-from flows.lint.stats import column_types, table_stats
+from flows.lint.stats import column_facts, table_stats
 from flows.policy import RiskPolicy
 from flows.risk import Risk
 from flows.steps.plan import render_planned_sql
@@ -42,10 +42,9 @@ def lint_plan(
 
 def _lint(target: Target, checks: PreflightReport, *, artifact: bool) -> LintReport:
     sql = render_planned_sql(target, checks, dialect="postgresql")
-    statements, _, _, _ = analyze(sql)
-    names = {table for statement in statements for table in statement.tables}
+    names = {table for statement in analyze(sql).statements for table in statement.tables}
     with connect(target) as connection:
-        sizes, columns = table_stats(connection, names), column_types(connection, names)
+        sizes, columns = table_stats(connection, names), column_facts(connection, names)
     report = lint_sql(sql, sizes=sizes, columns=columns, flow_sets_timeouts=True)
     if checks.operation == "downgrade":
         # Data a downgrade drops is gone for good unless a backup brings it back.

@@ -1,10 +1,16 @@
-"""The migration lock, in two layers.
+"""The migration lock, in two layers, both held from planning to the report.
 
-1. A Prefect global concurrency limit ``migrate-<target>`` (limit 1), held from preflight to
-   the report, so the plan that was approved is exactly what runs and a second run waits or
-   fails clearly. (A deployment's own concurrency limit is released while a run is paused.)
-2. On the connection that migrates: a PostgreSQL advisory lock, which plain ``alembic`` takes
-   too; on SQLite an exclusive lock file beside the database.
+1. A Prefect global concurrency limit ``migrate-<target>`` (limit 1), so a second run waits or
+   fails clearly in the UI. (A deployment's own concurrency limit is released while a run is
+   paused.)
+2. The database's own lock, on the connection that migrates: a PostgreSQL session-level
+   advisory lock, which plain ``alembic`` takes too; on SQLite an exclusive lock file beside the
+   database. It is taken right after the Prefect slot and kept through the approval pause, so
+   the database itself keeps a second run and a plain ``alembic upgrade`` out even when
+   Prefect's lease lapses (a stalled process, an API outage, an operator freeing the slot).
+
+Right before the backup and again before the upgrade, ``MigrationLocks.verify`` proves both
+are still this run's; when one is not, the run stops with nothing changed.
 """
 
 from __future__ import annotations
@@ -12,26 +18,37 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field
+from uuid import UUID
 
+import httpx
 from prefect import get_client
-from prefect.concurrency.sync import concurrency
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+from prefect.concurrency._leases import maintain_concurrency_lease
+from prefect.concurrency._sync import (
+    acquire_concurrency_slots_with_lease,
+    release_concurrency_slots_with_lease,
+)
+from prefect.context import FlowRunContext
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError, PendingRollbackError, SQLAlchemyError
 
 from autopr.database.migration_lock import (
     MIGRATION_LOCK_KEY,
+    HeldLockFile,
     hold_lock_file,
+    holds_advisory_lock,
     release_advisory_lock,
     try_advisory_lock,
 )
 from flows.database import connect
-from flows.errors import LockUnavailable, MigrationError
+from flows.errors import LockLost, LockUnavailable, MigrationError
 from flows.policy import MigrationPolicy
 from flows.steps import ledger
 from flows.steps.preflight import refuse_unfinished_runs
 from flows.targets import Target
 
-LEASE_SECONDS = 60
+LEASE_SECONDS = 60  # the server's minimum: a killed run's slot comes back within a minute
 DEAD_HOLDER_RECHECK_SECONDS = 1
 
 
@@ -47,35 +64,151 @@ def ensure_limit(target: Target) -> str:
     return name
 
 
-@contextmanager
-def run_lock(target: Target, *, wait_seconds: float) -> Iterator[None]:
-    """Hold ``migrate-<target>``; raise ``LockUnavailable`` after ``wait_seconds``.
+class PrefectSlot:
+    """This run's slot in ``migrate-<target>``, under a lease it can prove is still its own.
 
     A lease that cannot be renewed (the Prefect API away for a while) must not cancel a run in
-    the middle of an upgrade: the database-side lock is what keeps migrations apart there. The
-    lease is short (the server's minimum), so the slot of a run killed with SIGKILL comes back
-    within about a minute where the server's repossessor runs; ``resolve`` frees it at once.
+    the middle of an upgrade: the database lock keeps migrations apart there.
+    """
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.name = limit_name(target)
+        self.lease_id: UUID | None = None
+        self._renewal = ExitStack()
+
+    def acquire(self, *, wait_seconds: float) -> None:
+        """Raises ``LockUnavailable`` when another run holds the slot for ``wait_seconds``."""
+        run = FlowRunContext.get()
+        holder = ConcurrencyLeaseHolder(type="flow_run", id=run.flow_run.id) if (
+            run and run.flow_run) else None  # fmt: skip
+        try:
+            response = acquire_concurrency_slots_with_lease(
+                [self.name], 1, timeout_seconds=max(wait_seconds, 0.1), strict=True,
+                lease_duration=LEASE_SECONDS, holder=holder, suppress_warnings=True,
+            )  # fmt: skip
+        except TimeoutError:
+            raise LockUnavailable(
+                f"another run is migrating target {self.target.name!r} (it holds the "
+                f"concurrency limit {self.name}); waited {wait_seconds:g} s. Let it finish, or "
+                f"raise policy.lock.wait_seconds"
+            ) from None
+        self.lease_id = response.lease_id
+        self._renewal.enter_context(maintain_concurrency_lease(
+            response.lease_id, LEASE_SECONDS, raise_on_lease_renewal_failure=False,
+            suppress_warnings=True,
+        ))  # fmt: skip
+
+    def still_held(self) -> bool:
+        """Renew the lease now: the server answers 410 Gone for a lease it no longer has."""
+        if self.lease_id is None:
+            return False
+        try:
+            with get_client(sync_client=True) as client:
+                client.renew_concurrency_lease(self.lease_id, LEASE_SECONDS)
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code in (404, 410):
+                return False
+            raise
+        return True
+
+    def release(self) -> None:
+        self._renewal.close()
+        lease, self.lease_id = self.lease_id, None
+        if lease is not None:
+            with suppress(Exception):  # an expired or revoked lease has nothing to release
+                release_concurrency_slots_with_lease(lease)
+
+
+@dataclass
+class DatabaseLock:
+    """The database's migration lock, held by ``connection`` (SQLite: by a lock file)."""
+
+    connection: Connection
+    target: Target
+    lock_file: HeldLockFile | None = field(default=None)
+
+    def still_held(self) -> bool:
+        if self.lock_file is not None:
+            return self.lock_file.still_held()
+        try:
+            return holds_advisory_lock(self.connection)
+        except (DBAPIError, PendingRollbackError):
+            return False  # the session died, and its lock with it
+
+
+@dataclass
+class MigrationLocks:
+    """Both layers of a run's lock, and the connection that holds the database's."""
+
+    slot: PrefectSlot
+    database: DatabaseLock
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def connection(self) -> Connection:
+        return self.database.connection
+
+    def verify(self, moment: str) -> None:
+        """Prove both locks are still this run's before ``moment`` (the backup, the upgrade).
+
+        A lapsed Prefect lease is taken again when the slot is free (the database lock kept
+        every other migration out meanwhile); otherwise the run stops.
+
+        Raises:
+            LockLost: the database lock is gone, or another run holds the Prefect slot now.
+        """
+        target = self.slot.target
+        if not self.database.still_held():
+            raise LockLost(
+                f"before {moment}: this run no longer holds the database's migration lock of "
+                f"target {target.name!r} (its session died, or the lock file was removed); "
+                f"another migration may have run meanwhile, so this run stops. Start a new run "
+                f"to plan again"
+            )
+        if self.slot.still_held():
+            return
+        self.slot.release()
+        try:
+            self.slot.acquire(wait_seconds=0)
+        except LockUnavailable:
+            raise LockLost(
+                f"before {moment}: this run's lease on the concurrency limit {self.slot.name} "
+                f"lapsed and another run holds it now; the database lock kept that run out, "
+                f"but this run stops rather than race it. Start a new run to plan again"
+            ) from None
+        note = (f"the Prefect lease on {self.slot.name} had lapsed before {moment}; the run "
+                f"took the slot again and goes on under the database lock it held throughout")
+        self.notes.append(note)
+
+
+@contextmanager
+def migration_locks(target: Target, policy: MigrationPolicy) -> Iterator[MigrationLocks]:
+    """Take the Prefect slot, then the database lock on a connection kept for the whole run.
+
     A run left dead (its ledger row still ``running``, the database lock free) is refused at
     once with the instructions to resolve it, rather than waited for.
+
+    Raises:
+        LockUnavailable: another run or session holds either lock past ``wait_seconds``.
     """
-    name = ensure_limit(target)
+    ensure_limit(target)
     if _holder_looks_dead(target):
         time.sleep(DEAD_HOLDER_RECHECK_SECONDS)  # not a live run closing its row just now
         if _holder_looks_dead(target):
             refuse_crashed_holder(target)
-    with ExitStack() as stack:
-        try:
-            stack.enter_context(concurrency(
-                name, occupy=1, timeout_seconds=max(wait_seconds, 0.1), strict=True,
-                lease_duration=LEASE_SECONDS, raise_on_lease_renewal_failure=False,
-            ))  # fmt: skip
-        except TimeoutError:
-            raise LockUnavailable(
-                f"another run is migrating target {target.name!r} (it holds the concurrency "
-                f"limit {name}); waited {wait_seconds:g} s. Let it finish, or raise "
-                f"policy.lock.wait_seconds"
-            ) from None
-        yield
+    wait = policy.lock.wait_seconds
+    slot = PrefectSlot(target)
+    slot.acquire(wait_seconds=wait)
+    try:
+        timeout = policy.preflight.connect_timeout_seconds
+        with (
+            connect(target, connect_timeout=timeout) as connection,
+            database_lock(connection, target, wait_seconds=wait) as held,
+        ):
+            yield MigrationLocks(slot, held)
+    finally:
+        slot.release()
 
 
 def _holder_looks_dead(target: Target) -> bool:
@@ -102,14 +235,16 @@ def refuse_crashed_holder(target: Target) -> None:
 
 
 @contextmanager
-def database_lock(connection: Connection, target: Target, *, wait_seconds: float) -> Iterator[None]:
+def database_lock(
+    connection: Connection, target: Target, *, wait_seconds: float
+) -> Iterator[DatabaseLock]:
     """Hold the database-side lock on ``connection`` for as long as the block runs."""
     if connection.dialect.name == "postgresql":
         with _advisory_lock(connection, target, wait_seconds=wait_seconds):
-            yield
+            yield DatabaseLock(connection, target)
         return
-    with _lock_file(target, wait_seconds=wait_seconds):
-        yield
+    with _lock_file(target, wait_seconds=wait_seconds) as held:
+        yield DatabaseLock(connection, target, held)
 
 
 @contextmanager
@@ -155,15 +290,7 @@ def ensure_locked(connection: Connection, target: Target) -> None:
 
 
 def _hold_again(connection: Connection, target: Target) -> None:
-    held = connection.scalar(
-        text(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND pid = pg_backend_pid() AND ((classid::bigint << 32) | objid::bigint) = :key"
-        ),
-        {"key": MIGRATION_LOCK_KEY},
-    )
-    connection.commit()
-    if not held and not try_advisory_lock(connection):
+    if not holds_advisory_lock(connection) and not try_advisory_lock(connection):
         raise LockUnavailable(
             f"the migrating session of target {target.name!r} was lost, and another session "
             f"took the migration lock{_advisory_lock_holder(connection)}"
@@ -187,10 +314,10 @@ def _advisory_lock_holder(connection: Connection) -> str:
 
 
 @contextmanager
-def _lock_file(target: Target, *, wait_seconds: float) -> Iterator[None]:
+def _lock_file(target: Target, *, wait_seconds: float) -> Iterator[HeldLockFile]:
     try:
-        with hold_lock_file(target.url.database or "", wait_seconds=wait_seconds):
-            yield
+        with hold_lock_file(target.url.database or "", wait_seconds=wait_seconds) as held:
+            yield held
     except TimeoutError as exc:
         raise LockUnavailable(
             f"another process holds the migration lock file {exc} of target {target.name!r}; "

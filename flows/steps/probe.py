@@ -15,7 +15,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.exc import DBAPIError
 
-from autopr.config import mask_url
+from autopr.masking import mask_secrets
 from flows import alembic_ops
 from flows.database import connect
 from flows.errors import DatabaseUnreachable, HealthCheckFailed
@@ -45,7 +45,7 @@ def check_health(url: str, *, timeout: float) -> HealthSnapshot:
     try:
         response = httpx.get(url, timeout=timeout)
     except httpx.HTTPError as exc:
-        return HealthSnapshot(None, f"no answer from {mask_url(url)}: {type(exc).__name__}")
+        return HealthSnapshot(None, f"no answer from {mask_secrets(url)}: {type(exc).__name__}")
     try:
         body = response.json()
     except ValueError:
@@ -53,7 +53,7 @@ def check_health(url: str, *, timeout: float) -> HealthSnapshot:
     if not isinstance(body, dict):
         body = {}
     reason = "ok" if response.status_code == 200 else str(body.get("reason") or response.text[:200])
-    return HealthSnapshot(response.status_code, mask_url(reason), body.get("revision"))
+    return HealthSnapshot(response.status_code, mask_secrets(reason), body.get("revision"))
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from prefect.artifacts import create_markdown_artifact
 
-from autopr.config import mask_url
+from autopr.masking import mask_secrets
 
 
 @dataclass
@@ -78,7 +78,7 @@ def render_report(report: Report, timeline: Timeline) -> str:
     lines = [
         f"# Migration report: {report.target}",
         "",
-        f"**{report.status.replace('_', ' ').upper()}**: {mask_url(report.message)}",
+        f"**{report.status.replace('_', ' ').upper()}**: {mask_secrets(report.message)}",
         "",
         f"- **Database:** `{report.database}`",
         f"- **Revisions:** `{report.from_revision or 'base'}` -> `{report.to_revision or '?'}`",

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from autopr.config import ConfigurationError, Settings, mask_url
+from autopr.config import ConfigurationError, Settings
+from autopr.masking import mask_secrets
 
 SECRET = "pa55-Word"
 
@@ -59,7 +60,7 @@ def test_health_timeout_must_be_positive(raw: str) -> None:
 
 def test_mask_url_hides_passwords_inside_longer_text() -> None:
     text = f"failed: postgresql://app:{SECRET}@h/db and postgresql://x@h/db?password={SECRET}"
-    masked = mask_url(text)
+    masked = mask_secrets(text)
     assert SECRET not in masked
     assert "postgresql://app:***@h/db" in masked
     assert "postgresql://x@h/db" in masked

@@ -34,7 +34,6 @@ def stack(migration_target, history, tmp_path):
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_WORKER_PREFETCH_SECONDS": "1",
-        "AUTOPR_MIGRATIONS_HOME": str(PROJECT_ROOT),
         "AUTOPR_DB_STAGING_URL": migration_target.url.render_as_string(hide_password=False),
         "AUTOPR_DB_STAGING_HEALTH_URL": migration_target.health_url,
         "AUTOPR_DB_STAGING_BACKUP_DIR": str(tmp_path / "staging-backups"),
@@ -44,8 +43,10 @@ def stack(migration_target, history, tmp_path):
     deploy = _run([BIN / "prefect", "--no-prompt", "deploy", "--all"], env)
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
     log = (tmp_path / "worker.log").open("w")
+    # The worker runs elsewhere than the checkout, with nothing set about it: the pull step
+    # finds the checkout from the installed package.
     worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "migrations",
-                               "--type", "process"], env=env, cwd=PROJECT_ROOT, stdout=log,
+                               "--type", "process"], env=env, cwd=tmp_path, stdout=log,
                               stderr=subprocess.STDOUT)  # fmt: skip
     try:
         yield env, migration_target

@@ -62,8 +62,8 @@ def test_verify_passes_on_the_history(postgresql_admin_url) -> None:
 def test_verify_fails_on_two_heads_and_on_drift(history, monkeypatch) -> None:
     add_revision(history, "aaaa00000090", ADD_PRIORITY)  # a column the models do not have
     drift = _cli("verify")
-    assert drift.returncode == 1
+    assert drift.returncode == 3
     assert "FAILED models match the database at head" in drift.stdout
     add_revision(history, "aaaa00000091", ("pass", "pass"), down="6a0d3f9b2c48")
     heads = _cli("verify")
-    assert heads.returncode == 1 and "FAILED single head" in heads.stdout
+    assert heads.returncode == 3 and "FAILED single head" in heads.stdout

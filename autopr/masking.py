@@ -1,0 +1,229 @@
+"""One function that masks passwords in any text, in time linear in its length.
+
+It knows every shape an operator types a credential in: ``scheme://user:pw@host``,
+``scheme:/user:pw@host``, ``scheme//user:pw@host``, ``user:pw@host`` without a scheme, a
+password with spaces or an unencoded ``@`` in it, libpq ``password=...`` strings, query
+parameters, and the literal value of every password a URL of this process has carried
+(``register_secret``), so a driver message that quotes one is masked too. Masking too much is
+allowed; missing a password is not. Every pattern is possessive or anchored at the start of a
+run, so no input makes the regular expressions backtrack.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from urllib.parse import quote, quote_plus
+
+MASK = "***"
+# A password with spaces: its "@" may lie a few words on, but on the same line.
+_SPACED_PASSWORD_REACH = 256
+_SHORTEST_REGISTERED = 4
+
+# scheme://user:  scheme:/user:  scheme//user:   (the password starts after the match)
+_CREDENTIAL_START = re.compile(
+    r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*+(?::/{1,2}|//)[^\s:/@]*+:"
+)
+# A run of non-blank characters holding at least one "@".
+_TOKEN_WITH_AT = re.compile(r"(?<!\S)[^\s@]*+(?:@[^\s@]*+)++")
+# password=..., PGPASSWORD=..., "password": "...", passwd: ...
+_PASSWORD_KEY = re.compile(r"(?:password|passwd|pwd)[\"']?[ \t]*+[=:][ \t]*+", re.IGNORECASE)
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*+(?::/{0,2}|//)")
+_BLANK = re.compile(r"\s")
+_UNQUOTED_VALUE_END = re.compile(r"[\s&]")
+
+_registered: set[str] = set()
+_registered_lock = threading.Lock()
+
+
+def register_secret(value: str | None) -> None:
+    """Mask ``value`` wherever it appears from now on (too short a value would mask words)."""
+    if not value or len(value) < _SHORTEST_REGISTERED:
+        return
+    with _registered_lock:
+        _registered.update(
+            form
+            for form in (value, quote(value, safe=""), quote_plus(value))
+            if len(form) >= _SHORTEST_REGISTERED
+        )
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with every password replaced by ``***``."""
+    if not text:
+        return text
+    spans: list[tuple[int, int]] = []
+    if "@" in text:
+        spans += _url_passwords(text)
+        spans += _schemeless_passwords(text)
+    spans += _keyed_passwords(text)
+    with _registered_lock:
+        secrets = tuple(_registered)
+    for secret in secrets:
+        start = text.find(secret)
+        while start >= 0:
+            spans.append((start, start + len(secret)))
+            start = text.find(secret, start + len(secret))
+    return _replace(text, spans)
+
+
+def redact_userinfo(raw_url: str) -> str:
+    """A URL that could not be parsed, shown without anything before its last ``@``."""
+    at = raw_url.rfind("@")
+    if at < 0:
+        return mask_secrets(raw_url)
+    scheme = _SCHEME.match(raw_url)
+    keep = scheme.group() if scheme and scheme.end() <= at else ""
+    return mask_secrets(f"{keep}{MASK}{raw_url[at:]}")
+
+
+def _url_passwords(text: str) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    finder = _Finder(text)
+    masked_until = 0
+    for match in _CREDENTIAL_START.finditer(text):
+        start = match.end()
+        if match.start() < masked_until:
+            continue
+        at = finder.next_at(start)
+        if at < 0:
+            break
+        blank = finder.next_blank(start)
+        in_same_run = blank < 0 or at < blank
+        if not in_same_run and (
+            at - start > _SPACED_PASSWORD_REACH or 0 <= finder.next_newline(start) < at
+        ):
+            continue
+        run_end = finder.next_blank(at)
+        end = text.rfind("@", at, run_end if run_end >= 0 else len(text))
+        spans.append((start, end))
+        masked_until = end
+    return spans
+
+
+def _schemeless_passwords(text: str) -> list[tuple[int, int]]:
+    """``user:password@host`` with no scheme, or behind one the first pass did not take."""
+    spans = []
+    for match in _TOKEN_WITH_AT.finditer(text):
+        token = match.group()
+        userinfo = token[: token.rfind("@")]
+        colon = userinfo.find(":")
+        if colon >= 0 and userinfo.startswith("//", colon + 1):
+            colon = userinfo.find(":", colon + 3)  # scheme://user:password
+        if colon >= 0:
+            spans.append((match.start() + colon + 1, match.start() + len(userinfo)))
+    return spans
+
+
+def _keyed_passwords(text: str) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    masked_until = 0
+    for match in _PASSWORD_KEY.finditer(text):
+        start = match.end()
+        if match.start() < masked_until or start >= len(text):
+            continue
+        if text[start] in "'\"":
+            span = (start + 1, _closing_quote(text, start + 1, text[start]))
+        else:
+            found = _UNQUOTED_VALUE_END.search(text, start)
+            span = (start, found.start() if found else len(text))
+        spans.append(span)
+        masked_until = span[1]
+    return spans
+
+
+def _closing_quote(text: str, position: int, quote_char: str) -> int:
+    """Where a quoted value ends (at the latest, the line's end); ``\\'`` is a quote inside."""
+    while True:
+        end = text.find(quote_char, position)
+        newline = text.find("\n", position, len(text) if end < 0 else end)
+        if newline >= 0:
+            return newline
+        if end < 0:
+            return len(text)
+        backslashes = len(text[position:end]) - len(text[position:end].rstrip("\\"))
+        if backslashes % 2 == 0:
+            return end
+        position = end + 1
+
+
+def _replace(text: str, spans: list[tuple[int, int]]) -> str:
+    spans = sorted((start, end) for start, end in spans if end > start)
+    if not spans:
+        return text
+    pieces, position = [], 0
+    for start, end in spans:
+        if end <= position:
+            continue
+        if start > position:
+            pieces.append(text[position:start])
+            pieces.append(MASK)
+        elif not pieces or pieces[-1] != MASK:
+            pieces.append(MASK)
+        position = end
+    pieces.append(text[position:])
+    return "".join(pieces)
+
+
+class _Finder:
+    """The next ``@``, blank and line break at or after a position, each search done once.
+
+    Positions asked for only grow while the text is scanned, so a cached answer at or after the
+    asked position is still the right one: the whole scan stays linear.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._at = (-1, -2)  # (asked from, found at)
+        self._blank = (-1, -2)
+        self._newline = (-1, -2)
+
+    def next_at(self, position: int) -> int:
+        self._at = self._cached(self._at, position, lambda p: self._text.find("@", p))
+        return self._at[1]
+
+    def next_newline(self, position: int) -> int:
+        self._newline = self._cached(self._newline, position, lambda p: self._text.find("\n", p))
+        return self._newline[1]
+
+    def next_blank(self, position: int) -> int:
+        def search(start: int) -> int:
+            found = _BLANK.search(self._text, start)
+            return found.start() if found else -1
+
+        self._blank = self._cached(self._blank, position, search)
+        return self._blank[1]
+
+    @staticmethod
+    def _cached(entry: tuple[int, int], position: int, search) -> tuple[int, int]:
+        asked, found = entry
+        if 0 <= asked <= position and (found >= position or found == -1):
+            return entry
+        return position, search(position)
+
+
+class MaskingFilter(logging.Filter):
+    """Masks each record's message and traceback before any handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_secrets(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = mask_secrets(_TRACEBACKS.formatException(record.exc_info))
+        return True
+
+
+_TRACEBACKS = logging.Formatter()
+_FILTER = MaskingFilter()
+
+
+def mask_logging() -> None:
+    """Put the masking filter on every handler configured in this process (idempotent)."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):
+            if _FILTER not in handler.filters:
+                handler.addFilter(_FILTER)

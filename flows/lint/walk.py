@@ -1,0 +1,116 @@
+"""The analyzer's state while it reads a script, statement by statement.
+
+Besides the locks and findings, it keeps what the plan itself has made true: the tables it
+created (empty, so nothing on them blocks anybody), the tables it renamed (a renamed table keeps
+its size), and each column's type and nullability, starting from the live catalog when there is
+one. An earlier statement can make a later one harmless: a column created ``NOT NULL`` needs no
+scan for ``SET NOT NULL``, and neither does one a validated ``CHECK (col IS NOT NULL)`` covers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from flows.lint.model import Statement
+
+ACCESS_SHARE = "ACCESS SHARE"
+ROW_SHARE = "ROW SHARE"
+ROW_EXCLUSIVE = "ROW EXCLUSIVE"
+SHARE_UPDATE_EXCLUSIVE = "SHARE UPDATE EXCLUSIVE"
+SHARE = "SHARE"
+SHARE_ROW_EXCLUSIVE = "SHARE ROW EXCLUSIVE"
+EXCLUSIVE = "EXCLUSIVE"
+ACCESS_EXCLUSIVE = "ACCESS EXCLUSIVE"
+LOCK_STRENGTH = (None, ACCESS_SHARE, ROW_SHARE, ROW_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, SHARE,
+                 SHARE_ROW_EXCLUSIVE, EXCLUSIVE, ACCESS_EXCLUSIVE)  # fmt: skip
+# Modes that make the application's writes (or reads) wait.
+BLOCKING = {SHARE, SHARE_ROW_EXCLUSIVE, EXCLUSIVE, ACCESS_EXCLUSIVE}
+
+
+@dataclass(frozen=True)
+class ColumnFact:
+    """What is known of a column; None where it is not known (linting offline)."""
+
+    type: str | None
+    not_null: bool | None
+    proven_not_null: bool = False  # a validated CHECK (col IS NOT NULL): no scan needed
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A rule that matched a statement, before sizes decide how severe it is.
+
+    ``tier`` overrides the size tier of ``table`` (a statement over every table is "large").
+    """
+
+    statement: int
+    rule: str
+    table: str | None
+    detail: str = ""
+    tier: str | None = None
+
+
+@dataclass
+class Walk:
+    lock_timeout: bool
+    columns: dict[tuple[str, str], ColumnFact] = field(default_factory=dict)
+    catalog_known: bool = False  # the columns came from the live database
+    in_transaction: bool = False
+    created: set[str] = field(default_factory=set)
+    sources: dict[str, str] = field(default_factory=dict)  # renamed table -> its live name
+    checks: dict[tuple[str, str], str] = field(default_factory=dict)  # NOT VALID IS NOT NULL
+    hits: list[Hit] = field(default_factory=list)
+
+    def hit(self, st: Statement, rule: str, table: str | None, detail: str = "",
+            tier: str | None = None) -> None:  # fmt: skip
+        self.hits.append(Hit(st.number, rule, table, detail, tier))
+
+    @staticmethod
+    def lock(st: Statement, mode: str) -> None:
+        if LOCK_STRENGTH.index(mode) > LOCK_STRENGTH.index(st.lock):
+            st.lock = mode
+
+    def strong_lock(self, st: Statement, table: str | None) -> None:
+        """A blocking lock on an existing table with no lock_timeout queues every query."""
+        if st.lock in BLOCKING and not self.lock_timeout and table not in self.created:
+            self.hit(st, "missing-lock-timeout", table)
+
+    def source_of(self, table: str | None) -> str | None:
+        """The name the live database knows ``table`` by (it may have been renamed since)."""
+        return self.sources.get(table, table) if table else table
+
+    def create_table(self, table: str, columns: dict[str, ColumnFact]) -> None:
+        self.created.add(table)
+        self.sources.pop(table, None)
+        self._forget_columns(table)
+        self.columns.update({(table, name): fact for name, fact in columns.items()})
+
+    def drop_table(self, table: str) -> None:
+        self.created.discard(table)
+        self._forget_columns(table)
+
+    def rename_table(self, old: str, new: str) -> None:
+        if old in self.created:
+            self.created.add(new)
+        self.sources[new] = self.sources.get(old, old)
+        for (table, column), fact in list(self.columns.items()):
+            if table == old:
+                self.columns[(new, column)] = fact
+                del self.columns[(table, column)]
+
+    def rename_column(self, table: str, old: str, new: str) -> None:
+        fact = self.columns.pop((table, old), None)
+        if fact is not None:
+            self.columns[(table, new)] = fact
+
+    def column(self, table: str, column: str) -> ColumnFact | None:
+        return self.columns.get((table, column))
+
+    def update_column(self, table: str, column: str, **changes: object) -> None:
+        fact = self.columns.get((table, column))
+        if fact is not None:
+            self.columns[(table, column)] = replace(fact, **changes)
+
+    def _forget_columns(self, table: str) -> None:
+        for key in [key for key in self.columns if key[0] == table]:
+            del self.columns[key]
