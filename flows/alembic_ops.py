@@ -25,7 +25,7 @@ from alembic.util import CommandError
 from sqlalchemy import Connection
 
 from autopr.database.schema import alembic_ini, database_revision
-from flows.errors import ConfigurationError
+from flows.errors import ConfigurationError, describe
 
 _RELATIVE = re.compile(r"^\+(\d+)$")
 # Alembic's `op` and `context` are process-wide proxies: two migrations running in threads of
@@ -56,7 +56,11 @@ def make_config(*, connection: Connection | None = None, **attributes: Any) -> C
     return config
 
 
-class BrokenHistory(ConfigurationError):
+class UnusableHistory(ConfigurationError):
+    """The history cannot be read: its configuration is wrong, or a revision file fails."""
+
+
+class BrokenHistory(UnusableHistory):
     """A revision names a parent whose file is gone."""
 
     def __init__(self, revision: str, directory: str) -> None:
@@ -69,13 +73,31 @@ class BrokenHistory(ConfigurationError):
 
 
 def script_directory() -> ScriptDirectory:
-    script = ScriptDirectory.from_config(make_config())
+    """The history's scripts, every revision file loaded.
+
+    Raises:
+        BrokenHistory: a revision's parent file is gone.
+        UnusableHistory: the Alembic configuration is wrong, or a revision file fails to load.
+    """
+    ini = alembic_ini()
+    try:
+        script = ScriptDirectory.from_config(make_config())
+    except Exception as exc:  # a missing file or directory, an unreadable ini: all Alembic's
+        raise UnusableHistory(
+            f"the Alembic configuration {ini} is not usable ({describe(exc)[:200]}); fix it, "
+            f"or point AUTOPR_ALEMBIC_CONFIG at the project's alembic.ini"
+        ) from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Alembic warns, then fails with a bare KeyError
         try:
             script.revision_map.heads  # noqa: B018 - building the map finds a lost file
         except KeyError as exc:
             raise BrokenHistory(str(exc.args[0]), script.versions) from None
+        except Exception as exc:  # a revision file's own code failed as it was loaded
+            raise UnusableHistory(
+                f"a revision file in {script.versions} fails to load ({describe(exc)[:200]}); "
+                f"fix that file"
+            ) from None
     return script
 
 
@@ -90,8 +112,10 @@ def current(connection: Connection) -> str | None:
 
 
 def is_known(revision: str) -> bool:
+    """Whether ``revision`` names exactly one revision (the history's own errors propagate)."""
+    script = script_directory()
     try:
-        return script_directory().get_revision(revision) is not None
+        return script.get_revision(revision) is not None
     except (CommandError, RevisionError):
         return False
 

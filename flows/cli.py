@@ -11,10 +11,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import NoReturn
 
+import httpx
+from prefect.settings import PREFECT_API_URL
+
 from autopr.config import parse_database_url
 from autopr.masking import mask_logging, mask_secrets
 from flows import exit_codes
-from flows.alembic_ops import BrokenHistory
+from flows.alembic_ops import UnusableHistory
 from flows.commands import approvals, resolve, status
 from flows.commands import backups as backing_up
 from flows.commands import lint as linting
@@ -130,7 +133,7 @@ def _lint(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except OSError as exc:
         return _fail(f"cannot read {shown(args.sql)}: {exc.strerror}", exit_codes.NO_INPUT)
-    except (LintError, BrokenHistory) as exc:
+    except (LintError, UnusableHistory) as exc:
         return _fail(str(exc), exit_codes.DATA)
     except ConfigurationError as exc:
         return _fail(str(exc), exit_codes.USAGE)
@@ -149,7 +152,7 @@ def _verify(args: argparse.Namespace) -> int:
         return _fail(str(exc), exit_codes.USAGE)
     try:
         results = verifying.verify(server)
-    except BrokenHistory as exc:
+    except UnusableHistory as exc:
         return _fail(str(exc), exit_codes.DATA)
     except ConfigurationError as exc:
         return _fail(str(exc), exit_codes.USAGE)
@@ -266,6 +269,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except MigrationError as exc:
         return _fail(str(exc), exc.exit_code)
+    except httpx.TransportError as exc:
+        return _fail(
+            f"the Prefect API at {PREFECT_API_URL.value() or '(no PREFECT_API_URL)'} does not "
+            f"answer ({describe(exc)[:200]}); start it (make server) or set PREFECT_API_URL",
+            exit_codes.UNAVAILABLE,
+        )
     except KeyboardInterrupt:
         return _fail("interrupted", exit_codes.INTERRUPTED)
     except Exception as exc:  # a bug of ours: one line, and never a code a gate reads as a level

@@ -122,4 +122,5 @@ HANDLERS = {
     "VariableSetStmt": _set,
     "TransactionStmt": _transaction,
 }
-ANALYZED_KINDS = frozenset(HANDLERS)
+# Statement kinds our analyzer reads (or knows to be harmless): squawk cannot add to them.
+ANALYZED_KINDS = frozenset(HANDLERS) | frozenset(kinds.HARMLESS)

@@ -52,6 +52,7 @@ HARMLESS = {
     "CreateAmStmt": "an access method", "CreateOpClassStmt": "an operator class",
     "CreateOpFamilyStmt": "an operator family", "AlterOpFamilyStmt": "an operator family",
     "AlterOperatorStmt": "operator options", "AlterCollationStmt": "a collation version",
+    "AlterTypeStmt": "a base type's options",
     "AlterTSConfigurationStmt": "text search", "AlterTSDictionaryStmt": "text search",
     "CreateFdwStmt": "foreign data", "AlterFdwStmt": "foreign data",
     "CreateForeignServerStmt": "foreign data", "AlterForeignServerStmt": "foreign data",

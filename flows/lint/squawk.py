@@ -34,6 +34,7 @@ SAME_AS_OURS: dict[str, tuple[str, ...]] = {
     "adding-field-with-default": ("table-rewrite",),
     "ban-concurrent-index-creation-in-transaction": ("concurrently-in-transaction",),
     "require-lock-timeout": ("missing-lock-timeout",),
+    "ban-drop-database": ("drop-database",),
 }
 MOOT_UNDER_THE_FLOW = {
     "require-lock-timeout",
@@ -45,7 +46,7 @@ MOOT_UNDER_THE_FLOW = {
 ALWAYS_MOOT = {"prefer-robust-stmts", "transaction-nesting", "prefer-text-field",
                "prefer-bigint-over-int", "prefer-bigint-over-smallint", "prefer-big-int",
                "prefer-identity", "prefer-timestamptz"}  # fmt: skip
-OWN_LEVELS = {"ban-drop-database": "critical", "ban-char-field": "low"}
+OWN_LEVELS = {"ban-char-field": "low"}
 
 
 @dataclass(frozen=True)

@@ -174,7 +174,11 @@ def _set_not_null(table: str, column: str, st: Statement, walk: Walk) -> None:
         walk.update_column(table, column, not_null=True)
         return  # already NOT NULL, or a validated CHECK proves it: PostgreSQL scans nothing
     st.scans = st.validates = True
-    unknown = "" if fact is not None else " (unknown here whether it is NOT NULL already)"
+    unknown = (
+        " (unknown here whether it is NOT NULL already)"
+        if fact is None or fact.not_null is None
+        else ""
+    )
     walk.hit(st, "scan-under-access-exclusive", table,
              f"SET NOT NULL on {table}.{column} checks every row{unknown}")  # fmt: skip
     walk.update_column(table, column, not_null=True)

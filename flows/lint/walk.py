@@ -107,9 +107,9 @@ class Walk:
         return self.columns.get((table, column))
 
     def update_column(self, table: str, column: str, **changes: object) -> None:
-        fact = self.columns.get((table, column))
-        if fact is not None:
-            self.columns[(table, column)] = replace(fact, **changes)
+        """Record what a statement made true of a column, known before or not."""
+        fact = self.columns.get((table, column), ColumnFact(None, None))
+        self.columns[(table, column)] = replace(fact, **changes)
 
     def _forget_columns(self, table: str) -> None:
         for key in [key for key in self.columns if key[0] == table]:

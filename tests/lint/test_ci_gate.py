@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,50 @@ def test_verify_fails_on_two_heads_and_on_drift(history, monkeypatch) -> None:
     add_revision(history, "aaaa00000091", ("pass", "pass"), down="6a0d3f9b2c48")
     heads = _cli("verify")
     assert heads.returncode == 3 and "FAILED single head" in heads.stdout
+
+
+def _cli_bytes(*args: str, stdin: bytes, env: dict | None = None):
+    return subprocess.run([str(CLI), *args], input=stdin, capture_output=True, cwd=PROJECT_ROOT,
+                          timeout=120, env=env)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("stdin", "words"),
+    [
+        (b"SELECT 1;\x00DROP TABLE users;", "NUL byte at offset 9"),
+        (bytes(range(256)) * 4, "NUL byte"),
+        (b"\xff\xfeDROP TABLE users;", "not UTF-8"),
+        (b"-- nothing but a comment\n", "no SQL statement"),
+        (b"", "no SQL statement"),
+    ],
+)
+def test_lint_refuses_input_that_is_not_sql_text_with_65(stdin: bytes, words: str) -> None:
+    result = _cli_bytes("lint", "--sql", "-", stdin=stdin)
+    assert result.returncode == 65, result.stdout + result.stderr
+    assert words.encode() in result.stderr and result.stderr.count(b"\n") == 1
+    assert result.stdout == b""
+
+
+def test_statements_that_used_to_crash_or_pass_get_their_level() -> None:
+    cluster = _cli("lint", "--sql", "-", stdin="CLUSTER workflows USING ix_workflows_status;")
+    assert cluster.returncode == 2 and "table-rewrite" in cluster.stdout, cluster.stderr
+    cascade = _cli("lint", "--sql", "-", stdin="DROP SCHEMA legacy CASCADE;")
+    assert cascade.returncode == 3 and "drop-cascade" in cascade.stdout
+
+
+def test_unreadable_files_unknown_revisions_and_internal_errors_have_their_own_codes(tmp_path):
+    missing = _cli("lint", "--sql", str(tmp_path / "missing.sql"))
+    assert missing.returncode == 66 and "cannot read" in missing.stderr
+    unknown = _cli("lint", "--from", "ffffffffffff")
+    assert unknown.returncode == 64 and "not in the history" in unknown.stderr
+    broken = tmp_path / "alembic.ini"
+    broken.write_text("[alembic]\nscript_location = /nowhere/at/all\n")
+    env = {**os.environ, "AUTOPR_ALEMBIC_CONFIG": str(broken)}
+    unusable = _cli_bytes("lint", "--from", "e5c8f2a1d934", stdin=b"", env=env)
+    assert unusable.returncode == 65 and b"is not usable" in unusable.stderr
+    # Prefect validates its settings on import: a bad one must not end in a traceback and 1.
+    env = {**os.environ, "PREFECT_API_URL": "http://[::1"}
+    crashed = _cli_bytes("lint", "--sql", "-", stdin=b"SELECT 1;", env=env)
+    assert crashed.returncode == 70, crashed.stderr
+    assert crashed.stderr.startswith(b"error: autopr-migrate could not start")
+    assert crashed.stderr.count(b"\n") == 1 and b"Traceback" not in crashed.stderr
