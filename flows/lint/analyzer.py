@@ -36,12 +36,14 @@ def analyze(
     *,
     lock_timeout_in_force: bool = False,
     columns: dict[tuple[str, str], ColumnFact] | None = None,
+    utc_session: bool = False,
 ) -> Analysis:
     """Read a SQL script statement by statement.
 
     Args:
         lock_timeout_in_force: whoever runs the SQL sets ``lock_timeout`` first.
         columns: the live database's columns; None when linting offline (facts unknown).
+        utc_session: the session that migrates runs in UTC (``SHOW TimeZone``).
 
     Raises:
         LintError: the SQL holds a NUL character or does not parse as PostgreSQL.
@@ -53,7 +55,8 @@ def analyze(
     except ParseError as exc:
         raise LintError(f"not PostgreSQL SQL: {str(exc)[:200]}") from None
     encoded = sql.encode()
-    walk = Walk(lock_timeout_in_force, dict(columns or {}), catalog_known=columns is not None)
+    walk = Walk(lock_timeout_in_force, dict(columns or {}), catalog_known=columns is not None,
+                utc_session=utc_session)  # fmt: skip
     statements: list[Statement] = []
     for number, raw in enumerate(raws, start=1):
         end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(encoded)

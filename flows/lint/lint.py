@@ -16,6 +16,7 @@ def lint_sql(
     columns: dict[tuple[str, str], ColumnFact] | None = None,
     flow_sets_timeouts: bool = False,
     squawk: bool = True,
+    utc_session: bool = False,
 ) -> LintReport:
     """Findings and a risk level for ``sql``.
 
@@ -23,8 +24,11 @@ def lint_sql(
         sizes: the live tables' sizes; None when linting without a database (sizes unknown).
         columns: the live columns' types and nullability; None offline (then unknown).
         flow_sets_timeouts: the SQL runs under the migrate flow, which sets ``lock_timeout``.
+        utc_session: the session that runs it is in UTC (PostgreSQL then converts between
+            ``timestamp`` and ``timestamptz`` without a rewrite).
     """
-    analysis = analyze(sql, lock_timeout_in_force=flow_sets_timeouts, columns=columns)
+    analysis = analyze(sql, lock_timeout_in_force=flow_sets_timeouts, columns=columns,
+                       utc_session=utc_session)  # fmt: skip
     findings: list[Finding] = []
     for hit in analysis.hits:
         rule = RULES[hit.rule]

@@ -83,3 +83,16 @@ def column_facts(connection: Connection, names: set[str]) -> dict[tuple[str, str
         )
         for r in rows
     }
+
+
+_UTC_NAMES = {"utc", "etc/utc", "gmt", "etc/gmt", "uct", "etc/uct", "universal", "etc/universal",
+              "zulu", "etc/zulu", "z", "gmt0", "etc/gmt0", "etc/gmt+0", "etc/gmt-0"}  # fmt: skip
+
+
+def session_is_utc(connection: Connection) -> bool:
+    """Whether a new session on this database runs in UTC (``SHOW TimeZone``)."""
+    if connection.dialect.name != "postgresql":
+        return False
+    zone = str(connection.scalar(text("SHOW TimeZone")))
+    connection.rollback()
+    return zone.strip().lower() in _UTC_NAMES

@@ -157,7 +157,7 @@ def _change_type(cmd, table: str, st: Statement, walk: Walk) -> None:
         detail = (f"changes the type of {where} to {new_text}; its current type is unknown "
                   f"here, so this assumes the worst (a rewrite)")  # fmt: skip
     else:
-        rewritten = rewrites(old, new)
+        rewritten = rewrites(old, new, utc_session=walk.utc_session)
         detail = f"changes the type of {where} from {old} to {new}"
     if rewritten:
         st.rewrites = st.scans = True

@@ -4,7 +4,8 @@ PostgreSQL (9.2 and later, checked on 15: ``relfilenode`` unchanged) changes the
 without touching a row: the same type restated; ``varchar``/``varbit`` to a longer or no limit;
 ``varchar`` and ``text`` into each other when no limit is added; ``numeric`` to more precision
 at the same scale, or to no limit; ``timestamp``/``timestamptz``/``time``/``interval`` to more
-(or unlimited) fractional precision; ``cidr`` to ``inet``. Anything else rewrites the table.
+(or unlimited) fractional precision; ``cidr`` to ``inet``; and, in a session whose time zone is
+UTC (PostgreSQL 12+), ``timestamp`` and ``timestamptz`` into each other. Anything else rewrites.
 """
 
 from __future__ import annotations
@@ -61,10 +62,15 @@ def parse_type(text: str) -> SqlType | None:
     return SqlType(base, mods, bool(match["array"]))
 
 
-def rewrites(old: SqlType, new: SqlType) -> bool:
+_TIMESTAMPS = {"timestamp", "timestamptz"}
+
+
+def rewrites(old: SqlType, new: SqlType, *, utc_session: bool = False) -> bool:
     """Whether ``ALTER COLUMN ... TYPE new`` (without ``USING``) rewrites a column of ``old``."""
     if old == new:
         return False
+    if utc_session and {old.base, new.base} == _TIMESTAMPS and not old.array and not new.array:
+        return not _limit_grows(old, new)
     if old.array != new.array:
         return True
     if old.base in _WIDER_LIMIT and new.base == old.base:

@@ -16,7 +16,7 @@ from flows.errors import PreflightRefused
 from flows.lint.analyzer import LintError, analyze
 from flows.lint.lint import lint_sql
 from flows.lint.model import LintReport, worst
-from flows.lint.stats import column_facts, table_stats
+from flows.lint.stats import column_facts, session_is_utc, table_stats
 from flows.policy import RiskPolicy
 from flows.risk import Risk
 from flows.steps.plan import render_planned_sql
@@ -45,7 +45,8 @@ def _lint(target: Target, checks: PreflightReport, *, artifact: bool) -> LintRep
     names = {table for statement in analyze(sql).statements for table in statement.tables}
     with connect(target) as connection:
         sizes, columns = table_stats(connection, names), column_facts(connection, names)
-    report = lint_sql(sql, sizes=sizes, columns=columns, flow_sets_timeouts=True)
+        utc = session_is_utc(connection)
+    report = lint_sql(sql, sizes=sizes, columns=columns, flow_sets_timeouts=True, utc_session=utc)
     if checks.operation == "downgrade":
         # Data a downgrade drops is gone for good unless a backup brings it back.
         for finding in report.findings:
