@@ -31,6 +31,7 @@ _TOKEN_WITH_AT = re.compile(r"(?<!\S)[^\s@]*+(?:@[^\s@]*+)++")
 _PASSWORD_KEY = re.compile(r"(?:password|passwd|pwd)[\"']?[ \t]*+[=:][ \t]*+", re.IGNORECASE)
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*+(?::/{0,2}|//)")
 _BLANK = re.compile(r"\s")
+_WORD = re.compile(r"\S+")
 _UNQUOTED_VALUE_END = re.compile(r"[\s&]")
 
 _registered: set[str] = set()
@@ -113,7 +114,30 @@ def _schemeless_passwords(text: str) -> list[tuple[int, int]]:
             colon = userinfo.find(":", colon + 3)  # scheme://user:password
         if colon >= 0:
             spans.append((match.start() + colon + 1, match.start() + len(userinfo)))
+        elif start := _spaced_password_start(text, match.start()):
+            spans.append((start, match.start() + len(userinfo)))
     return spans
+
+
+def _spaced_password_start(text: str, token_start: int) -> int | None:
+    """``user:pass word@host``: where the password began, a few words before its ``@``."""
+    window_start = max(0, token_start - _SPACED_PASSWORD_REACH)
+    window_start = text.rfind("\n", window_start, token_start) + 1 or window_start
+    segment = text[window_start:token_start]
+    last_at = segment.rfind("@")
+    if last_at >= 0:  # a word with an "@" before ends the search: skip past that word
+        blank = _BLANK.search(segment, last_at)
+        window_start += blank.start() if blank else len(segment)
+        segment = text[window_start:token_start]
+    if ":" not in segment:
+        return None
+    for word in reversed(list(_WORD.finditer(segment))):
+        value = word.group()
+        colon = value.find(":")
+        user = value[:colon]
+        if 0 < colon < len(value) - 1 and "/" not in user and any(c.isalpha() for c in user):
+            return window_start + word.start() + colon + 1
+    return None
 
 
 def _keyed_passwords(text: str) -> list[tuple[int, int]]:

@@ -26,6 +26,7 @@ from sqlalchemy import Connection
 
 from autopr.database.schema import alembic_ini, database_revision
 from flows.errors import ConfigurationError, describe
+from flows.inputs import shown
 
 _RELATIVE = re.compile(r"^\+(\d+)$")
 # Alembic's `op` and `context` are process-wide proxies: two migrations running in threads of
@@ -169,19 +170,41 @@ def resolve(spec: str, current_revision: str | None) -> str:
         return path[steps - 1].revision
     if spec in ("", "base") or spec.startswith("-"):
         raise ConfigurationError(
-            f"revision {spec or '(empty)'!r} would downgrade; migrate only upgrades: use the "
-            f"rollback flow to go back"
+            f"revision {shown(spec or '(empty)')} would downgrade; migrate only upgrades: use "
+            f"the rollback flow to go back"
         )
-    try:
-        revision = script.get_revision(spec)
-    except (CommandError, RevisionError) as exc:
+    return _one_revision(script, spec, found)
+
+
+def identify(spec: str) -> str:
+    """The full id of the revision ``spec`` (an id or a unique prefix) names.
+
+    Raises:
+        ConfigurationError: no revision, or several, start with ``spec``.
+    """
+    script = script_directory()
+    return _one_revision(script, spec.strip(), list(script.get_heads()))
+
+
+def _one_revision(script: ScriptDirectory, spec: str, found: list[str]) -> str:
+    """The revision ``spec`` (an id or a unique prefix) names; refusals name the candidates."""
+    known = [r.revision for r in script.walk_revisions()]
+    if spec in known:
+        return spec
+    candidates = sorted(r for r in known if r.startswith(spec))
+    if len(candidates) > 1:
+        listed = ", ".join(candidates[:5]) + (f" and {len(candidates) - 5} more" if len(
+            candidates) > 5 else "")  # fmt: skip
         raise ConfigurationError(
-            f"revision {spec!r} does not name exactly one revision ({exc}); the heads are "
-            f"{', '.join(found)}; `alembic history` lists them all"
-        ) from None
-    if revision is None:
-        raise ConfigurationError(f"revision {spec!r} is not in the history")
-    return revision.revision
+            f"revision prefix {shown(spec)} is ambiguous: {len(candidates)} revisions start "
+            f"with it ({listed}); type more of the one you mean"
+        )
+    if not candidates:
+        raise ConfigurationError(
+            f"revision {shown(spec)} is not in the history; the heads are {', '.join(found)}; "
+            f"`alembic history` lists them all"
+        )
+    return candidates[0]
 
 
 def render_sql(dialect: str, current_revision: str | None, target: str) -> str:

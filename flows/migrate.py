@@ -86,6 +86,7 @@ def migrate(
                                        to_revision=revision), Timeline())  # fmt: skip
     try:
         with migration_locks(resolved, policy) as run.locks:
+            run.note_start()
             outcome = _locked(run, revision, requested_by)
             outcome.message += "".join(f"; {note}" for note in run.locks.notes)
             finish(run, outcome)

@@ -73,6 +73,7 @@ def rollback(
     run = Run(resolved, policy, report, Timeline())
     try:
         with migration_locks(resolved, policy) as run.locks:
+            run.note_start()
             if mode == "restore":
                 outcome = _restore(run, backup, requested_by)
             else:

@@ -56,6 +56,13 @@ class Run:
     approval: Any = None
     # True from the moment the upgrade may have touched the database until it is known back.
     changing: bool = False
+    found_at: str | None = None  # the revision read right after the locks were taken
+    found: bool = False
+
+    def note_start(self) -> None:
+        """Read the revision under the locks: what "nothing was changed" is checked against."""
+        self.found_at, self.found = alembic_ops.current(self.connection), True
+        self.connection.rollback()  # never idle in a transaction through the approval pause
 
     @property
     def connection(self) -> Connection:
@@ -80,9 +87,9 @@ class Run:
                 f"and health, and restore the backup {self.backup.path if self.backup else ''} "
                 "if needed"
             )
-        if self.checks is None:
-            return "nothing was changed: the run stopped before it read the database"
-        start = self.checks.current
+        if not self.found:
+            return "nothing was changed: the run stopped before it took the database's lock"
+        start = self.found_at
         try:
             now = current_revision(self)
         except Exception as exc:  # the verdict must not hide the error that ended the run

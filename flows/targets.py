@@ -45,6 +45,7 @@ class Target:
     health_url: str
     backup_dir: Path
     production: bool = False
+    backup_dir_variable: str = ""  # the variable that put backup_dir there; "" for the default
 
     @property
     def masked_url(self) -> str:
@@ -53,6 +54,14 @@ class Target:
     @property
     def masked_health_url(self) -> str:
         return mask_secrets(self.health_url)
+
+    @property
+    def backup_dir_advice(self) -> str:
+        """Which variable to change to move the backup directory: the one in effect."""
+        if self.backup_dir_variable:
+            return f"point {self.backup_dir_variable} (which set it) at another directory"
+        return (f"it is the default ./backups/{self.name}: set {env_prefix(self.name)}BACKUP_DIR "
+                f"or AUTOPR_BACKUP_DIR to a directory")  # fmt: skip
 
     @property
     def dialect(self) -> str:
@@ -110,12 +119,14 @@ def resolve_target(name: str, environ: Mapping[str, str] | None = None) -> Targe
         url = parse_database_url(raw_url, variable=url_variable)
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
+    backup_dir, variable = _backup_dir(name, prefix, environ)
     return Target(
         name=name,
         url=url,
         health_url=_health_url(name, prefix, is_default, environ),
-        backup_dir=_backup_dir(name, prefix, environ),
+        backup_dir=backup_dir,
         production=_production(name, prefix, environ),
+        backup_dir_variable=variable,
     )
 
 
@@ -167,12 +178,15 @@ def _health_url(name: str, prefix: str, is_default: bool, environ: Mapping[str, 
     return raw
 
 
-def _backup_dir(name: str, prefix: str, environ: Mapping[str, str]) -> Path:
+def _backup_dir(name: str, prefix: str, environ: Mapping[str, str]) -> tuple[Path, str]:
+    """(directory, the variable that set it, "" for the default)."""
     own = environ.get(f"{prefix}BACKUP_DIR", "").strip()
     if own:
-        return Path(own).expanduser().absolute()
-    root = environ.get("AUTOPR_BACKUP_DIR", "").strip() or "backups"
-    return (Path(root).expanduser() / name).absolute()
+        return Path(own).expanduser().absolute(), f"{prefix}BACKUP_DIR"
+    root = environ.get("AUTOPR_BACKUP_DIR", "").strip()
+    if root:
+        return (Path(root).expanduser() / name).absolute(), "AUTOPR_BACKUP_DIR"
+    return (Path("backups") / name).absolute(), ""
 
 
 def _production(name: str, prefix: str, environ: Mapping[str, str]) -> bool:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 
 from flows import alembic_ops
-from flows.errors import ConfigurationError, MigrationError, describe
-from flows.inputs import shown
+from flows.errors import MigrationError, describe
 from flows.lint.analyzer import LintError
 from flows.lint.lint import lint_sql
 from flows.lint.model import LEVELS, LintReport
@@ -24,12 +23,10 @@ def lint_revisions(start: str | None, end: str) -> LintReport:
     Raises:
         LintError: a revision cannot be rendered as SQL offline.
     """
-    for spec in (start, end):
-        if spec and spec not in ("base", "head", "heads") and not alembic_ops.is_known(spec):
-            raise ConfigurationError(
-                f"revision {shown(spec)} is not in the history (or its prefix is ambiguous); "
-                f"`alembic history` lists the revisions"
-            )
+    start, end = (
+        alembic_ops.identify(spec) if spec and spec not in ("base", "head", "heads") else spec
+        for spec in (start, end)
+    )
     try:
         sql = alembic_ops.render_sql("postgresql", start, end)
     except MigrationError:

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, inspect, text
 
 from autopr.database.schema import database_revision
 from flows import pgtools
+from flows.backup_directory import ready_backup_directory
 from flows.database import target_engine
 from flows.errors import BackupFailed
 from flows.policy import BackupPolicy
@@ -107,9 +108,7 @@ def take_backup(
         BackupFailed: nothing usable was written; the database was not touched.
     """
     logger = get_run_logger()
-    directory = target.backup_dir
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)
+    directory = ready_backup_directory(target)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     started = time.monotonic()
     try:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 import httpx
-from prefect import get_client
+from prefect import get_client, get_run_logger
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.concurrency._leases import maintain_concurrency_lease
 from prefect.concurrency._sync import (
@@ -94,6 +94,8 @@ class PrefectSlot:
                 f"raise policy.lock.wait_seconds"
             ) from None
         self.lease_id = response.lease_id
+        get_run_logger().info("holding the concurrency limit %s (lease %s)", self.name,
+                              response.lease_id)  # fmt: skip
         self._renewal.enter_context(maintain_concurrency_lease(
             response.lease_id, LEASE_SECONDS, raise_on_lease_renewal_failure=False,
             suppress_warnings=True,

@@ -5,9 +5,7 @@ Nothing here writes to the database. Each refusal says what is wrong and what to
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from sqlalchemy import Connection, text
 
 from flows import alembic_ops
 from flows.alembic_ops import RevisionInfo
+from flows.backup_directory import ready_backup_directory
 from flows.database import connect, invalid_indexes
 from flows.errors import ConfigurationError, PreflightRefused, UnfinishedRun
 from flows.history_integrity import HistoryProblem, check_applied
@@ -198,17 +197,8 @@ def _refuse_long_transactions(found: list[LongTransaction], limit: float) -> Non
 
 
 def check_backup_directory(target: Target, database_bytes: int, factor: float) -> int:
-    directory = target.backup_dir
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check-"):
-            pass
-    except OSError as exc:
-        raise ConfigurationError(
-            f"the backup directory {directory} of target {target.name!r} is not writable "
-            f"({exc.strerror}); fix its permissions or point AUTOPR_BACKUP_DIR elsewhere"
-        ) from None
-    os.chmod(directory, 0o700)
+    """Free bytes in the backup directory, which must hold ``factor`` x the database."""
+    directory = ready_backup_directory(target)
     free = shutil.disk_usage(directory).free
     needed = int(database_bytes * factor)
     if free < needed:

@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection, text
 
 from flows import alembic_ops, pgtools
+from flows.backup_directory import ready_backup_directory
 from flows.database import connect
 from flows.errors import BackupFailed, PreflightRefused, describe
 from flows.policy import BackupPolicy, RehearsalPolicy
@@ -70,8 +71,8 @@ def rehearse(target: Target, checks: PreflightReport, policy: RehearsalPolicy) -
     if target.dialect == "postgresql":
         with connect(target) as connection:
             _refuse_without_createdb(connection, target)
-    target.backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".rehearsal-", dir=target.backup_dir) as scratch_dir:
+    directory = ready_backup_directory(target)
+    with tempfile.TemporaryDirectory(prefix=".rehearsal-", dir=directory) as scratch_dir:
         copy_target = replace(target, backup_dir=Path(scratch_dir))
         try:
             dump = take_backup.fn(copy_target, BackupPolicy(), label="rehearsal",

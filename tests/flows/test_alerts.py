@@ -61,7 +61,7 @@ def test_a_failed_run_and_a_rollback_page(alerts, history) -> None:
     run_name = read_run(failed.state_details.flow_run_id).name
     body = received.wait_for(lambda b: b.get("run") == run_name)
     assert body["alert"] == "autopr: migration run failed or crashed"
-    assert body["state"] == "Failed" and "does not name exactly one revision" in body["message"]
+    assert body["state"] == "Failed" and "is not in the history" in body["message"]
     assert "url" in body  # the run's UI link; None only where the API serves no UI
 
 

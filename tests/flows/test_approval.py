@@ -54,12 +54,18 @@ def test_paused_run_shows_plan_and_form_and_refuses_invalid_input(prepared) -> N
     assert "default, reject" in fields["decision"]["description"]
     assert fields["decision"]["default"] == "reject" and schema_["required"] == ["approver"]
 
+    assert fields["approver"]["maxLength"] == 100 and fields["reason"]["maxLength"] == 1000
     for bad in ({"decision": "maybe", "approver": "bob"}, {"decision": "approve"},
-                {"decision": "approve", "approver": "  "}):  # fmt: skip
+                {"decision": "approve", "approver": "b" * 101}):  # fmt: skip
         with pytest.raises(RuntimeError, match="Validation failed"):
             resume_flow_run(run.id, run_input=bad)
         assert read_run(run.id).state.is_paused()
 
+    _approve(run.id, "   ")  # the run itself refuses a blank name, and asks again
+    again = background.paused()
+    assert again.state.state_details.pause_key != run.state.state_details.pause_key
+    refusal = read_flow_run_input("autopr-approval-refused-1", flow_run_id=run.id)
+    assert refusal["reason"].startswith("approver is required")
     _approve(run.id, "bob", "CHG-1234")
     state = background.result()
     assert state.is_completed(), state.message
@@ -91,8 +97,8 @@ def test_reject_ends_failed_with_nothing_changed(prepared) -> None:
 def test_no_decision_before_the_deadline_fails_with_nothing_changed(prepared) -> None:
     before = (revision_of(prepared), checksums(prepared))
     started = time.monotonic()
-    state = migrate(target="app", policy=fast_policy(approval={"mode": "always",
-                    "timeout_seconds": 3}), return_state=True)  # fmt: skip
+    state = migrate(target="app", requested_by="erin", return_state=True,
+                    policy=fast_policy(approval={"mode": "always", "timeout_seconds": 3}))
     assert time.monotonic() - started < 30
     assert state.is_failed()
     assert "nobody approved before the deadline" in state.message

@@ -63,8 +63,8 @@ def test_a_refused_approver_gets_a_non_zero_exit_and_the_run_waits(paused, capsy
     before = (revision_of(engine), checksums(engine), schema(engine))
     assert main(["approve", run.name, "--as", "mallory"]) == 5
     assert "mallory is not an approver" in capsys.readouterr().err
-    assert main(["approve", run.name, "--as", " "]) == 5
-    assert "server refused the answer" in capsys.readouterr().err
+    assert main(["approve", run.name, "--as", " "]) == 2  # refused before anything is sent
+    assert "approver is required" in capsys.readouterr().err
     assert main(["reject", run.name, "--as", "carol", "--reason", "not today"]) == 0
     state = background.result()
     assert state.is_failed() and "rejected by carol: not today" in state.message

@@ -101,6 +101,9 @@ def test_deployments_read_back_as_declared(stack) -> None:
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 2 * * SAT", "Europe/Berlin")
     assert schedule.active is False and schedule.slug == "saturday-night"
     assert staging.schedules[0].active is True
+    # Scheduled runs name a requester, or four eyes would refuse every one of them.
+    assert schedule.parameters == {"requested_by": "schedule saturday-night"}
+    assert staging.schedules[0].parameters["requested_by"] == "schedule staging-weekdays"
     with get_client(sync_client=True) as client:
         rollback = client.read_deployment_by_name("rollback/rollback-prod")
         daily = client.read_deployment_by_name("check/check-daily")

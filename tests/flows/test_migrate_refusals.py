@@ -33,7 +33,7 @@ def unchanged(migration_target, history):
 @pytest.mark.parametrize(
     ("revision", "expected"),
     [
-        ("ffffffffffff", "does not name exactly one revision"),
+        ("ffffffffffff", "is not in the history"),
         ("3c1f0e8a2b71", "use the rollback flow"),
         ("base", "use the rollback flow"),
         ("-1", "use the rollback flow"),

@@ -15,8 +15,13 @@ from tests.support.paused import BackgroundRun
 from tests.support.prefect_api import run_artifacts
 from tests.support.revisions import BREAK_APPLICATION, add_revision
 
-RETYPE = ('op.alter_column("workflow_executions", "status", type_=sa.Text())',
-          'op.alter_column("workflow_executions", "status", type_=sa.String(20))')  # fmt: skip
+# float8 -> numeric rewrites every row; varchar(20) -> text changes nothing on disk.
+RETYPE = (
+    'op.alter_column("workflow_executions", "duration_seconds", type_=sa.Numeric())',
+    'op.alter_column("workflow_executions", "duration_seconds", type_=sa.Float())',
+)
+WIDEN = ('op.alter_column("workflow_executions", "status", type_=sa.Text())',
+         'op.alter_column("workflow_executions", "status", type_=sa.String(20))')  # fmt: skip
 
 
 def _reject(background: BackgroundRun) -> object:
@@ -68,3 +73,13 @@ def test_an_override_with_a_reason_lets_a_critical_plan_ask_for_approval(big_tab
     state = _reject(BackgroundRun(target="app", policy=policy))
     assert state.is_failed() and "rejected by ops" in state.message
     assert checksums(big_table) == before
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_change_postgresql_makes_in_place_is_not_critical_on_a_big_table(big_table, history):
+    goal = add_revision(history, "aaaa00000083", WIDEN)
+    state = migrate(target="app", policy=fast_policy(), return_state=True)
+    assert state.is_completed(), state.message
+    assert revision_of(big_table) == goal
+    lint = run_artifacts(state.state_details.flow_run_id)["migration-lint-app"]
+    assert "table-rewrite" not in lint

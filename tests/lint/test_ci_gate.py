@@ -104,6 +104,8 @@ def test_unreadable_files_unknown_revisions_and_internal_errors_have_their_own_c
     assert missing.returncode == 66 and "cannot read" in missing.stderr
     unknown = _cli("lint", "--from", "ffffffffffff")
     assert unknown.returncode == 64 and "not in the history" in unknown.stderr
+    ambiguous = _cli("lint", "--from", "e", "--to", "heads")  # e5c8f2a1d934 alone starts with e
+    assert ambiguous.returncode == 0, ambiguous.stderr
     broken = tmp_path / "alembic.ini"
     broken.write_text("[alembic]\nscript_location = /nowhere/at/all\n")
     env = {**os.environ, "AUTOPR_ALEMBIC_CONFIG": str(broken)}

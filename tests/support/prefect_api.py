@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from uuid import UUID
 
@@ -59,3 +60,20 @@ def task_run_counts(flow_run_id: UUID) -> dict[str, int]:
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
         )
     return {run.name.rsplit("-", 1)[0]: run.run_count for run in runs}
+
+
+def logged(flow_run_id: UUID, pattern: str, *, wait: float = 15) -> re.Match:
+    """The first match of ``pattern`` in the run's logs, which reach the API in batches."""
+    deadline = time.monotonic() + wait
+    while True:
+        for line in run_logs(flow_run_id):
+            if found := re.search(pattern, line):
+                return found
+        assert time.monotonic() < deadline, f"no log line of the run matches {pattern!r}"
+        time.sleep(0.3)
+
+
+def all_logs(flow_run_id: UUID, *, last: str, wait: float = 15) -> list[str]:
+    """Every log line of a finished run, once its last line (``last``) has arrived."""
+    logged(flow_run_id, last, wait=wait)
+    return run_logs(flow_run_id)
