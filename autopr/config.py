@@ -69,7 +69,10 @@ def parse_database_url(raw: str, *, variable: str = DATABASE_URL_ENV) -> URL:
         if key.lower() in ("password", "sslpassword"):
             for item in (value,) if isinstance(value, str) else value:
                 register_secret(item)
-    if "@" in (url.host or "") or "@" in (url.database or ""):
+    after_password = [url.host or "", url.database or "", *url.query.keys(),
+                      *(v for value in url.query.values() for v in (
+                          (value,) if isinstance(value, str) else value))]  # fmt: skip
+    if any("@" in part for part in after_password):
         raise ConfigurationError(
             f"{variable} has an '@' after the one that ends the password: {shown}; "
             f"{_ENCODE_ADVICE}"

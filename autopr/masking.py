@@ -29,10 +29,16 @@ _CREDENTIAL_START = re.compile(
 _TOKEN_WITH_AT = re.compile(r"(?<!\S)[^\s@]*+(?:@[^\s@]*+)++")
 # password=..., PGPASSWORD=..., "password": "...", passwd: ...
 _PASSWORD_KEY = re.compile(r"(?:password|passwd|pwd)[\"']?[ \t]*+[=:][ \t]*+", re.IGNORECASE)
+# Schemes a URL with credentials starts with; "app://pw@db" is user "app", password "//pw".
+_SCHEMES = frozenset({
+    "postgresql", "postgres", "pgsql", "sqlite", "mysql", "mariadb", "oracle", "mssql",
+    "cockroachdb", "redis", "rediss", "amqp", "amqps", "mongodb", "http", "https", "ws", "wss",
+    "ftp", "sftp", "ssh", "s3", "gs", "kafka", "nats", "ldap", "ldaps", "smtp", "smtps", "git",
+})  # fmt: skip
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*+(?::/{0,2}|//)")
 _BLANK = re.compile(r"\s")
 _WORD = re.compile(r"\S+")
-_UNQUOTED_VALUE_END = re.compile(r"[\s&]")
+_QUERY_VALUE_END = re.compile(r"[\s&#]")
 
 _registered: set[str] = set()
 _registered_lock = threading.Lock()
@@ -48,6 +54,12 @@ def register_secret(value: str | None) -> None:
             for form in (value, quote(value, safe=""), quote_plus(value))
             if len(form) >= _SHORTEST_REGISTERED
         )
+
+
+def forget_secrets() -> None:
+    """Drop every registered secret (a test's passwords must not mask the next test's text)."""
+    with _registered_lock:
+        _registered.clear()
 
 
 def mask_secrets(text: str) -> str:
@@ -75,8 +87,14 @@ def redact_userinfo(raw_url: str) -> str:
     if at < 0:
         return mask_secrets(raw_url)
     scheme = _SCHEME.match(raw_url)
-    keep = scheme.group() if scheme and scheme.end() <= at else ""
+    known = scheme and _is_scheme(scheme.group().rstrip(":/"))
+    keep = scheme.group() if known and scheme.end() <= at else ""
     return mask_secrets(f"{keep}{MASK}{raw_url[at:]}")
+
+
+def _is_scheme(name: str) -> bool:
+    """``postgresql+psycopg2``: a scheme this text may really start with, not a user name."""
+    return name.lower().split("+", 1)[0] in _SCHEMES
 
 
 def _url_passwords(text: str) -> list[tuple[int, int]]:
@@ -109,13 +127,18 @@ def _schemeless_passwords(text: str) -> list[tuple[int, int]]:
     for match in _TOKEN_WITH_AT.finditer(text):
         token = match.group()
         userinfo = token[: token.rfind("@")]
-        colon = userinfo.find(":")
-        if colon >= 0 and userinfo.startswith("//", colon + 1):
-            colon = userinfo.find(":", colon + 3)  # scheme://user:password
-        if colon >= 0:
-            spans.append((match.start() + colon + 1, match.start() + len(userinfo)))
-        elif start := _spaced_password_start(text, match.start()):
-            spans.append((start, match.start() + len(userinfo)))
+        user_start, colon = 0, userinfo.find(":")
+        if colon >= 0 and userinfo.startswith("//", colon + 1) and _is_scheme(userinfo[:colon]):
+            user_start = colon + 3
+            colon = userinfo.find(":", user_start)  # scheme://user:password
+        end = match.start() + len(userinfo)
+        user = userinfo[user_start:colon] if colon >= 0 else ""
+        if colon >= 0 and any(c.isalpha() for c in user) and colon < len(userinfo) - 1:
+            spans.append((match.start() + colon + 1, end))
+        elif (start := _spaced_password_start(text, match.start())) is not None:
+            spans.append((start, end))  # the password began a few words back
+        elif colon >= 0:
+            spans.append((match.start() + colon + 1, end))
     return spans
 
 
@@ -148,9 +171,14 @@ def _keyed_passwords(text: str) -> list[tuple[int, int]]:
         if match.start() < masked_until or start >= len(text):
             continue
         if text[start] in "'\"":
-            span = (start + 1, _closing_quote(text, start + 1, text[start]))
+            end = _closing_quote(text, start + 1, text[start])
+            if end + 1 < len(text) and not text[end + 1].isspace() and text[end + 1] not in ",}":
+                found = _BLANK.search(text, end + 1)  # ''0000: not one quoted value after all
+                end = found.start() if found else len(text)
+            span = (start + 1, end)
         else:
-            found = _UNQUOTED_VALUE_END.search(text, start)
+            in_query = match.start() > 0 and text[match.start() - 1] in "?&"
+            found = (_QUERY_VALUE_END if in_query else _BLANK).search(text, start)
             span = (start, found.start() if found else len(text))
         spans.append(span)
         masked_until = span[1]

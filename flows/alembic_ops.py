@@ -164,8 +164,8 @@ def resolve(spec: str, current_revision: str | None) -> str:
         path = pending(current_revision, found[0] if len(found) == 1 else "heads")
         if steps < 1 or steps > len(path):
             raise ConfigurationError(
-                f"revision {spec} is beyond the head: the database is {len(path)} revision(s) "
-                f"behind {', '.join(found)}"
+                f"revision {shown(spec)} is beyond the head: the database is {len(path)} "
+                f"revision(s) behind {', '.join(found)}"
             )
         return path[steps - 1].revision
     if spec in ("", "base") or spec.startswith("-"):

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from flows.errors import ConfigurationError
+from flows.inputs import shown
 from flows.steps.backup import SIDECAR_SUFFIX, Backup, digest, load_backup
 from flows.targets import Target
 
@@ -67,7 +68,7 @@ def find_backup(target: Target, name: str = "") -> Backup:
         wanted = [item for item in list_backups(target) if item.backup.path.name == Path(name).name]
         if not wanted:
             raise ConfigurationError(
-                f"target {target.name!r} has no backup named {name!r} in {target.backup_dir}; "
+                f"target {target.name!r} has no backup named {shown(name)} in {target.backup_dir}; "
                 f"`autopr-migrate backups --target {target.name}` lists them"
             )
         return wanted[0].backup

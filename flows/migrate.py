@@ -90,13 +90,21 @@ def migrate(
             outcome = _locked(run, revision, requested_by)
             outcome.message += "".join(f"; {note}" for note in run.locks.notes)
             finish(run, outcome)
-        if outcome.status == ledger.SUCCEEDED:
-            prune_backups(resolved, policy.backup)
     except Exception as exc:  # every failure ends the same way: report, ledger, event
         outcome = run.failure(exc)
         finish(run, outcome)
+    if outcome.status == ledger.SUCCEEDED:
+        _prune(run)
     get_run_logger().info("%s: %s", outcome.status, outcome.message)
     return outcome.state()
+
+
+def _prune(run: Run) -> None:
+    """Retention after a success; housekeeping that fails never turns the success into a failure."""
+    try:
+        prune_backups(run.target, run.policy.backup)
+    except Exception as exc:  # the migration is done and recorded; say what was left behind
+        get_run_logger().warning("backup retention did not run: %s", describe(exc))
 
 
 def _locked(run: Run, revision: str, requested_by: str) -> Outcome:

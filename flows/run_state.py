@@ -88,7 +88,7 @@ class Run:
                 "if needed"
             )
         if not self.found:
-            return "nothing was changed: the run stopped before it took the database's lock"
+            return "nothing was changed: the run stopped before it read the database under its lock"
         start = self.found_at
         try:
             now = current_revision(self)

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import URL, make_url
 
+from autopr.masking import forget_secrets
 from tests.support.alembic_run import PROJECT_ROOT
 from tests.support.databases import (
     admin_url_from_env,
@@ -23,6 +25,12 @@ ENVIRONMENT_PREFIXES = ("DATABASE_URL", "AUTOPR_DB_", "AUTOPR_HEALTH_", "PGPASSW
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+# Property tests: a few hundred examples each in the suite; HYPOTHESIS_PROFILE=thorough for a
+# long hunt before a release.
+settings.register_profile("suite", max_examples=300, deadline=None)
+settings.register_profile("thorough", max_examples=20_000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
+
 _ADMIN_URL = admin_url_from_env()
 
 
@@ -33,10 +41,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in list(os.environ):
         if name.startswith(ENVIRONMENT_PREFIXES):
             monkeypatch.delenv(name)
+    yield
+    forget_secrets()  # passwords one test parsed must not mask another's text
 
 
 @pytest.fixture(scope="session")

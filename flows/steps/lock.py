@@ -42,7 +42,7 @@ from autopr.database.migration_lock import (
     try_advisory_lock,
 )
 from flows.database import connect
-from flows.errors import LockLost, LockUnavailable, MigrationError
+from flows.errors import LockLost, LockUnavailable, MigrationError, describe
 from flows.policy import MigrationPolicy
 from flows.steps import ledger
 from flows.steps.preflight import refuse_unfinished_runs
@@ -102,7 +102,11 @@ class PrefectSlot:
         ))  # fmt: skip
 
     def still_held(self) -> bool:
-        """Renew the lease now: the server answers 410 Gone for a lease it no longer has."""
+        """Renew the lease now: the server answers 410 Gone for a lease it no longer has.
+
+        Raises:
+            LockLost: the Prefect API does not answer, so the lease cannot be proven.
+        """
         if self.lease_id is None:
             return False
         try:
@@ -112,6 +116,12 @@ class PrefectSlot:
             if exc.response.status_code in (404, 410):
                 return False
             raise
+        except httpx.TransportError as exc:
+            raise LockLost(
+                f"the Prefect API did not answer ({describe(exc)[:200]}), so this run cannot "
+                f"prove it still holds {self.name}; it stops rather than risk a second run. "
+                f"Start a new run once the API is back"
+            ) from None
         return True
 
     def release(self) -> None:

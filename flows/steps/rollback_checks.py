@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from flows import alembic_ops
 from flows.database import connect, invalid_indexes
 from flows.errors import ConfigurationError, PreflightRefused
+from flows.inputs import shown
 from flows.policy import MigrationPolicy
 from flows.steps.preflight import (
     PreflightReport,
@@ -73,7 +74,7 @@ def resolve_down(revision: str, current: str | None, *, confirm_base: bool) -> s
         goal: str | None = current
         for _ in range(int(steps.group(1))):
             if goal is None:
-                raise ConfigurationError(f"{spec} goes below base: the history is shorter")
+                raise ConfigurationError(f"{shown(spec)} goes below base: the history is shorter")
             goal = alembic_ops.parent(goal)
         return goal
     goal = alembic_ops.resolve(spec, current)
@@ -81,7 +82,7 @@ def resolve_down(revision: str, current: str | None, *, confirm_base: bool) -> s
         return current
     if goal not in alembic_ops.ancestors(current):
         raise ConfigurationError(
-            f"revision {spec!r} ({goal}) is not below the database's {current}: the rollback "
+            f"revision {shown(spec)} ({goal}) is not below the database's {current}: the rollback "
             f"flow only goes down; use migrate to go up"
         )
     return goal

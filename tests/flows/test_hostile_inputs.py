@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -232,3 +233,25 @@ def test_health_answers_with_a_fixed_reason_never_the_drivers_words(migration_ta
     assert body["reason"] == "database unreachable" and "detail" not in body
     assert password not in response.text and password not in caplog.text
     assert "Connection refused" in caplog.text  # the detail went to the server log
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_password_with_url_characters_leaks_nowhere_when_the_database_is_down(
+    migration_target, monkeypatch
+) -> None:
+    password = "Zq p@ss:w/rd?#%=down"
+    raw = f"postgresql://postgres:{quote(password, safe='')}@127.0.0.1:1/autopr"
+    monkeypatch.setenv("AUTOPR_DB_APP_URL", raw)
+    state = migrate(target="app", requested_by="ops", policy=fast_policy(), return_state=True)
+    assert state.is_failed() and "cannot connect" in state.message
+    logs = all_logs(state.state_details.flow_run_id, last="Finished in state Failed")
+    env = {**os.environ, "DATABASE_URL": raw}
+    cli = subprocess.run([str(Path(sys.executable).with_name("autopr-migrate")), "status",
+                          "--target", "app"], env=env, capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    plain = alembic_cli("current", url=raw)
+    assert cli.returncode == 3 and plain.returncode != 0
+    forms = {password, quote(password, safe=""), "p@ss", "w/rd"}
+    outputs = [state.message, *logs, cli.stdout, cli.stderr, plain.stdout, plain.stderr]
+    assert [text for text in outputs if any(form in text for form in forms)] == []
+    assert "***" in state.message  # the URL was named, masked

@@ -6,7 +6,7 @@ import inspect
 
 import pglast.ast
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from flows.commands.lint import lint_text
@@ -123,7 +123,6 @@ SCRIPTS = st.lists(
 ).map(lambda statements: ";\n".join(statements) + ";")
 
 
-@settings(max_examples=100, deadline=None)
 @given(SCRIPTS)
 def test_any_script_of_known_statements_lints_without_crashing(script: str) -> None:
     try:
@@ -133,7 +132,6 @@ def test_any_script_of_known_statements_lints_without_crashing(script: str) -> N
     assert report.level in ("low", "medium", "high", "critical")
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.text(max_size=300))
 def test_any_text_is_linted_or_refused_never_crashes(text: str) -> None:
     try:
