@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.cli import main
 from tests.support.alembic_run import PROJECT_ROOT
 from tests.support.revisions import ADD_PRIORITY, add_revision
 
@@ -76,7 +77,7 @@ def _cli_bytes(*args: str, stdin: bytes, env: dict | None = None):
 
 
 @pytest.mark.parametrize(
-    ("stdin", "words"),
+    ("data", "words"),
     [
         (b"SELECT 1;\x00DROP TABLE users;", "NUL byte at offset 9"),
         (bytes(range(256)) * 4, "NUL byte"),
@@ -85,27 +86,37 @@ def _cli_bytes(*args: str, stdin: bytes, env: dict | None = None):
         (b"", "no SQL statement"),
     ],
 )
-def test_lint_refuses_input_that_is_not_sql_text_with_65(stdin: bytes, words: str) -> None:
-    result = _cli_bytes("lint", "--sql", "-", stdin=stdin)
-    assert result.returncode == 65, result.stdout + result.stderr
-    assert words.encode() in result.stderr and result.stderr.count(b"\n") == 1
-    assert result.stdout == b""
+def test_lint_refuses_input_that_is_not_sql_text_with_65(tmp_path, capsys, data, words) -> None:
+    source = tmp_path / "input.sql"
+    source.write_bytes(data)
+    assert main(["lint", "--sql", str(source)]) == 65
+    captured = capsys.readouterr()
+    assert words in captured.err and captured.err.count("\n") == 1 and captured.out == ""
 
 
-def test_statements_that_used_to_crash_or_pass_get_their_level() -> None:
-    cluster = _cli("lint", "--sql", "-", stdin="CLUSTER workflows USING ix_workflows_status;")
-    assert cluster.returncode == 2 and "table-rewrite" in cluster.stdout, cluster.stderr
-    cascade = _cli("lint", "--sql", "-", stdin="DROP SCHEMA legacy CASCADE;")
-    assert cascade.returncode == 3 and "drop-cascade" in cascade.stdout
+def test_a_nul_on_standard_input_is_refused_too() -> None:
+    result = _cli_bytes("lint", "--sql", "-", stdin=b"SELECT 1;\x00DROP TABLE users;")
+    assert result.returncode == 65 and b"NUL byte" in result.stderr
 
 
-def test_unreadable_files_unknown_revisions_and_internal_errors_have_their_own_codes(tmp_path):
-    missing = _cli("lint", "--sql", str(tmp_path / "missing.sql"))
-    assert missing.returncode == 66 and "cannot read" in missing.stderr
-    unknown = _cli("lint", "--from", "ffffffffffff")
-    assert unknown.returncode == 64 and "not in the history" in unknown.stderr
-    ambiguous = _cli("lint", "--from", "e", "--to", "heads")  # e5c8f2a1d934 alone starts with e
-    assert ambiguous.returncode == 0, ambiguous.stderr
+def test_statements_that_used_to_crash_or_pass_get_their_level(tmp_path, capsys) -> None:
+    for sql, code, rule in (("CLUSTER workflows USING ix_workflows_status;", 2, "table-rewrite"),
+                            ("DROP SCHEMA legacy CASCADE;", 3, "drop-cascade")):  # fmt: skip
+        source = tmp_path / "change.sql"
+        source.write_text(sql)
+        assert main(["lint", "--sql", str(source)]) == code
+        assert rule in capsys.readouterr().out
+
+
+def test_unreadable_files_unknown_revisions_and_internal_errors_have_their_own_codes(
+    tmp_path, capsys
+):
+    assert main(["lint", "--sql", str(tmp_path / "missing.sql")]) == 66
+    assert "cannot read" in capsys.readouterr().err
+    assert main(["lint", "--from", "ffffffffffff"]) == 64
+    assert "not in the history" in capsys.readouterr().err
+    assert main(["lint", "--from", "e5c8"]) == 2  # a unique prefix is as good as the id
+    assert "unique-constraint-build" in capsys.readouterr().out
     broken = tmp_path / "alembic.ini"
     broken.write_text("[alembic]\nscript_location = /nowhere/at/all\n")
     env = {**os.environ, "AUTOPR_ALEMBIC_CONFIG": str(broken)}
