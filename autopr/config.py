@@ -10,7 +10,7 @@ from functools import cache
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from autopr.masking import mask_secrets, redact_userinfo, register_secret
+from autopr.masking import mask_secrets, redact_credentials, register_secret
 
 DATABASE_URL_ENV = "DATABASE_URL"
 HEALTH_TIMEOUT_ENV = "AUTOPR_HEALTH_TIMEOUT"
@@ -18,7 +18,10 @@ SUPPORTED_BACKENDS = ("postgresql", "sqlite")
 DEFAULT_HEALTH_TIMEOUT = 5.0
 SHOWN_INPUT_CHARACTERS = 80
 _URL_FORMS = "use postgresql://user:password@host:5432/dbname or sqlite:///path/to/file.db"
-_ENCODE_ADVICE = "percent-encode @ : / ? # % and spaces in the user and password (@ is %40)"
+_ENCODE_ADVICE = (
+    "percent-encode the characters @ : / ? # % and spaces in the user name and password "
+    "(%40 for an at sign)"
+)
 
 
 class ConfigurationError(ValueError):
@@ -32,7 +35,7 @@ def render_url(url: URL) -> str:
 
 def shown_url(raw: str) -> str:
     """How an unparsed URL may be quoted: no user or password, at most 80 characters."""
-    shown = redact_userinfo(raw.strip())
+    shown = redact_credentials(raw.strip())
     if len(shown) <= SHOWN_INPUT_CHARACTERS:
         return shown
     return f"{shown[:SHOWN_INPUT_CHARACTERS]}... ({len(shown):,} characters)"
@@ -64,17 +67,12 @@ def parse_database_url(raw: str, *, variable: str = DATABASE_URL_ENV) -> URL:
         raise ConfigurationError(
             f"{variable} is not a valid database URL: {shown} ({reason}); {_URL_FORMS}"
         ) from None
-    register_secret(url.password if isinstance(url.password, str) else None)
-    for key, value in url.query.items():
-        if key.lower() in ("password", "sslpassword"):
-            for item in (value,) if isinstance(value, str) else value:
-                register_secret(item)
-    after_password = [url.host or "", url.database or "", *url.query.keys(),
-                      *(v for value in url.query.values() for v in (
-                          (value,) if isinstance(value, str) else value))]  # fmt: skip
-    if any("@" in part for part in after_password):
+    # One "@" ends the user and password (a user name may hold more, as Azure's user@server);
+    # any other "@" is a password's, unencoded, and its tail went into the host, the database
+    # or the query, where a driver would quote it back.
+    if url.password is not None and raw.count("@") > 1 + (url.username or "").count("@"):
         raise ConfigurationError(
-            f"{variable} has an '@' after the one that ends the password: {shown}; "
+            f"{variable} has an unencoded at sign in its user name or password ({shown}); "
             f"{_ENCODE_ADVICE}"
         )
     if url.get_backend_name() not in SUPPORTED_BACKENDS:
@@ -87,6 +85,11 @@ def parse_database_url(raw: str, *, variable: str = DATABASE_URL_ENV) -> URL:
             f"{variable} names no database: {shown}; add it after the host, as in "
             f"postgresql://user@host:5432/autopr"
         )
+    register_secret(url.password if isinstance(url.password, str) else None)
+    for key, value in url.query.items():
+        if key.lower() in ("password", "sslpassword"):
+            for item in (value,) if isinstance(value, str) else value:
+                register_secret(item)
     return url
 
 

@@ -28,7 +28,9 @@ _CREDENTIAL_START = re.compile(
 # A run of non-blank characters holding at least one "@".
 _TOKEN_WITH_AT = re.compile(r"(?<!\S)[^\s@]*+(?:@[^\s@]*+)++")
 # password=..., PGPASSWORD=..., "password": "...", passwd: ...
-_PASSWORD_KEY = re.compile(r"(?:password|passwd|pwd)[\"']?[ \t]*+[=:][ \t]*+", re.IGNORECASE)
+_PASSWORD_KEY = re.compile(
+    r"(?:password|passwd|pwd)[\"']?[ \t]*+(?P<separator>=>|[=:])[ \t]*+", re.IGNORECASE
+)
 # Schemes a URL with credentials starts with; "app://pw@db" is user "app", password "//pw".
 _SCHEMES = frozenset({
     "postgresql", "postgres", "pgsql", "sqlite", "mysql", "mariadb", "oracle", "mssql",
@@ -39,6 +41,7 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*+(?::/{0,2}|//)")
 _BLANK = re.compile(r"\s")
 _WORD = re.compile(r"\S+")
 _QUERY_VALUE_END = re.compile(r"[\s&#]")
+_LINE_END = re.compile(r"[\r\n]")
 
 _registered: set[str] = set()
 _registered_lock = threading.Lock()
@@ -81,15 +84,21 @@ def mask_secrets(text: str) -> str:
     return _replace(text, spans)
 
 
-def redact_userinfo(raw_url: str) -> str:
-    """A URL that could not be parsed, shown without anything before its last ``@``."""
-    at = raw_url.rfind("@")
-    if at < 0:
-        return mask_secrets(raw_url)
+def redact_credentials(raw_url: str) -> str:
+    """A URL that could not be parsed, shown with nothing that may hold its password.
+
+    Everything before its last ``@`` is hidden; without an ``@``, its whole authority
+    (``user:pw`` parses as a host and a port).
+    """
     scheme = _SCHEME.match(raw_url)
-    known = scheme and _is_scheme(scheme.group().rstrip(":/"))
-    keep = scheme.group() if known and scheme.end() <= at else ""
-    return mask_secrets(f"{keep}{MASK}{raw_url[at:]}")
+    known = scheme is not None and _is_scheme(scheme.group().rstrip(":/"))
+    keep = scheme.group() if known else ""
+    at = raw_url.rfind("@")
+    if at >= 0:
+        return mask_secrets(f"{keep if len(keep) <= at else ''}{MASK}{raw_url[at:]}")
+    rest = raw_url[len(keep):]
+    path = rest.find("/") if known else -1
+    return mask_secrets(f"{keep}{MASK}{rest[path:] if path >= 0 else ''}")
 
 
 def _is_scheme(name: str) -> bool:
@@ -126,17 +135,23 @@ def _schemeless_passwords(text: str) -> list[tuple[int, int]]:
     spans = []
     for match in _TOKEN_WITH_AT.finditer(text):
         token = match.group()
-        userinfo = token[: token.rfind("@")]
+        last_at = token.rfind("@")
+        userinfo, host = token[:last_at], token[last_at + 1 :]
         user_start, colon = 0, userinfo.find(":")
-        if colon >= 0 and userinfo.startswith("//", colon + 1) and _is_scheme(userinfo[:colon]):
+        has_scheme = colon >= 0 and userinfo.startswith("//", colon + 1) and _is_scheme(
+            userinfo[:colon])  # fmt: skip
+        if has_scheme:
             user_start = colon + 3
             colon = userinfo.find(":", user_start)  # scheme://user:password
         end = match.start() + len(userinfo)
-        user = userinfo[user_start:colon] if colon >= 0 else ""
-        if colon >= 0 and any(c.isalpha() for c in user) and colon < len(userinfo) - 1:
-            spans.append((match.start() + colon + 1, end))
-        elif (start := _spaced_password_start(text, match.start())) is not None:
-            spans.append((start, end))  # the password began a few words back
+        # "@ is %40" in prose is no credential: a host follows a password's "@"
+        spaced = (
+            _spaced_password_start(text, match.start())
+            if not has_scheme and host[:1].isalnum()
+            else None
+        )
+        if spaced is not None:
+            spans.append((spaced, end))  # the password began a few words back
         elif colon >= 0:
             spans.append((match.start() + colon + 1, end))
     return spans
@@ -157,8 +172,9 @@ def _spaced_password_start(text: str, token_start: int) -> int | None:
     for word in reversed(list(_WORD.finditer(segment))):
         value = word.group()
         colon = value.find(":")
-        user = value[:colon]
-        if 0 < colon < len(value) - 1 and "/" not in user and any(c.isalpha() for c in user):
+        user, secret = value[:colon], value[colon + 1 :]
+        plausible = any(c.isalpha() for c in user) or any(c.isalpha() for c in secret)
+        if 0 < colon < len(value) - 1 and "/" not in user and plausible:
             return window_start + word.start() + colon + 1
     return None
 
@@ -178,7 +194,10 @@ def _keyed_passwords(text: str) -> list[tuple[int, int]]:
             span = (start + 1, end)
         else:
             in_query = match.start() > 0 and text[match.start() - 1] in "?&"
-            found = (_QUERY_VALUE_END if in_query else _BLANK).search(text, start)
+            # "password: correct horse battery": a YAML-style value runs to the end of its line
+            ends = _QUERY_VALUE_END if in_query else _LINE_END if match["separator"] == ":" else (
+                _BLANK)  # fmt: skip
+            found = ends.search(text, start)
             span = (start, found.start() if found else len(text))
         spans.append(span)
         masked_until = span[1]
@@ -259,12 +278,19 @@ class MaskingFilter(logging.Filter):
     """Masks each record's message and traceback before any handler formats it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: the handler reports it, as without this filter
+            return True
         masked = mask_secrets(message)
         if masked != message:
             record.msg, record.args = masked, None
         if record.exc_info and not record.exc_text:
-            record.exc_text = mask_secrets(_TRACEBACKS.formatException(record.exc_info))
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_secrets(record.exc_text)
+        if record.stack_info:
+            record.stack_info = mask_secrets(record.stack_info)
         return True
 
 

@@ -22,9 +22,11 @@ def ready_backup_directory(target: Target) -> Path:
     """
     directory = target.backup_dir
     where = f"the backup directory {directory} of target {target.name!r}"
-    if directory.exists() and not directory.is_dir():
+    blocker = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        what = "is a file" if blocker == directory else f"lies under {blocker}, which is a file"
         raise ConfigurationError(
-            f"{where} is a file, not a directory: move the file away, or "
+            f"{where} {what}, not a directory: move the file away, or "
             f"{target.backup_dir_advice}"
         )
     try:

@@ -124,12 +124,12 @@ def _lint(args: argparse.Namespace) -> int:
     from flows.lint.analyzer import LintError
 
     try:
-        if args.sql:
+        if args.sql is not None:  # even "": an empty variable in CI must not lint something else
             data = sys.stdin.buffer.read() if args.sql == "-" else Path(args.sql).read_bytes()
         report = (
             linting.lint_text(linting.decode_sql(data),
                               assume_lock_timeout=args.assume_lock_timeout)
-            if args.sql else linting.lint_revisions(args.start, args.end)
+            if args.sql is not None else linting.lint_revisions(args.start, args.end)
         )  # fmt: skip
     except OSError as exc:
         return _fail(f"cannot read {shown(args.sql)}: {exc.strerror}", exit_codes.NO_INPUT)

@@ -7,9 +7,14 @@ before any work, so an oversized value is refused with one line instead of faili
 
 from __future__ import annotations
 
+import unicodedata
+
 from flows.errors import ConfigurationError
 
 SHOWN_CHARACTERS = 80
+_CONTROL = {"Cc", "Zl", "Zp"}  # NUL, line breaks, escapes, U+2028: never in one-line text
+_INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}
+_BLANK_GLYPHS = {"\u2800", "\u3164", "\u115f", "\u1160", "\uffa0", "\u180e"}  # look like space
 
 TARGET_NAME = 40  # ledger.target is String(40)
 REVISION = 64  # ledger.from_revision / to_revision are String(64)
@@ -57,10 +62,26 @@ def bounded(value: str, name: str, *, advice: str = "", one_line: bool = True) -
             f"{name} is {len(value):,} characters long; the limit is {limit}: "
             f"{advice or 'shorten it'} (it starts {shown(value)})"
         )
-    if "\x00" in value or (one_line and ("\n" in value or "\r" in value)):
-        what = "a NUL character" if "\x00" in value else "a line break"
-        raise ConfigurationError(f"{name} holds {what}: {shown(value)}; pass one line of text")
+    allowed = "" if one_line else "\n\r\t"
+    bad = next((c for c in value if c not in allowed and unicodedata.category(c) in _CONTROL), None)
+    if bad is not None:
+        what = {"\x00": "a NUL character", "\n": "a line break", "\r": "a line break"}.get(
+            bad, f"the control character U+{ord(bad):04X}")  # fmt: skip
+        raise ConfigurationError(f"{name} holds {what}: {shown(value)}; pass plain text")
     return value
+
+
+def visible_name(value: str) -> str:
+    """A person's name as names are compared: what shows, case folded, blanks collapsed.
+
+    Zero-width and other invisible characters are dropped, so ``ops`` followed by U+200B is
+    ``ops``, and a name of nothing but invisible characters is empty.
+    """
+    normal = unicodedata.normalize("NFKC", value)
+    shown_characters = "".join(
+        c for c in normal if unicodedata.category(c) not in _INVISIBLE and c not in _BLANK_GLYPHS
+    )
+    return " ".join(shown_characters.split()).casefold()
 
 
 def check_run_inputs(*, target: str, revision: str, requested_by: str) -> None:

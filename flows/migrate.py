@@ -80,7 +80,7 @@ def migrate(
         resolved = resolve_target(target or default_target_name())
         check_allowed(resolved, policy.approval)
         check_window_allowed(resolved, policy.window)
-    except MigrationError as exc:
+    except Exception as exc:  # bad input, or a Secret block that could not be read
         return refused_at_start(exc)
     run = Run(resolved, policy, Report(resolved.name, resolved.masked_url, ledger.FAILED, "",
                                        to_revision=revision), Timeline())  # fmt: skip
@@ -93,6 +93,9 @@ def migrate(
     except Exception as exc:  # every failure ends the same way: report, ledger, event
         outcome = run.failure(exc)
         finish(run, outcome)
+    except BaseException as exc:  # cancelled or killed from outside: record it, then go
+        finish(run, run.failure(exc))
+        raise
     if outcome.status == ledger.SUCCEEDED:
         _prune(run)
     get_run_logger().info("%s: %s", outcome.status, outcome.message)

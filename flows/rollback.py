@@ -67,7 +67,7 @@ def rollback(
         require_requester(policy.approval, requested_by, flow="rollback")
         resolved = resolve_target(target or default_target_name())
         check_allowed(resolved, policy.approval)
-    except MigrationError as exc:
+    except Exception as exc:  # bad input, or a Secret block that could not be read
         return refused_at_start(exc)
     report = Report(resolved.name, resolved.masked_url, ledger.FAILED, "")
     run = Run(resolved, policy, report, Timeline())
@@ -83,6 +83,9 @@ def rollback(
     except Exception as exc:  # every failure ends the same way: report, ledger, event
         outcome = run.failure(exc)
         finish(run, outcome)
+    except BaseException as exc:  # cancelled or killed from outside: record it, then go
+        finish(run, run.failure(exc))
+        raise
     get_run_logger().info("%s: %s", outcome.status, outcome.message)
     return outcome.state()
 

@@ -73,6 +73,8 @@ class Run:
         """The outcome of a run any exception ended: what broke, and the state it left."""
         if isinstance(exc, MigrationError):
             reason = str(exc)
+        elif not isinstance(exc, Exception):  # cancelled, or the process told to stop
+            reason = f"the run was stopped from outside ({type(exc).__name__})"
         else:
             reason = f"the run broke on an unexpected error: {describe(exc)}"
             get_run_logger().error("unexpected error", exc_info=exc)
@@ -157,19 +159,29 @@ def refuse_if_moved(connection: Connection, checks: PreflightReport) -> None:
 
 
 def finish(run: Run, outcome: Outcome) -> None:
-    """Ledger row, report artifact, final event: each tried even if another fails."""
+    """Ledger row, report artifact, final event: each tried even if another fails.
+
+    It never raises: a Prefect API that blinks while the report is written must not turn a
+    finished migration into a failed one.
+    """
     run.report.status, run.report.message = outcome.status, outcome.message
     run.finish_ledger(outcome)
-    write_report(run.report, run.timeline)
     event = outcome.event or _EVENTS.get(outcome.status)
-    if event:
-        events.emit(run.target, event, status=outcome.status, message=outcome.message,
-                    from_revision=run.report.from_revision,
-                    to_revision=run.report.to_revision)  # fmt: skip
+    for what, write in (
+        ("the report artifact", lambda: write_report(run.report, run.timeline)),
+        ("the final event", lambda: event and events.emit(
+            run.target, event, status=outcome.status, message=outcome.message,
+            from_revision=run.report.from_revision, to_revision=run.report.to_revision)),
+    ):  # fmt: skip
+        try:
+            write()
+        except Exception as exc:  # the outcome stands; say what could not be recorded
+            get_run_logger().error("could not write %s: %s", what, describe(exc))
 
 
-def refused_at_start(exc: MigrationError) -> State:
+def refused_at_start(exc: Exception) -> State:
     """Bad input, found before any target was touched: one line, and no ledger or event."""
-    message = f"{exc}; nothing was changed: the run stopped before it touched any database"
+    reason = str(exc) if isinstance(exc, MigrationError) else describe(exc)
+    message = f"{reason}; nothing was changed: the run stopped before it touched any database"
     get_run_logger().error("%s", message)
     return Failed(message=message)

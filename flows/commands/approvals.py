@@ -28,7 +28,7 @@ from prefect.input import filter_flow_run_input, read_flow_run_input
 from prefect.input.run_input import keyset_from_paused_state
 
 from flows.errors import ConfigurationError, MigrationError
-from flows.inputs import bounded, shown
+from flows.inputs import bounded, shown, visible_name
 from flows.steps.approval import DECISION_KEY, REFUSAL_KEY, REQUEST_KEY
 
 MIGRATION_FLOWS = ["migrate", "rollback"]
@@ -116,7 +116,7 @@ def decide(reference: str, *, approve: bool, approver: str, reason: str, wait: f
         AnswerRefused: the run is not paused, the server rejected the input, or the run's
             policy refused the answer (it then stays paused).
     """
-    if not approver.strip():
+    if not visible_name(approver):
         raise ConfigurationError(
             "approver is required: pass --as NAME (your name, as the approval policy knows it)"
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from flows import alembic_ops
-from flows.errors import MigrationError, describe
+from flows.errors import ConfigurationError, MigrationError, describe
 from flows.lint.analyzer import LintError
 from flows.lint.lint import lint_sql
 from flows.lint.model import LEVELS, LintReport
@@ -21,12 +21,18 @@ def lint_revisions(start: str | None, end: str) -> LintReport:
     """Lint what upgrading from ``start`` (None: base) to ``end`` runs, as the flow runs it.
 
     Raises:
+        ConfigurationError: a revision is empty, unknown or ambiguous, or the range is empty
+            or runs downwards.
         LintError: a revision cannot be rendered as SQL offline.
     """
+    for option, spec in (("--from", start), ("--to", end)):
+        if spec is not None and not spec.strip():
+            raise ConfigurationError(f"{option} is empty: name a revision, or leave it out")
     start, end = (
         alembic_ops.identify(spec) if spec and spec not in ("base", "head", "heads") else spec
         for spec in (start, end)
     )
+    _refuse_reversed_range(start, end)
     try:
         sql = alembic_ops.render_sql("postgresql", start, end)
     except MigrationError:
@@ -38,6 +44,19 @@ def lint_revisions(start: str | None, end: str) -> LintReport:
             f"offline: lint the range around it, or lint its SQL with --sql"
         ) from None
     return lint_sql(sql, flow_sets_timeouts=True)
+
+
+def _refuse_reversed_range(start: str | None, end: str) -> None:
+    """A range that runs downwards is a mistake, not "low risk". (``--from`` equal to ``--to``
+    is a change with no new revision: nothing to lint, and low.)"""
+    goal = alembic_ops.resolve(end, start) if end in ("head", "heads") else end
+    if goal in ("base", None):
+        raise ConfigurationError("--to base runs nothing: name a revision above --from")
+    if start in ("head", "heads"):
+        start = alembic_ops.resolve(start, None)
+    if start in (None, "base") or start in alembic_ops.ancestors(goal):
+        return
+    raise ConfigurationError(f"--from {start} is not below --to {goal}: the range runs downwards")
 
 
 def decode_sql(data: bytes) -> str:

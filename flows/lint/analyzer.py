@@ -16,7 +16,8 @@ from pglast.parser import ParseError
 
 from flows.lint import kinds, tables
 from flows.lint.model import Statement
-from flows.lint.walk import ColumnFact, Hit, Walk
+from flows.lint.types import UTC_NAMES
+from flows.lint.walk import ROW_EXCLUSIVE, ColumnFact, Hit, Walk
 
 
 class LintError(ValueError):
@@ -85,16 +86,59 @@ def _explain(node, st: Statement, walk: Walk) -> None:
         visit(node.query, st, walk)
 
 
+def _select(node, st: Statement, walk: Walk) -> None:
+    """A query reads, but its WITH may hold an UPDATE, a DELETE or an INSERT that writes."""
+    for cte in getattr(node.withClause, "ctes", None) or ():
+        visit(cte.ctequery, st, walk)
+    for side in (node.larg, node.rarg):
+        if side is not None:
+            _select(side, st, walk)
+
+
+def _copy(node, st: Statement, walk: Walk) -> None:
+    if node.query is not None:  # COPY (DELETE ... RETURNING ...) TO ...
+        visit(node.query, st, walk)
+    if node.is_program:
+        walk.hit(st, "server-wide-change", None,
+                 "COPY ... PROGRAM runs a shell command on the database server")  # fmt: skip
+    if node.relation is not None and node.is_from:
+        st.tables.append(tables.relation_name(node.relation))
+        walk.lock(st, ROW_EXCLUSIVE)
+
+
 def _create_enum(node, st: Statement, walk: Walk) -> None:
     walk.created.add(".".join(part.sval for part in node.typeName))
 
 
 def _set(node, st: Statement, walk: Walk) -> None:
+    """``SET``/``RESET`` of ``lock_timeout`` and the time zone, ``SET LOCAL`` until commit."""
+    kind = node.kind.name
+    if kind == "VAR_RESET_ALL":
+        walk.lock_timeout = False  # back to the server's default, which is none
+        return
+    if node.name == "timezone" and kind == "VAR_SET_VALUE" and node.args:
+        zone = getattr(node.args[0].val, "sval", None) or ""
+        walk.utc_session = zone.strip().lower() in UTC_NAMES
+        return
     if node.name != "lock_timeout":
         return
-    value = node.args[0].val if node.args else None
+    if node.is_local and walk.lock_timeout_outside is None:
+        walk.lock_timeout_outside = walk.lock_timeout
+    if kind in ("VAR_RESET", "VAR_SET_DEFAULT") or not node.args:
+        walk.lock_timeout = False
+        return
+    value = node.args[0].val
     setting = getattr(value, "sval", None) or str(getattr(value, "ival", "0"))
-    walk.lock_timeout = setting.strip().rstrip("ms").strip() not in ("0", "")
+    walk.lock_timeout = _milliseconds(setting) != 0
+
+
+def _milliseconds(setting: str) -> float:
+    """``'2s'``, ``'0min'``, ``'500'``, ``'00'``: PostgreSQL's time units; unreadable is 0."""
+    number = setting.strip().rstrip("abcdefghijklmnopqrstuvwxyz").strip()
+    try:
+        return float(number)
+    except ValueError:
+        return 0.0
 
 
 def _transaction(node, st: Statement, walk: Walk) -> None:
@@ -102,7 +146,9 @@ def _transaction(node, st: Statement, walk: Walk) -> None:
     if name in ("TRANS_STMT_BEGIN", "TRANS_STMT_START"):
         walk.in_transaction = True
     elif name in ("TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK"):
-        walk.in_transaction = False
+        walk.in_transaction = bool(getattr(node, "chain", False))  # AND CHAIN opens the next
+        if walk.lock_timeout_outside is not None:  # SET LOCAL ends with its transaction
+            walk.lock_timeout, walk.lock_timeout_outside = walk.lock_timeout_outside, None
 
 
 def _first_code_line(chunk: str) -> int:
@@ -121,6 +167,8 @@ HANDLERS = {
     **tables.HANDLERS,
     **kinds.HANDLERS,
     "ExplainStmt": _explain,
+    "SelectStmt": _select,
+    "CopyStmt": _copy,
     "CreateEnumStmt": _create_enum,
     "VariableSetStmt": _set,
     "TransactionStmt": _transaction,

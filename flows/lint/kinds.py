@@ -28,8 +28,8 @@ EVERY_TABLE = "large"  # the size tier of a statement over every table of a data
 
 HARMLESS = {
     # Reads, session state and cursors: no lock beyond what a query takes.
-    "SelectStmt": "reads", "VariableShowStmt": "reads a setting",
-    "CopyStmt": "reads or appends rows", "DiscardStmt": "session state",
+    "VariableShowStmt": "reads a setting",
+    "DiscardStmt": "session state",
     "PrepareStmt": "session state", "DeallocateStmt": "session state",
     "DeclareCursorStmt": "a cursor", "FetchStmt": "a cursor", "ClosePortalStmt": "a cursor",
     "ListenStmt": "notifications", "NotifyStmt": "notifications",
@@ -171,7 +171,8 @@ def add_enum_value(node, st: Statement, walk: Walk) -> None:
 def alter_domain(node, st: Statement, walk: Walk) -> None:
     """Adding a constraint or NOT NULL to a domain checks every column of that domain."""
     name = ".".join(part.sval for part in node.typeName)
-    validating = node.subtype == "N" or node.subtype == "V" or (
+    # 'O' is SET NOT NULL and 'V' VALIDATE CONSTRAINT ('N' is DROP NOT NULL, which checks nothing)
+    validating = node.subtype in ("O", "V") or (
         node.subtype == "C" and not getattr(node.def_, "skip_validation", False))  # fmt: skip
     if validating:
         walk.lock(st, SHARE)

@@ -7,6 +7,7 @@ import re
 from sqlalchemy import Connection, text
 
 from flows.lint.model import TableStats
+from flows.lint.types import UTC_NAMES
 from flows.lint.walk import ColumnFact
 
 _SIZES = text(
@@ -85,14 +86,10 @@ def column_facts(connection: Connection, names: set[str]) -> dict[tuple[str, str
     }
 
 
-_UTC_NAMES = {"utc", "etc/utc", "gmt", "etc/gmt", "uct", "etc/uct", "universal", "etc/universal",
-              "zulu", "etc/zulu", "z", "gmt0", "etc/gmt0", "etc/gmt+0", "etc/gmt-0"}  # fmt: skip
-
-
 def session_is_utc(connection: Connection) -> bool:
     """Whether a new session on this database runs in UTC (``SHOW TimeZone``)."""
     if connection.dialect.name != "postgresql":
         return False
     zone = str(connection.scalar(text("SHOW TimeZone")))
     connection.rollback()
-    return zone.strip().lower() in _UTC_NAMES
+    return zone.strip().lower() in UTC_NAMES

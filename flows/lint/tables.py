@@ -18,8 +18,11 @@ from flows.lint.walk import (
 )
 
 # Defaults PostgreSQL 11+ cannot store in the catalog: every row gets its own value (a rewrite).
-VOLATILE_FUNCTIONS = {"random", "gen_random_uuid", "uuid_generate_v4", "clock_timestamp",
-                      "nextval", "timeofday", "txid_current"}  # fmt: skip
+VOLATILE_FUNCTIONS = {"random", "gen_random_uuid", "uuid_generate_v4", "uuid_generate_v1",
+                      "uuidv4", "uuidv7", "clock_timestamp", "nextval", "timeofday",
+                      "txid_current", "random_normal", "setseed"}  # fmt: skip
+INTERVAL_ALL_FIELDS = 0x7FFF
+SERIAL_TYPES = {"serial", "bigserial", "smallserial", "serial4", "serial8", "serial2"}
 VERSION_TABLE = "alembic_version"  # Alembic's own bookkeeping: one row
 # ALTER TABLE subcommands that take less than ACCESS EXCLUSIVE (the ALTER TABLE page).
 _WEAKER = {
@@ -36,14 +39,17 @@ _REWRITING = {At.AT_SetTableSpace, At.AT_SetLogged, At.AT_SetUnLogged, At.AT_Set
 _USED_BY_NAME = {ObjectType.OBJECT_TABLE, ObjectType.OBJECT_COLUMN, ObjectType.OBJECT_VIEW,
                  ObjectType.OBJECT_MATVIEW, ObjectType.OBJECT_SEQUENCE, ObjectType.OBJECT_TYPE,
                  ObjectType.OBJECT_DOMAIN, ObjectType.OBJECT_FUNCTION,
-                 ObjectType.OBJECT_PROCEDURE, ObjectType.OBJECT_SCHEMA,
+                 ObjectType.OBJECT_PROCEDURE, ObjectType.OBJECT_ROUTINE,
+                 ObjectType.OBJECT_AGGREGATE, ObjectType.OBJECT_SCHEMA,
                  ObjectType.OBJECT_FOREIGN_TABLE, ObjectType.OBJECT_ATTRIBUTE}  # fmt: skip
 _RELATIONS = {ObjectType.OBJECT_VIEW, ObjectType.OBJECT_MATVIEW, ObjectType.OBJECT_SEQUENCE,
               ObjectType.OBJECT_FOREIGN_TABLE}  # fmt: skip
 
 
 def relation_name(range_var) -> str:
-    return range_var.relname
+    """``users``, or ``archive.users`` when the statement names a schema (another table)."""
+    schema = getattr(range_var, "schemaname", None)
+    return f"{schema}.{range_var.relname}" if schema else range_var.relname
 
 
 def type_text(type_name) -> str:
@@ -51,6 +57,11 @@ def type_text(type_name) -> str:
     name = ".".join(part.sval for part in type_name.names if part.sval != "pg_catalog")
     sizes = [str(getattr(m.val, "ival", "")) for m in type_name.typmods or ()
              if type(m).__name__ == "A_Const"]  # fmt: skip
+    if name == "interval" and sizes:
+        # The first modifier is the field mask (DAY, HOUR TO SECOND...); 32767 is "all fields".
+        mask, sizes = sizes[0], sizes[1:]
+        if mask != str(INTERVAL_ALL_FIELDS):
+            name = f"interval_fields_{mask}"  # restricted fields: never the same type as another
     arrays = "[]" * len(type_name.arrayBounds or ())
     return f"{name}({','.join(sizes)}){arrays}" if sizes else f"{name}{arrays}"
 
@@ -75,13 +86,15 @@ def create_table(node, st: Statement, walk: Walk) -> None:
                 walk.strong_lock(st, referenced)
     for key in keys & columns.keys():
         columns[key] = ColumnFact(columns[key].type, True)
-    walk.create_table(table, columns)
+    if not node.if_not_exists:  # IF NOT EXISTS may well find the big table that is there
+        walk.create_table(table, columns)
 
 
 def create_table_as(node, st: Statement, walk: Walk) -> None:
     table = relation_name(node.into.rel)
     st.tables.append(table)
-    walk.create_table(table, {})
+    if not node.if_not_exists:
+        walk.create_table(table, {})
 
 
 def _constraints(element):
@@ -102,9 +115,11 @@ def alter_table(node, st: Statement, walk: Walk) -> None:
         if subtype == At.AT_ValidateConstraint:
             st.scans = st.validates = True
             walk.hit(st, "validate-constraint", table)
-            column = walk.checks.pop((table, cmd.name), None)
-            if column:
-                walk.update_column(table, column, proven_not_null=True)
+            walk.validate_check(table, cmd.name)
+        elif subtype == At.AT_DropConstraint:
+            walk.drop_check(table, cmd.name)
+        elif subtype in (At.AT_AttachPartition, At.AT_DetachPartition):
+            _partition(cmd.def_, table, st, walk, attach=subtype == At.AT_AttachPartition)
         elif subtype == At.AT_AddColumn:
             _add_column(cmd.def_, table, st, walk)
         elif subtype == At.AT_DropColumn:
@@ -125,18 +140,37 @@ def alter_table(node, st: Statement, walk: Walk) -> None:
     walk.strong_lock(st, table)
 
 
+def _partition(partition, table: str, st: Statement, walk: Walk, *, attach: bool) -> None:
+    child = relation_name(partition.name)
+    st.tables.append(child)
+    if attach:  # every row of the partition is checked against its bounds
+        st.scans = st.validates = True
+        if child not in walk.created:
+            detail = f"ATTACH PARTITION checks every row of {child} against its bounds"
+            walk.hit(st, "scan-under-access-exclusive", child, detail)
+    elif partition.concurrent:
+        walk.lock(st, SHARE_UPDATE_EXCLUSIVE)
+        st.non_transactional = True
+        if walk.in_transaction:
+            walk.hit(st, "outside-transaction-only", table, "DETACH PARTITION CONCURRENTLY")
+    else:
+        walk.lock(st, ACCESS_EXCLUSIVE)
+
+
 def _add_column(column, table: str, st: Statement, walk: Walk) -> None:
     constraints = column.constraints or ()
     default = next((c for c in constraints if c.contype == ConstrType.CONSTR_DEFAULT), None)
     not_null = any(c.contype in (ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_PRIMARY)
                    for c in constraints)  # fmt: skip
-    walk.columns[(table, column.colname)] = ColumnFact(type_text(column.typeName), not_null)
-    if not_null and default is None:
+    type_name = type_text(column.typeName)
+    walk.columns[(table, column.colname)] = ColumnFact(type_name, not_null)
+    filled = _filled_per_row(type_name, constraints, default)
+    if not_null and default is None and not filled:
         walk.hit(st, "required-column-without-default", table,
                  f"{table}.{column.colname} is NOT NULL without a default")  # fmt: skip
-    if default is not None and _is_volatile(default.raw_expr):
+    if filled:
         st.rewrites = True
-        detail = f"{table}.{column.colname} gets a volatile default: every row is rewritten"
+        detail = f"{table}.{column.colname} {filled}: every row is rewritten"
         walk.hit(st, "table-rewrite", table, detail)
     for constraint in constraints:
         if constraint.contype in (ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_UNIQUE):
@@ -184,33 +218,60 @@ def _set_not_null(table: str, column: str, st: Statement, walk: Walk) -> None:
     walk.update_column(table, column, not_null=True)
 
 
-def _is_volatile(expr) -> bool:
-    if type(expr).__name__ == "FuncCall":
-        return expr.funcname[-1].sval in VOLATILE_FUNCTIONS
-    if type(expr).__name__ == "TypeCast":
-        return _is_volatile(expr.arg)
+def _filled_per_row(type_name: str, constraints, default) -> str | None:
+    """Why PostgreSQL must write a value into every existing row, or None.
+
+    A constant (or stable, like ``now()``) default is stored once in the catalog (PostgreSQL
+    11+); a serial, an identity, a stored generated column or a volatile default is not.
+    """
+    if type_name.split("(")[0] in SERIAL_TYPES:
+        return f"is a {type_name} (a sequence value per row)"
+    kinds = {c.contype for c in constraints}
+    if ConstrType.CONSTR_IDENTITY in kinds:
+        return "is an identity column (a sequence value per row)"
+    if ConstrType.CONSTR_GENERATED in kinds:
+        return "is a stored generated column (computed for every row)"
+    if default is not None and _calls_volatile(default.raw_expr):
+        return "gets a volatile default"
+    return None
+
+
+def _calls_volatile(expr) -> bool:
+    """Whether a volatile function is called anywhere in the expression."""
+    stack = [expr(skip_none=True)] if expr is not None else []
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("@") == "FuncCall":
+                name = item["funcname"][-1].get("sval", "")
+                if name.lower() in VOLATILE_FUNCTIONS:
+                    return True
+            stack.extend(item.values())
+        elif isinstance(item, tuple | list):
+            stack.extend(item)
     return False
 
 
 def _add_constraint(constraint, table: str, st: Statement, walk: Walk) -> None:
     if constraint.contype == ConstrType.CONSTR_CHECK:
         column = _not_null_check(constraint.raw_expr)
+        if column and constraint.conname:
+            walk.add_not_null_check(table, constraint.conname, column,
+                                    validated=not constraint.skip_validation)  # fmt: skip
         if constraint.skip_validation:
-            if column and constraint.conname:
-                walk.checks[(table, constraint.conname)] = column
             return
-        if column:
-            walk.update_column(table, column, proven_not_null=True)
         if table not in walk.created:
             st.scans = st.validates = True
             walk.hit(st, "scan-under-access-exclusive", table,
                      f"CHECK {constraint.conname or ''}")  # fmt: skip
     elif (
-        constraint.contype in (ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_UNIQUE)
+        constraint.contype
+        in (ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_EXCLUSION)
         and not constraint.indexname  # USING INDEX reuses a concurrently built index
     ):
         st.scans = True
-        walk.hit(st, "unique-constraint-build", table)
+        if table not in walk.created:
+            walk.hit(st, "unique-constraint-build", table)
 
 
 def _not_null_check(expr) -> str | None:
@@ -277,6 +338,7 @@ def drop(node, st: Statement, walk: Walk) -> None:
             walk.lock(st, ACCESS_EXCLUSIVE)
             for name in names:
                 walk.hit(st, "blocking-index-drop", name)
+                walk.strong_lock(st, name)
     else:
         what = kind.name.removeprefix("OBJECT_").replace("_", " ").lower()
         if kind in _RELATIONS:
@@ -306,6 +368,8 @@ def rename(node, st: Statement, walk: Walk) -> None:
         walk.lock(st, ACCESS_EXCLUSIVE)
     if kind == ObjectType.OBJECT_COLUMN and table:
         walk.rename_column(table, node.subname, node.newname)
+    if kind == ObjectType.OBJECT_TABCONSTRAINT and table:
+        walk.rename_check(table, node.subname, node.newname)
     old = table or _object_name(node.object)
     if kind in _USED_BY_NAME and old not in walk.created:
         walk.hit(st, "breaking-rename", table, f"{node.subname or old} -> {node.newname}")

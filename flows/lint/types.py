@@ -62,6 +62,9 @@ def parse_type(text: str) -> SqlType | None:
     return SqlType(base, mods, bool(match["array"]))
 
 
+# Time zone names PostgreSQL treats as UTC.
+UTC_NAMES = {"utc", "etc/utc", "gmt", "etc/gmt", "uct", "etc/uct", "universal", "etc/universal",
+              "zulu", "etc/zulu", "z", "gmt0", "etc/gmt0", "etc/gmt+0", "etc/gmt-0"}  # fmt: skip
 _TIMESTAMPS = {"timestamp", "timestamptz"}
 
 
@@ -69,10 +72,10 @@ def rewrites(old: SqlType, new: SqlType, *, utc_session: bool = False) -> bool:
     """Whether ``ALTER COLUMN ... TYPE new`` (without ``USING``) rewrites a column of ``old``."""
     if old == new:
         return False
+    if old.array or new.array:
+        return True  # PostgreSQL converts every element, even where the element types would not
     if utc_session and {old.base, new.base} == _TIMESTAMPS and not old.array and not new.array:
         return not _limit_grows(old, new)
-    if old.array != new.array:
-        return True
     if old.base in _WIDER_LIMIT and new.base == old.base:
         return not _limit_grows(old, new)
     if old.base in ("varchar", "text") and new.base in ("varchar", "text"):

@@ -59,8 +59,11 @@ class Walk:
     in_transaction: bool = False
     created: set[str] = field(default_factory=set)
     sources: dict[str, str] = field(default_factory=dict)  # renamed table -> its live name
-    checks: dict[tuple[str, str], str] = field(default_factory=dict)  # NOT VALID IS NOT NULL
+    # CHECK (column IS NOT NULL) constraints by (table, name) -> column, and whether validated
+    checks: dict[tuple[str, str], tuple[str, bool]] = field(default_factory=dict)
     hits: list[Hit] = field(default_factory=list)
+    # lock_timeout as the session had it before a SET LOCAL, restored at the transaction's end
+    lock_timeout_outside: bool | None = None
 
     def hit(self, st: Statement, rule: str, table: str | None, detail: str = "",
             tier: str | None = None) -> None:  # fmt: skip
@@ -91,18 +94,48 @@ class Walk:
         self._forget_columns(table)
 
     def rename_table(self, old: str, new: str) -> None:
+        self.created.discard(new)
         if old in self.created:
+            self.created.discard(old)
             self.created.add(new)
-        self.sources[new] = self.sources.get(old, old)
+        self.sources[new] = self.sources.pop(old, old)
+        self._forget_columns(new)
         for (table, column), fact in list(self.columns.items()):
             if table == old:
                 self.columns[(new, column)] = fact
                 del self.columns[(table, column)]
+        for table, name in list(self.checks):
+            if table == old:
+                self.checks[(new, name)] = self.checks.pop((table, name))
 
     def rename_column(self, table: str, old: str, new: str) -> None:
         fact = self.columns.pop((table, old), None)
         if fact is not None:
             self.columns[(table, new)] = fact
+        for key, (column, validated) in list(self.checks.items()):
+            if key[0] == table and column == old:
+                self.checks[key] = (new, validated)
+
+    def add_not_null_check(self, table: str, name: str, column: str, *, validated: bool) -> None:
+        self.checks[(table, name)] = (column, validated)
+        if validated:
+            self.update_column(table, column, proven_not_null=True)
+
+    def validate_check(self, table: str, name: str) -> None:
+        if (table, name) in self.checks:
+            column, _ = self.checks[(table, name)]
+            self.add_not_null_check(table, name, column, validated=True)
+
+    def drop_check(self, table: str, name: str) -> None:
+        """The constraint that proved a column not null is gone: the proof goes with it."""
+        column, validated = self.checks.pop((table, name), (None, False))
+        still = any(c == column and v for (t, _), (c, v) in self.checks.items() if t == table)
+        if column and validated and not still:
+            self.update_column(table, column, proven_not_null=False)
+
+    def rename_check(self, table: str, old: str, new: str) -> None:
+        if (table, old) in self.checks:
+            self.checks[(table, new)] = self.checks.pop((table, old))
 
     def column(self, table: str, column: str) -> ColumnFact | None:
         return self.columns.get((table, column))

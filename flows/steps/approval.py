@@ -77,7 +77,7 @@ def require_requester(policy: ApprovalPolicy, requested_by: str, *, flow: str) -
     Raises:
         ConfigurationError: four eyes is on and ``requested_by`` is empty.
     """
-    if policy.four_eyes and policy.mode != "never" and not requested_by.strip():
+    if policy.four_eyes and policy.mode != "never" and not inputs.visible_name(requested_by):
         raise ConfigurationError(
             f"four eyes is on (policy.approval.four_eyes) but requested_by is empty: say who asks "
             f"for this run, e.g. prefect deployment run {flow}/<deployment> -p "
@@ -86,22 +86,26 @@ def require_requester(policy: ApprovalPolicy, requested_by: str, *, flow: str) -
 
 
 def refusal(answer: ApprovalInput, policy: ApprovalPolicy, requested_by: str) -> str | None:
-    """Why the policy does not accept this answer, or None."""
-    approver = answer.approver.strip()
-    if not approver:
+    """Why the policy does not accept this answer, or None.
+
+    Names are compared as they show (``inputs.visible_name``): case, blanks and invisible
+    characters never make one person two.
+    """
+    approver, who = answer.approver.strip(), inputs.visible_name(answer.approver)
+    if not who:
         return "approver is required: type your name in the approver field"
     try:
         inputs.bounded(answer.approver, "approver")
         inputs.bounded(answer.reason, "reason", one_line=False)
     except ConfigurationError as exc:
         return str(exc)
-    if policy.four_eyes and requested_by and approver.lower() == requested_by.strip().lower():
+    if policy.four_eyes and who == inputs.visible_name(requested_by):
         return (
             f"{approver} requested this run and may not decide it (four eyes): "
             f"another person must approve or reject"
         )
-    allowed = {name.strip().lower() for name in policy.approvers}
-    if allowed and approver.lower() not in allowed:
+    allowed = {inputs.visible_name(name) for name in policy.approvers}
+    if allowed and who not in allowed:
         return (
             f"{approver} is not an approver for this target (allowed: "
             f"{', '.join(sorted(policy.approvers))})"

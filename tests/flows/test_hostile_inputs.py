@@ -22,7 +22,9 @@ from flows.cli import main
 from flows.commands.setup import discover_targets
 from flows.errors import ConfigurationError
 from flows.migrate import migrate
+from flows.policy import ApprovalPolicy
 from flows.rollback import rollback
+from flows.steps.approval import ApprovalInput, refusal
 from flows.targets import validate_name
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, ledger_rows
@@ -99,16 +101,36 @@ def test_policy_texts_are_bounded_too(ready, policy, field) -> None:
 def test_four_eyes_without_a_requester_refuses_to_start(ready, mode) -> None:
     engine, before = ready
     policy = fast_policy(approval={"mode": mode})
-    for flow in (migrate, rollback):
-        state = flow(target="app", policy=policy, return_state=True)
+    for flow, requester in ((migrate, ""), (rollback, ""), (migrate, "\u200b")):
+        state = flow(target="app", policy=policy, requested_by=requester, return_state=True)
         _assert_refused_unchanged(state, engine, before, "four eyes", "requested_by is empty",
                                   "-p requested_by=<your name>")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("approver", "requested_by", "refused"),
+    [
+        ("OPS", "ops", "four eyes"),
+        ("ops\u200b", "ops", "four eyes"),
+        (" \uff2f\uff50\uff53 ", "ops", "four eyes"),  # full-width letters
+        ("\u2800", "ops", "approver is required"),
+        ("mallory", "ops", "not an approver"),
+        ("Carol", "ops", None),
+    ],
+)
+def test_names_are_compared_as_they_show(approver, requested_by, refused) -> None:
+    policy = ApprovalPolicy(approvers=["carol", "dave"])
+    answer = ApprovalInput(decision="approve", approver=approver)
+    said = refusal(answer, policy, requested_by)
+    assert (said is None) if refused is None else (refused in said)
 
 
 def test_approver_and_reason_are_checked_before_anything_is_sent(capsys) -> None:
     cases = [
         (["approve", "some-run", "--as", ""], "approver is required"),
         (["approve", "some-run", "--as", "   "], "approver is required"),
+        (["approve", "some-run", "--as", "\u200b\u3164"], "approver is required"),
+        (["approve", "some-run", "--as", "ops\u2028forged"], "control character U+2028"),
         (["approve", "some-run", "--as", "o" * 300], "approver is 300 characters long"),
         (["reject", "some-run", "--as", "ops", "--reason", "r" * 5000], "reason is 5,000"),
         (["approve", "some-run", "--as", "ops", "--reason", "a\x00b"], "NUL"),
@@ -148,6 +170,10 @@ def test_a_backup_directory_that_is_a_file_says_so_and_names_the_variable(
     (tmp_path / "app").write_text("x")
     shared = migrate(target="app", requested_by="ops", policy=fast_policy(), return_state=True)
     _assert_refused_unchanged(shared, engine, before, "is a file",
+                              "point AUTOPR_BACKUP_DIR (which set it)")  # fmt: skip
+    monkeypatch.setenv("AUTOPR_BACKUP_DIR", str(blocker))  # the root itself is the file
+    under = migrate(target="app", requested_by="ops", policy=fast_policy(), return_state=True)
+    _assert_refused_unchanged(under, engine, before, f"lies under {blocker}, which is a file",
                               "point AUTOPR_BACKUP_DIR (which set it)")  # fmt: skip
 
 

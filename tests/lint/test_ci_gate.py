@@ -117,6 +117,13 @@ def test_unreadable_files_unknown_revisions_and_internal_errors_have_their_own_c
     assert "not in the history" in capsys.readouterr().err
     assert main(["lint", "--from", "e5c8"]) == 2  # a unique prefix is as good as the id
     assert "unique-constraint-build" in capsys.readouterr().out
+    # An empty variable in a CI script must never lint something else, or nothing, as "low".
+    assert main(["lint", "--sql", ""]) == 66
+    assert main(["lint", "--to", ""]) == 64
+    assert main(["lint", "--from", "head", "--to", "base"]) == 64
+    assert main(["lint", "--from", "f19c7e25b0a3", "--to", "e5c8"]) == 64
+    assert "runs downwards" in capsys.readouterr().err
+    assert main(["lint", "--from", "f19c7e25b0a3"]) == 0  # no new revision: nothing to fear
     broken = tmp_path / "alembic.ini"
     broken.write_text("[alembic]\nscript_location = /nowhere/at/all\n")
     env = {**os.environ, "AUTOPR_ALEMBIC_CONFIG": str(broken)}

@@ -62,6 +62,41 @@ DESTRUCTIVE = [
     ("ALTER ROLE app NOLOGIN", "server-wide-change", "medium"),
     ("DO $$ BEGIN DELETE FROM workflows; END $$", "opaque-code", "medium"),
     ("CALL archive_everything()", "opaque-code", "medium"),
+    # Columns PostgreSQL must fill row by row: a rewrite, however the value is spelled.
+    ("ALTER TABLE users ADD COLUMN n bigserial", "table-rewrite", "high"),
+    ("ALTER TABLE users ADD COLUMN n int GENERATED ALWAYS AS IDENTITY", "table-rewrite", "high"),
+    ("ALTER TABLE users ADD COLUMN n int GENERATED ALWAYS AS (id * 2) STORED", "table-rewrite",
+     "high"),
+    ("ALTER TABLE users ADD COLUMN n float8 DEFAULT (random() * 10)", "table-rewrite", "high"),
+    ("ALTER TABLE users ADD COLUMN n text DEFAULT md5(random()::text)", "table-rewrite", "high"),
+    # Writes hidden inside reads.
+    ("WITH gone AS (DELETE FROM users RETURNING 1) SELECT count(*) FROM gone", "data-loss",
+     "high"),
+    ("COPY (DELETE FROM users RETURNING id) TO STDOUT", "data-loss", "high"),
+    ("EXPLAIN ANALYZE WITH g AS (DELETE FROM users RETURNING 1) SELECT 1 FROM g", "data-loss",
+     "high"),
+    ("COPY users FROM PROGRAM 'curl example.com'", "server-wide-change", "medium"),
+    ("ALTER DOMAIN email SET NOT NULL", "domain-check", "medium"),
+    # An IF NOT EXISTS table may be the big one that is there.
+    ("CREATE TABLE IF NOT EXISTS users (id int); DELETE FROM users", "data-loss", "high"),
+    # lock_timeout that is not in force, however it is spelled.
+    ("SET lock_timeout = '0min'; ALTER TABLE users ADD COLUMN n int", "missing-lock-timeout",
+     "medium"),
+    ("BEGIN; SET LOCAL lock_timeout = '2s'; COMMIT; ALTER TABLE users ADD COLUMN n int",
+     "missing-lock-timeout", "medium"),
+    ("SET lock_timeout = '2s'; RESET ALL; ALTER TABLE users ADD COLUMN n int",
+     "missing-lock-timeout", "medium"),
+    ("DROP INDEX users_email_idx", "missing-lock-timeout", "medium"),
+    ("BEGIN; COMMIT AND CHAIN; CREATE INDEX CONCURRENTLY ix ON users (a)",
+     "concurrently-in-transaction", "high"),
+    ("BEGIN; ALTER TABLE events DETACH PARTITION events_2024 CONCURRENTLY; COMMIT",
+     "outside-transaction-only", "high"),
+    ("ALTER TABLE events ATTACH PARTITION events_2025 FOR VALUES IN (2025)",
+     "scan-under-access-exclusive", "medium"),
+    ("ALTER TABLE bookings ADD CONSTRAINT no_overlap EXCLUDE USING gist (span WITH &&)",
+     "unique-constraint-build", "high"),
+    ("ALTER AGGREGATE total(int) RENAME TO grand_total", "breaking-rename", "high"),
+    ("ALTER ROUTINE refresh() RENAME TO reload", "breaking-rename", "high"),
 ]  # fmt: skip
 CASE_IDS = [sql[:40] for sql, _, _ in DESTRUCTIVE]
 HARMLESS_SQL = [

@@ -86,3 +86,59 @@ def test_set_not_null_after_a_validated_check_or_on_a_not_null_column_scans_noth
         flow_sets_timeouts=True,
     )
     assert "scan-under-access-exclusive" in _rules(unvalidated)
+
+
+def test_a_dropped_check_proves_nothing_any_more() -> None:
+    report = lint_sql(
+        "ALTER TABLE workflows ADD CONSTRAINT nn CHECK (description IS NOT NULL) NOT VALID;"
+        "ALTER TABLE workflows VALIDATE CONSTRAINT nn;"
+        "ALTER TABLE workflows DROP CONSTRAINT nn;"
+        "ALTER TABLE workflows ALTER COLUMN description SET NOT NULL;",
+        sizes={"workflows": BIG},
+        flow_sets_timeouts=True,
+    )
+    assert "scan-under-access-exclusive" in _rules(report)
+
+
+def test_a_check_renamed_or_on_a_renamed_column_still_proves() -> None:
+    report = lint_sql(
+        "ALTER TABLE workflows ADD CONSTRAINT c CHECK (description IS NOT NULL) NOT VALID;"
+        "ALTER TABLE workflows RENAME CONSTRAINT c TO d;"
+        "ALTER TABLE workflows RENAME COLUMN description TO summary;"
+        "ALTER TABLE workflows VALIDATE CONSTRAINT d;"
+        "ALTER TABLE workflows ALTER COLUMN summary SET NOT NULL;",
+        sizes={"workflows": BIG},
+        flow_sets_timeouts=True,
+    )
+    assert "scan-under-access-exclusive" not in _rules(report)
+
+
+def test_a_live_table_renamed_onto_a_new_tables_old_name_keeps_its_size() -> None:
+    report = lint_sql(
+        "CREATE TABLE t_new (id int); ALTER TABLE t_new RENAME TO t_done;"
+        "ALTER TABLE workflows RENAME TO t_new; ALTER TABLE t_new ALTER COLUMN id TYPE bigint;",
+        sizes={"workflows": BIG},
+        flow_sets_timeouts=True,
+    )
+    assert report.level == "critical"
+
+
+def test_a_table_in_another_schema_is_another_table() -> None:
+    columns = {("users", "email"): ColumnFact("text", True)}
+    report = lint_sql(
+        "CREATE TABLE archive.users (id int); ALTER TABLE archive.users ALTER COLUMN email "
+        "SET NOT NULL; ALTER TABLE users ALTER COLUMN id TYPE bigint;",
+        sizes={"users": BIG},
+        columns=columns,
+        flow_sets_timeouts=True,
+    )
+    assert report.level == "critical"
+
+
+def test_a_time_zone_set_in_the_script_decides_the_timestamp_conversion() -> None:
+    columns = {("events", "at"): ColumnFact("timestamp without time zone", False)}
+    sql = "ALTER TABLE events ALTER COLUMN at TYPE timestamptz;"
+    live = {"sizes": {"events": BIG}, "columns": columns, "flow_sets_timeouts": True,
+            "utc_session": True}  # fmt: skip
+    assert lint_sql(sql, **live).level == "low"
+    assert lint_sql("SET TIME ZONE 'Europe/Berlin';" + sql, **live).level == "critical"

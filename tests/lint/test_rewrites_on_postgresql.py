@@ -38,6 +38,9 @@ TYPE_CHANGES = [
     ("varbit(8)", "varbit(16)"),
     ("cidr", "inet"),
     ("integer[]", "bigint[]"),
+    ("text[]", "varchar[]"),
+    ("varchar(10)[]", "varchar(20)[]"),
+    ("interval(3)", "interval day"),
     ("double precision", "numeric"),
 ]
 
