@@ -54,7 +54,7 @@ def analyze(
     try:
         raws = parse_sql(sql)
     except ParseError as exc:
-        raise LintError(f"not PostgreSQL SQL: {str(exc)[:200]}") from None
+        raise LintError(f"not PostgreSQL SQL: {' '.join(str(exc).split())[:200]}") from None
     encoded = sql.encode()
     walk = Walk(lock_timeout_in_force, dict(columns or {}), catalog_known=columns is not None,
                 utc_session=utc_session)  # fmt: skip
