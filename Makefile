@@ -23,6 +23,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 test: install
 	bin/ensure-postgres
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 lint: install

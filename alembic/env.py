@@ -19,12 +19,13 @@ from sqlalchemy.exc import DBAPIError
 
 from autopr.config import ConfigurationError, Settings
 from autopr.database import Base, make_engine
-from autopr.database.engine import describe_connection_error
-from autopr.database.migration_lock import (
+from autopr_migrate.backends.engine import describe_connection_error
+from autopr_migrate.backends.migration_lock import (
     hold_lock_file,
     release_advisory_lock,
     try_advisory_lock,
 )
+from autopr_migrate.model import TOOL_OWNED_TABLES  # the migration tool's own, never the models'
 
 config = context.config
 
@@ -33,9 +34,6 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 
 target_metadata = Base.metadata
 
-# Tables the migration tooling keeps in the application's database: never part of the models,
-# so autogenerate must neither create nor drop them.
-TOOL_OWNED_TABLES = frozenset({"autopr_migration_ledger"})
 
 
 def include_object(

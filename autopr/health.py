@@ -29,7 +29,7 @@ from autopr.database.schema import (
     is_known_revision,
     schema_problems,
 )
-from autopr.masking import mask_secrets
+from autopr_migrate.masking import mask_secrets
 
 logger = logging.getLogger(__name__)
 

@@ -50,10 +50,10 @@ def main() -> int:
 
     from autopr.config import Settings
     from autopr.health import create_app
+    from autopr_migrate.cli import approvals
+    from autopr_migrate.flows.migrate import migrate
+    from autopr_migrate.policy.parameters import ApprovalPolicy, MigrationPolicy
     from bench.overhead import _seeded_sqlite
-    from flows.commands import approvals
-    from flows.migrate import migrate
-    from flows.policy import ApprovalPolicy, MigrationPolicy
     from tests.support.servers import serve
 
     work = Path(tempfile.mkdtemp(prefix="autopr-bench-approval-"))

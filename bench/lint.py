@@ -41,7 +41,7 @@ SHAPES = (
 
 
 def bench_lint(count: int) -> None:
-    from flows.lint.lint import lint_sql
+    from autopr_migrate.analysis.lint import lint_sql
 
     sql = "\n".join(SHAPES[n % len(SHAPES)].format(n=n) for n in range(count))
     lint_sql(sql)  # warm
@@ -59,12 +59,12 @@ def bench_lint(count: int) -> None:
 def bench_rehearsal(rows: int) -> None:
     from prefect.logging import disable_run_logger
 
-    from flows import alembic_ops
-    from flows.policy import RehearsalPolicy
-    from flows.steps.preflight import PreflightReport
-    from flows.steps.probe import HealthSnapshot
-    from flows.steps.rehearse import rehearse
-    from flows.targets import resolve_target
+    from autopr_migrate.history import commands as alembic_ops
+    from autopr_migrate.orchestration.steps.preflight import PreflightReport
+    from autopr_migrate.orchestration.steps.probe import HealthSnapshot
+    from autopr_migrate.orchestration.steps.rehearse import rehearse
+    from autopr_migrate.policy.parameters import RehearsalPolicy
+    from autopr_migrate.targets.targets import resolve_target
 
     admin = make_engine(make_url(ADMIN_URL), poolclass=NullPool,
                         isolation_level="AUTOCOMMIT")  # fmt: skip

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from autopr.masking import mask_secrets
+from autopr_migrate.masking import mask_secrets
 
 UNITS = {
     "letters": "a",

@@ -55,8 +55,8 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def _seeded_sqlite(template: Path, rows: int = 50_000) -> None:
+    from autopr_migrate.history import commands as alembic_ops
     from demo.seed import seed
-    from flows import alembic_ops
 
     engine = make_engine(make_url(f"sqlite:///{template}"), poolclass=NullPool)
     with engine.connect() as connection:
@@ -77,9 +77,9 @@ def bench_sqlite(repeat: int) -> None:
 
     from autopr.config import Settings
     from autopr.health import create_app
-    from flows import alembic_ops
-    from flows.migrate import migrate
-    from flows.policy import ApprovalPolicy, MigrationPolicy
+    from autopr_migrate.flows.migrate import migrate
+    from autopr_migrate.history import commands as alembic_ops
+    from autopr_migrate.policy.parameters import ApprovalPolicy, MigrationPolicy
     from tests.support.servers import serve
 
     NO_APPROVAL = MigrationPolicy(approval=ApprovalPolicy(mode="never"))
@@ -171,7 +171,7 @@ def _admin(sql: str) -> None:
 
 
 def _big_database(name: str, rows: int) -> str:
-    from flows import alembic_ops
+    from autopr_migrate.history import commands as alembic_ops
 
     _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     _admin(f'CREATE DATABASE "{name}"')
@@ -213,11 +213,11 @@ def _size(path: Path) -> int:
 def bench_postgresql(rows: int, repeat: int) -> None:
     from prefect.logging import disable_run_logger
 
-    from flows import pgtools
-    from flows.policy import BackupPolicy
-    from flows.steps.backup import take_backup
-    from flows.steps.restore import restore_database
-    from flows.targets import resolve_target
+    from autopr_migrate.backends import pgtools
+    from autopr_migrate.orchestration.steps.backup import take_backup
+    from autopr_migrate.orchestration.steps.restore import restore_database
+    from autopr_migrate.policy.parameters import BackupPolicy
+    from autopr_migrate.targets.targets import resolve_target
 
     name = "autopr_bench_overhead"
     url = _big_database(name, rows)

@@ -37,12 +37,12 @@ def main() -> int:
 
     from prefect.logging import disable_run_logger
 
-    from flows import pgtools
-    from flows.commands.backups import restore_test
-    from flows.policy import BackupPolicy, MigrationPolicy
-    from flows.steps.backup import take_backup
-    from flows.steps.target_check import check_target
-    from flows.targets import resolve_target
+    from autopr_migrate.backends import pgtools
+    from autopr_migrate.cli.backups import restore_test
+    from autopr_migrate.orchestration.steps.backup import take_backup
+    from autopr_migrate.orchestration.steps.target_check import check_target
+    from autopr_migrate.policy.parameters import BackupPolicy, MigrationPolicy
+    from autopr_migrate.targets.targets import resolve_target
 
     name = "autopr_bench_recovery"
     url = _big_database(name, args.rows)

@@ -63,8 +63,8 @@ def _seed_database(url: str) -> None:
     from sqlalchemy.pool import NullPool
 
     from autopr.database import make_engine
+    from autopr_migrate.history import commands as alembic_ops
     from demo.seed import seed
-    from flows import alembic_ops
 
     engine = make_engine(make_url(url), poolclass=NullPool)
     with engine.connect() as connection:
@@ -103,8 +103,8 @@ def _approved_run(policy, reason: str):
     """Start a run, show what it asks approval for, and approve it as an operator would."""
     import threading
 
-    from flows.commands import approvals
-    from flows.migrate import migrate
+    from autopr_migrate.cli import approvals
+    from autopr_migrate.flows.migrate import migrate
 
     result: dict = {}
     earlier = {item.run.id for item in approvals.pending()}
@@ -160,7 +160,7 @@ def main() -> int:
         _wait_for(f"http://127.0.0.1:{health_port}/health", health, "health app", 30)
         _wait_for(f"http://127.0.0.1:{api_port}/api/health", server, "Prefect API")
 
-        from flows.policy import ApprovalPolicy, MigrationPolicy, ProbePolicy
+        from autopr_migrate.policy.parameters import ApprovalPolicy, MigrationPolicy, ProbePolicy
 
         policy = MigrationPolicy(
             approval=ApprovalPolicy(poll_interval_seconds=1, timeout_seconds=300),
@@ -183,9 +183,9 @@ def main() -> int:
         after = httpx.get(os.environ["AUTOPR_DB_DEMO_HEALTH_URL"], timeout=5)
         _banner(f"The application now: HTTP {after.status_code} {after.text}")
 
-        from flows.check import check
-        from flows.commands.backups import listing
-        from flows.targets import resolve_target
+        from autopr_migrate.cli.backups import listing
+        from autopr_migrate.flows.check import check
+        from autopr_migrate.targets.targets import resolve_target
 
         _banner("3. The daily check, and the backups an operator can restore")
         checked = check(targets=["demo"], policy=policy, return_state=True)

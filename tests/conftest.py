@@ -11,7 +11,7 @@ import pytest
 from hypothesis import settings
 from sqlalchemy import URL, make_url
 
-from autopr.masking import forget_secrets
+from autopr_migrate.masking import forget_secrets
 from tests.support.alembic_run import PROJECT_ROOT
 from tests.support.databases import (
     admin_url_from_env,

@@ -12,9 +12,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData, inspect
 
 from autopr.database.models import Base
+from autopr_migrate.targets.project import ALEMBIC_CONFIG_ENV
 
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
-ALEMBIC_CONFIG_ENV = "AUTOPR_ALEMBIC_CONFIG"
 
 
 def alembic_ini() -> Path:

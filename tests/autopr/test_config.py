@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from autopr.config import ConfigurationError, Settings
-from autopr.masking import mask_secrets
+from autopr_migrate.masking import mask_secrets
 
 SECRET = "pa55-Word"
 

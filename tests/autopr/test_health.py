@@ -16,7 +16,7 @@ from sqlalchemy.pool import NullPool
 from autopr.config import Settings
 from autopr.database import make_engine
 from autopr.health import create_app
-from flows.alembic_ops import heads
+from autopr_migrate.history.commands import heads
 from tests.support.alembic_run import upgrade
 from tests.support.servers import serve
 

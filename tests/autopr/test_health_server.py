@@ -13,7 +13,7 @@ from sqlalchemy import URL
 from sqlalchemy.pool import NullPool
 
 from autopr.database import make_engine
-from flows.alembic_ops import heads
+from autopr_migrate.history.commands import heads
 from tests.support.alembic_run import PROJECT_ROOT, upgrade
 
 

@@ -10,7 +10,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from autopr.config import ConfigurationError, Settings, parse_database_url
-from autopr.masking import MaskingFilter, forget_secrets, mask_secrets, redact_credentials
+from autopr_migrate.masking import MaskingFilter, forget_secrets, mask_secrets, redact_credentials
 
 # What operators put in passwords, the URL's own delimiters and spaces included.
 PASSWORDS = st.text(

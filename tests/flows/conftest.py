@@ -16,7 +16,7 @@ from sqlalchemy.pool import NullPool
 from autopr.config import Settings
 from autopr.database import make_engine
 from autopr.health import create_app
-from flows.policy import (
+from autopr_migrate.policy.parameters import (
     ApprovalPolicy,
     LockPolicy,
     MigrationPolicy,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, select
 
-from flows.steps.ledger import LEDGER_TABLE, ledger
+from autopr_migrate.store.ledger import LEDGER_TABLE, ledger
 from tests.support.alembic_run import upgrade
 from tests.support.databases import table_checksums
 from tests.support.seed import seed

@@ -9,8 +9,8 @@ from prefect import get_client
 from prefect.automations import Automation
 from prefect.flow_runs import resume_flow_run
 
-from flows.commands.setup import setup, targets_to_set_up
-from flows.migrate import migrate
+from autopr_migrate.flows.migrate import migrate
+from autopr_migrate.orchestration.setup import setup, targets_to_set_up
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows
 from tests.support.paused import BackgroundRun, migrate_approving, read_run

@@ -10,7 +10,7 @@ from prefect.input import read_flow_run_input
 from prefect.input.run_input import keyset_from_paused_state
 from sqlalchemy import text
 
-from flows.migrate import migrate
+from autopr_migrate.flows.migrate import migrate
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, ledger_rows, schema
 from tests.support.alembic_run import revision_of, upgrade

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.cli import main
+from autopr_migrate.cli.app import main
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, schema
 from tests.support.alembic_run import revision_of

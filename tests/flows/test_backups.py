@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 from prefect.logging import disable_run_logger
 from sqlalchemy import text
 
-from flows.cli import main
-from flows.migrate import migrate
-from flows.policy import BackupPolicy
-from flows.steps import ledger
-from flows.steps.backup import Backup, take_backup
-from flows.targets import resolve_target
+from autopr_migrate.cli.app import main
+from autopr_migrate.flows.migrate import migrate
+from autopr_migrate.orchestration.steps.backup import take_backup
+from autopr_migrate.policy.parameters import BackupPolicy
+from autopr_migrate.store import ledger
+from autopr_migrate.store.backups import Backup
+from autopr_migrate.targets.targets import resolve_target
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows
 from tests.support.revisions import add_revision

@@ -10,13 +10,13 @@ from prefect.logging import disable_run_logger
 from sqlalchemy import Column, Integer, Table
 
 from autopr.database import Base
-from flows.check import check
-from flows.migrate import migrate
-from flows.policy import BackupPolicy, MigrationPolicy, RiskPolicy
-from flows.rollback import rollback
-from flows.steps import ledger
-from flows.steps.backup import take_backup
-from flows.targets import resolve_target
+from autopr_migrate.flows.check import check
+from autopr_migrate.flows.migrate import migrate
+from autopr_migrate.flows.rollback import rollback
+from autopr_migrate.orchestration.steps.backup import take_backup
+from autopr_migrate.policy.parameters import BackupPolicy, MigrationPolicy, RiskPolicy
+from autopr_migrate.store import ledger
+from autopr_migrate.targets.targets import resolve_target
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, ledger_rows
 from tests.support.alembic_run import revision_of

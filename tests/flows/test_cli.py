@@ -7,9 +7,9 @@ from sqlalchemy import URL
 from sqlalchemy.pool import NullPool
 
 from autopr.database import make_engine
-from flows.alembic_ops import heads, pending
-from flows.cli import main
-from flows.steps import ledger
+from autopr_migrate.cli.app import main
+from autopr_migrate.history.commands import heads, pending
+from autopr_migrate.store import ledger
 from tests.flows.helpers import ledger_rows
 from tests.support.alembic_run import upgrade
 

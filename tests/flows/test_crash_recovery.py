@@ -13,8 +13,8 @@ import httpx
 from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_URL
 
-from flows.cli import main
-from flows.migrate import migrate
+from autopr_migrate.cli.app import main
+from autopr_migrate.flows.migrate import migrate
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, ledger_rows
 from tests.support.alembic_run import PROJECT_ROOT, revision_of
@@ -33,8 +33,8 @@ if not op.get_context().as_sql:  # not while the plan renders the SQL offline
 )
 RUN_MIGRATE = """
 import sys
-from flows.migrate import migrate
-from flows.policy import MigrationPolicy
+from autopr_migrate.flows.migrate import migrate
+from autopr_migrate.policy.parameters import MigrationPolicy
 migrate(target="app", policy=MigrationPolicy.model_validate_json(sys.argv[1]))
 """
 

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.pool import NullPool
 
 from autopr.database import make_engine
-from flows.steps.ledger import LEDGER_TABLE, ledger
+from autopr_migrate.store.ledger import LEDGER_TABLE, ledger
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, ledger_rows, schema
 from tests.support.alembic_run import revision_of

@@ -18,14 +18,14 @@ import pytest
 
 from autopr.config import Settings
 from autopr.health import create_app
-from flows.cli import main
-from flows.commands.setup import discover_targets
-from flows.errors import ConfigurationError
-from flows.migrate import migrate
-from flows.policy import ApprovalPolicy
-from flows.rollback import rollback
-from flows.steps.approval import ApprovalInput, refusal
-from flows.targets import validate_name
+from autopr_migrate.cli.app import main
+from autopr_migrate.errors import ConfigurationError
+from autopr_migrate.flows.migrate import migrate
+from autopr_migrate.flows.rollback import rollback
+from autopr_migrate.orchestration.setup import discover_targets
+from autopr_migrate.orchestration.steps.approval import ApprovalInput, refusal
+from autopr_migrate.policy.parameters import ApprovalPolicy
+from autopr_migrate.targets.targets import validate_name
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, ledger_rows
 from tests.support.alembic_run import PROJECT_ROOT, alembic_cli, revision_of

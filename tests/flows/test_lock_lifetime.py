@@ -17,7 +17,7 @@ from prefect.concurrency._sync import (
 )
 from prefect.flow_runs import resume_flow_run
 
-from flows.migrate import migrate
+from autopr_migrate.flows.migrate import migrate
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, ledger_rows
 from tests.support.alembic_run import alembic_cli, revision_of

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from flows.alembic_ops import heads, pending
+from autopr_migrate.history.commands import heads, pending
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, ledger_rows, schema
 from tests.support.alembic_run import revision_of

@@ -11,7 +11,7 @@ from sqlalchemy.pool import NullPool
 from autopr.config import Settings
 from autopr.database import make_engine
 from autopr.health import create_app
-from flows.migrate import migrate
+from autopr_migrate.flows.migrate import migrate
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, ledger_rows, schema
 from tests.support.alembic_run import revision_of

@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import inspect, text
 
-from autopr.database.migration_lock import MIGRATION_LOCK_KEY
+from autopr_migrate.backends.migration_lock import MIGRATION_LOCK_KEY
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, ledger_rows, schema
 from tests.support.alembic_run import alembic_cli, revision_of
@@ -96,8 +96,8 @@ def test_a_failed_concurrent_index_build_leaves_no_invalid_index(migration_targe
 def test_plain_alembic_waits_for_no_one_while_a_flow_holds_the_sqlite_lock(
     migration_target, history
 ) -> None:
-    from flows.steps.lock import database_lock
-    from flows.targets import resolve_target
+    from autopr_migrate.orchestration.steps.lock import database_lock
+    from autopr_migrate.targets.targets import resolve_target
 
     engine = at_head_with_rows(migration_target.engine())
     add_revision(history, "aaaa00000063", BREAK_APPLICATION)

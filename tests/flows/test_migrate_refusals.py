@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from flows.migrate import migrate
-from flows.steps import ledger
+from autopr_migrate.flows.migrate import migrate
+from autopr_migrate.store import ledger
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, schema
 from tests.support.alembic_run import revision_of

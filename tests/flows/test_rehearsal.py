@@ -6,11 +6,11 @@ import pytest
 from prefect.logging import disable_run_logger
 from sqlalchemy import text
 
-from flows.policy import MigrationPolicy, RehearsalPolicy
-from flows.steps.backup import row_counts
-from flows.steps.preflight import preflight
-from flows.steps.rehearse import SCRATCH_PREFIX, rehearse
-from flows.targets import resolve_target
+from autopr_migrate.orchestration.steps.preflight import preflight
+from autopr_migrate.orchestration.steps.rehearse import SCRATCH_PREFIX, rehearse
+from autopr_migrate.policy.parameters import MigrationPolicy, RehearsalPolicy
+from autopr_migrate.store.backups import row_counts
+from autopr_migrate.targets.targets import resolve_target
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, schema
 from tests.support.alembic_run import revision_of

@@ -6,8 +6,8 @@ import pytest
 from prefect.flow_runs import resume_flow_run
 from sqlalchemy import text
 
-from flows.migrate import migrate
-from flows.policy import RiskPolicy
+from autopr_migrate.flows.migrate import migrate
+from autopr_migrate.policy.parameters import RiskPolicy
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, schema
 from tests.support.alembic_run import revision_of

@@ -6,10 +6,10 @@ from prefect.flow_runs import resume_flow_run
 from prefect.logging import disable_run_logger
 from sqlalchemy import text
 
-from flows.policy import BackupPolicy
-from flows.rollback import rollback
-from flows.steps.backup import take_backup
-from flows.targets import resolve_target
+from autopr_migrate.flows.rollback import rollback
+from autopr_migrate.orchestration.steps.backup import take_backup
+from autopr_migrate.policy.parameters import BackupPolicy
+from autopr_migrate.targets.targets import resolve_target
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, ledger_rows
 from tests.support.alembic_run import revision_of

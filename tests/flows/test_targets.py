@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from prefect.blocks.system import Secret
 
-from flows.errors import ConfigurationError
-from flows.targets import resolve_target
+from autopr_migrate.errors import ConfigurationError
+from autopr_migrate.orchestration.secrets import secret_block
+from autopr_migrate.targets.targets import resolve_target
 
 
 def test_environment_variable_names_the_database(monkeypatch) -> None:
@@ -25,7 +26,7 @@ def test_environment_variable_names_the_database(monkeypatch) -> None:
 def test_secret_block_is_used_when_no_variable_is_set(monkeypatch) -> None:
     Secret(value="postgresql://app:pw@vault-db/tenant").save("autopr-db-tenant-7", overwrite=True)
     monkeypatch.setenv("AUTOPR_DB_TENANT_7_HEALTH_URL", "http://tenant-7/health")
-    assert resolve_target("tenant-7").url.host == "vault-db"
+    assert resolve_target("tenant-7", secrets=secret_block).url.host == "vault-db"
 
 
 def test_database_url_serves_only_the_default_target(monkeypatch) -> None:

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from flows import clock
-from flows.policy import MigrationWindow, WindowPolicy
-from flows.windows import fit, openings
+from autopr_migrate import clock
+from autopr_migrate.policy.parameters import MigrationWindow, WindowPolicy
+from autopr_migrate.policy.windows import fit, openings
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, schema
 from tests.support.alembic_run import revision_of
@@ -148,7 +148,7 @@ def test_no_window_within_the_limit_fails_with_nothing_changed(ready, fake_clock
 
 def test_production_targets_need_a_window(ready, monkeypatch) -> None:
     monkeypatch.setenv("AUTOPR_DB_APP_PRODUCTION", "true")
-    from flows.migrate import migrate
+    from autopr_migrate.flows.migrate import migrate
 
     state = migrate(target="app", requested_by="ops", return_state=True,
                     policy=fast_policy(approval={"mode": "always"}))  # fmt: skip

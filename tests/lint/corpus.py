@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flows.lint.model import TableStats
+from autopr_migrate.analysis.model import TableStats
 
 BIG = TableStats(rows=5_000_000, bytes=900 * 2**20)
 SMALL = TableStats(rows=200, bytes=64 * 1024)

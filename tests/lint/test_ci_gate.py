@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
+from autopr_migrate.cli.app import main
 from tests.support.alembic_run import PROJECT_ROOT
 from tests.support.revisions import ADD_PRIORITY, add_revision
 

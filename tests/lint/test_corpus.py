@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flows import alembic_ops
-from flows.lint.lint import lint_sql
+from autopr_migrate.analysis.lint import lint_sql
+from autopr_migrate.history import commands as alembic_ops
 from tests.lint.corpus import CASES, Case
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from flows.lint.rules import RULES
+from autopr_migrate.analysis.rules import RULES
 from tests.support.alembic_run import PROJECT_ROOT
 
 DOC = PROJECT_ROOT / "docs" / "zero-downtime.md"

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flows.commands.lint import lint_text
-from flows.lint.analyzer import HANDLERS, LintError, analyze
-from flows.lint.kinds import HARMLESS
-from flows.lint.lint import lint_sql
+from autopr_migrate.analysis.analyzer import HANDLERS, LintError, analyze
+from autopr_migrate.analysis.kinds import HARMLESS
+from autopr_migrate.analysis.lint import lint_sql
+from autopr_migrate.cli.lint import lint_text
 
 STATEMENT_TYPES = sorted(
     name

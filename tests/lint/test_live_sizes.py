@@ -7,9 +7,9 @@ from sqlalchemy import text
 from sqlalchemy.pool import NullPool
 
 from autopr.database import make_engine
-from flows.lint.analyzer import analyze
-from flows.lint.lint import lint_sql
-from flows.lint.stats import column_facts, table_stats
+from autopr_migrate.analysis.analyzer import analyze
+from autopr_migrate.analysis.catalog import column_facts, table_stats
+from autopr_migrate.analysis.lint import lint_sql
 from tests.support.alembic_run import upgrade
 from tests.support.databases import create_database, drop_database
 

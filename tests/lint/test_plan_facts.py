@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from flows.lint.lint import lint_sql
-from flows.lint.model import TableStats
-from flows.lint.walk import ColumnFact
+from autopr_migrate.analysis.lint import lint_sql
+from autopr_migrate.analysis.model import TableStats
+from autopr_migrate.analysis.walk import ColumnFact
 
 BIG = TableStats(rows=5_000_000, bytes=2**30)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Connection, text
 
-from flows.lint.lint import lint_sql
-from flows.lint.stats import column_facts, session_is_utc, table_stats
+from autopr_migrate.analysis.catalog import column_facts, session_is_utc, table_stats
+from autopr_migrate.analysis.lint import lint_sql
 
 TYPE_CHANGES = [
     ("varchar(20)", "varchar(50)"),

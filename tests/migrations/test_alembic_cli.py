@@ -11,7 +11,7 @@ from sqlalchemy import URL, make_url
 from sqlalchemy.pool import NullPool
 
 from autopr.database import make_engine
-from flows.alembic_ops import heads, pending
+from autopr_migrate.history.commands import heads, pending
 from tests.support.alembic_run import alembic_cli, revision_of, upgrade
 from tests.support.databases import table_checksums
 from tests.support.seed import seed

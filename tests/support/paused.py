@@ -14,7 +14,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.exceptions import ObjectNotFound
 from prefect.input.run_input import keyset_from_paused_state
 
-from flows.migrate import migrate
+from autopr_migrate.flows.migrate import migrate
 
 
 class BackgroundRun:

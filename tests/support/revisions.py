@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from flows.alembic_ops import heads
+from autopr_migrate.history.commands import heads
 
 TEMPLATE = '''"""{message}"""
 

@@ -95,7 +95,7 @@ def test_an_operator_approves_a_migration_in_the_ui(prefect_server, sqlite_url, 
                    "AUTOPR_ALEMBIC_CONFIG": os.environ["AUTOPR_ALEMBIC_CONFIG"]}  # fmt: skip
         policy = {"approval": {"mode": "always", "poll_interval_seconds": 1},
                   "probe": {"consecutive_successes": 2, "interval_seconds": 0.2}}  # fmt: skip
-        script = ("import json, sys; from flows.migrate import migrate; "
+        script = ("import json, sys; from autopr_migrate.flows.migrate import migrate; "
                   "s = migrate(target='ui', requested_by='developer', "
                   f"policy=json.loads({json.dumps(json.dumps(policy))}), return_state=True); "
                   "sys.exit(0 if s.is_completed() else 1)")  # fmt: skip

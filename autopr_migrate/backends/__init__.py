@@ -1,0 +1,1 @@
+"""The database seam: engines, connections, timeouts, the migration lock, dump and restore tools."""

@@ -1,0 +1,1 @@
+"""``autopr-migrate``: the same operations from a terminal."""

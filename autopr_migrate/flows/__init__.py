@@ -1,0 +1,1 @@
+"""The flows, one per module, each a checklist over the layers below."""

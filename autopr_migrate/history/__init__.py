@@ -1,0 +1,1 @@
+"""The only Alembic caller: resolve, render, upgrade and downgrade, drift."""

@@ -1,0 +1,1 @@
+"""Use cases in plain Python, without Prefect: what flows and commands both run."""

@@ -1,0 +1,105 @@
+"""Tamper detection: are the revision files that built this database still the ones that ran?
+
+Each successful upgrade records the sha256 of the revision files it applied in the ledger. A
+file changed after it ran means the history no longer describes the database: a fresh
+environment built from it would differ from production, and a downgrade would run code nobody
+reviewed. Revisions applied before the first run through the flows (plain ``alembic
+upgrade``) are recorded as they are by that first successful run, and judged from then on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Connection, select
+
+from autopr_migrate.history import commands as alembic_ops
+from autopr_migrate.store import ledger
+
+CHANGED, MISSING, UNKNOWN = "changed", "missing", "unknown"
+
+
+@dataclass(frozen=True)
+class HistoryProblem:
+    revision: str
+    kind: str  # changed | missing | unknown
+    detail: str
+    current_sha256: str | None = None
+
+    def line(self) -> str:
+        return f"{self.revision}: {self.detail}"
+
+
+def recorded_checksums(connection: Connection) -> dict[str, str]:
+    """``{revision: sha256}`` as the successful upgrades recorded them (the latest record wins)."""
+    if not ledger.exists(connection):
+        return {}
+    table = ledger.ledger
+    rows = connection.execute(
+        select(table.c.revision_checksums)
+        .where(table.c.status == ledger.SUCCEEDED, table.c.operation == "upgrade")
+        .order_by(table.c.id)
+    ).scalars()
+    recorded: dict[str, str] = {}
+    for text in rows:
+        try:
+            recorded.update(json.loads(text or "{}"))
+        except (TypeError, ValueError):
+            continue
+    return recorded
+
+
+def check_applied(connection: Connection) -> list[HistoryProblem]:
+    """Problems with the revisions the database has applied; empty when the history is intact."""
+    current = alembic_ops.current(connection)
+    recorded = recorded_checksums(connection)
+    connection.rollback()
+    if current is None:
+        return []
+    try:
+        alembic_ops.heads()
+    except alembic_ops.BrokenHistory as exc:
+        return [HistoryProblem(exc.revision, MISSING, "its revision file is gone, and the "
+                               "history below it no longer resolves")]  # fmt: skip
+    if not alembic_ops.is_known(current):
+        return [HistoryProblem(current, UNKNOWN, "the database is at this revision, but no "
+                               "revision file of this code has it (lost, or newer code "
+                               "migrated the database)")]  # fmt: skip
+    files = {info.revision: info.path for info in alembic_ops.pending(None, current)}
+    problems = []
+    for revision, path in files.items():
+        if revision not in recorded:
+            continue
+        if not path.exists():
+            problems.append(HistoryProblem(revision, MISSING, f"its file {path.name} is gone"))
+            continue
+        now = _sha256(path)
+        if now != recorded[revision]:
+            problems.append(HistoryProblem(
+                revision, CHANGED,
+                f"{path.name} changed after it was applied (sha256 now {now[:12]}..., "
+                f"applied as {recorded[revision][:12]}...)",
+                current_sha256=now,
+            ))  # fmt: skip
+    return problems
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def unrecorded_applied(connection: Connection, current: str | None) -> dict[str, str]:
+    """Checksums of applied revisions the ledger has no record of yet (plain ``alembic`` ran
+    them): recorded by the next successful run, they are what later checks compare with."""
+    recorded = recorded_checksums(connection)
+    connection.rollback()
+    if current is None:
+        return {}
+    return {
+        info.revision: info.sha256
+        for info in alembic_ops.pending(None, current)
+        if info.revision not in recorded
+    }

@@ -1,0 +1,1 @@
+"""Prefect: tasks, the approval pause, run locks, events, artifacts, Secret blocks, set-up."""

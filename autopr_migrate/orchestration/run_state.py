@@ -1,0 +1,188 @@
+"""What a migrate run knows about itself as it goes: the pieces its undo decisions need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from prefect import get_run_logger
+from prefect.states import Completed, Failed, State
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+
+from autopr_migrate.backends.connections import connect
+from autopr_migrate.errors import MigrationError, PreflightRefused, describe
+from autopr_migrate.history import commands as alembic_ops
+from autopr_migrate.orchestration import events
+from autopr_migrate.orchestration.steps.lock import MigrationLocks
+from autopr_migrate.orchestration.steps.preflight import PreflightReport
+from autopr_migrate.orchestration.steps.report import Report, Timeline, write_report
+from autopr_migrate.policy.parameters import MigrationPolicy
+from autopr_migrate.store import ledger
+from autopr_migrate.store.backups import Backup
+from autopr_migrate.targets.targets import Target
+
+NOTHING_TO_DO = "nothing-to-do"
+_EVENTS = {
+    ledger.SUCCEEDED: events.SUCCEEDED,
+    ledger.ROLLED_BACK: events.ROLLED_BACK,
+    ledger.RESTORED: events.RESTORED,
+    ledger.FAILED: events.FAILED,
+}
+
+
+@dataclass
+class Outcome:
+    status: str
+    message: str
+    event: str | None = None  # default: the one that goes with the status
+
+    def state(self) -> State:
+        if self.status in (ledger.SUCCEEDED, NOTHING_TO_DO):
+            return Completed(message=self.message)
+        return Failed(message=self.message)
+
+
+@dataclass
+class Run:
+    target: Target
+    policy: MigrationPolicy
+    report: Report
+    timeline: Timeline
+    checks: PreflightReport | None = None
+    locks: MigrationLocks | None = None
+    backup: Backup | None = None
+    entry: ledger.Entry | None = None
+    approval: Any = None
+    # True from the moment the upgrade may have touched the database until it is known back.
+    changing: bool = False
+    found_at: str | None = None  # the revision read right after the locks were taken
+    found: bool = False
+
+    def note_start(self) -> None:
+        """Read the revision under the locks: what "nothing was changed" is checked against."""
+        self.found_at, self.found = alembic_ops.current(self.connection), True
+        self.connection.rollback()  # never idle in a transaction through the approval pause
+
+    @property
+    def connection(self) -> Connection:
+        """The connection that holds the database's migration lock, and migrates."""
+        return self.locks.connection
+
+    def failure(self, exc: BaseException) -> Outcome:
+        """The outcome of a run any exception ended: what broke, and the state it left."""
+        if isinstance(exc, MigrationError):
+            reason = str(exc)
+        elif not isinstance(exc, Exception):  # cancelled, or the process told to stop
+            reason = f"the run was stopped from outside ({type(exc).__name__})"
+        else:
+            reason = f"the run broke on an unexpected error: {describe(exc)}"
+            get_run_logger().error("unexpected error", exc_info=exc)
+        return Outcome(ledger.FAILED, f"{reason}; {self.state_after_error()}")
+
+    def state_after_error(self) -> str:
+        """What the run left; "nothing was changed" only once the revision is read back."""
+        kept = f"; its backup {self.backup.path} is kept" if self.backup else ""
+        if self.changing:
+            return (
+                "the upgrade had started, so the database may be changed: check its revision "
+                f"and health, and restore the backup {self.backup.path if self.backup else ''} "
+                "if needed"
+            )
+        if not self.found:
+            return "nothing was changed: the run stopped before it read the database under its lock"
+        start = self.found_at
+        try:
+            now = current_revision(self)
+        except Exception as exc:  # the verdict must not hide the error that ended the run
+            return (f"the run stopped before changing anything, but the database's revision "
+                    f"could not be read back to verify that ({describe(exc)}){kept}")  # fmt: skip
+        if now == start:
+            return f"nothing was changed (verified: the database is at {now or 'base'}){kept}"
+        return (f"the database is at {now or 'base'}, not at {start or 'base'} where this run "
+                f"found it: check who changed it{kept}")  # fmt: skip
+
+    def start_ledger(
+        self, checksums: dict[str, str], approval, requested_by: str,
+        run_id: UUID, run_name: str, *, operation: str = "upgrade",
+    ) -> None:  # fmt: skip
+        with connect(self.target) as connection:
+            self.entry = ledger.start(
+                connection, target=self.target.name, operation=operation,
+                from_revision=self.checks.current,
+                to_revision=self.checks.target_revision, revision_checksums=checksums,
+                flow_run_id=str(run_id), flow_run_name=run_name,
+                approved_by=approval.approver, approval_reason=approval.reason,
+                requested_by=requested_by or None, backup_path=str(self.backup.path),
+                backup_sha256=self.backup.sha256,
+            )  # fmt: skip
+
+    def rewrite_ledger(self) -> None:
+        """A restore rewinds the ledger table too: put this run's ``running`` row back."""
+        self._write_ledger(lambda connection: ledger.rewrite(connection, self.entry))
+
+    def finish_ledger(self, outcome: Outcome) -> None:
+        if self.entry is None:
+            return
+        self._write_ledger(lambda connection: ledger.finish(
+            connection, self.entry, status=outcome.status, timings=self.timeline.as_dict(),
+            message=outcome.message))  # fmt: skip
+
+    def _write_ledger(self, write) -> None:
+        if self.entry is None:
+            return
+        try:
+            with connect(self.target) as connection:
+                write(connection)
+        except (MigrationError, DBAPIError) as exc:
+            get_run_logger().error(
+                "could not write ledger row %s: %s; it may still say 'running'",
+                self.entry.id,
+                describe(exc),
+            )
+
+
+def current_revision(run: Run) -> str | None:
+    """The database's revision, read on a fresh connection (the migrating one may be gone)."""
+    with connect(run.target) as connection:
+        return alembic_ops.current(connection)
+
+
+def refuse_if_moved(connection: Connection, checks: PreflightReport) -> None:
+    now = alembic_ops.current(connection)
+    connection.rollback()
+    if now != checks.current:
+        raise PreflightRefused(
+            f"the database moved from {checks.current or 'base'} to {now or 'base'} since the "
+            f"plan was made (someone else migrated it); start a new run to plan again"
+        )
+
+
+def finish(run: Run, outcome: Outcome) -> None:
+    """Ledger row, report artifact, final event: each tried even if another fails.
+
+    It never raises: a Prefect API that blinks while the report is written must not turn a
+    finished migration into a failed one.
+    """
+    run.report.status, run.report.message = outcome.status, outcome.message
+    run.finish_ledger(outcome)
+    event = outcome.event or _EVENTS.get(outcome.status)
+    for what, write in (
+        ("the report artifact", lambda: write_report(run.report, run.timeline)),
+        ("the final event", lambda: event and events.emit(
+            run.target, event, status=outcome.status, message=outcome.message,
+            from_revision=run.report.from_revision, to_revision=run.report.to_revision)),
+    ):  # fmt: skip
+        try:
+            write()
+        except Exception as exc:  # the outcome stands; say what could not be recorded
+            get_run_logger().error("could not write %s: %s", what, describe(exc))
+
+
+def refused_at_start(exc: Exception) -> State:
+    """Bad input, found before any target was touched: one line, and no ledger or event."""
+    reason = str(exc) if isinstance(exc, MigrationError) else describe(exc)
+    message = f"{reason}; nothing was changed: the run stopped before it touched any database"
+    get_run_logger().error("%s", message)
+    return Failed(message=message)

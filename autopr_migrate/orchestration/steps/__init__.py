@@ -1,0 +1,1 @@
+"""The flows' steps as Prefect tasks, each one task run in the UI."""

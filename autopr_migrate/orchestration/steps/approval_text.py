@@ -1,0 +1,176 @@
+"""The text an operator reads in the resume dialog before approving a migration.
+
+It leads with the risk and the decision asked, fits a 512 px dialog (short tables, SQL in
+short lines), and says what happens if it goes wrong and by when to decide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from autopr_migrate.history import commands as alembic_ops
+from autopr_migrate.model import Risk
+from autopr_migrate.orchestration.steps.plan import Plan
+from autopr_migrate.orchestration.steps.preflight import PreflightReport
+from autopr_migrate.orchestration.steps.sql_layout import by_revision, layout
+from autopr_migrate.store.backups import Backup
+from autopr_migrate.targets.targets import Target
+
+MAX_SQL_LINES = 80
+# What a compressed dump weighs against the live database, and how fast a restore goes,
+# as measured by bench/overhead.py (23 of 127 MiB; about 50 MiB/s with two jobs).
+DUMP_SIZE_RATIO = 0.2
+RESTORE_BYTES_PER_SECOND = 50 * 2**20
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    target: Target
+    plan: Plan
+    checks: PreflightReport
+    requested_by: str
+    deadline: datetime
+    risk: Risk = field(default_factory=Risk)
+    window: str = "any time: the upgrade starts as soon as it is approved"
+
+
+def render(request: ApprovalRequest, *, refused: str | None = None) -> str:
+    plan, target = request.plan, request.target
+    lines = []
+    if refused:
+        lines += [f"> **The last answer was not accepted:** {refused}", ""]
+    lines += [
+        f"**Risk: {request.risk.level.upper()}**",
+        "",
+        *([request.risk.rehearsal, ""] if request.risk.rehearsal else []),
+        f"**Decision asked:** {request.checks.operation} **{target.name}** from "
+        f"`{plan.current or 'base'}` to `{plan.target_revision or 'base'}` "
+        f"({len(plan.revisions)} revision(s)). The form's default is **reject**.",
+        "",
+        *_deadline_and_database(request),
+        f"| Requested by | {request.requested_by or 'not recorded'} |",
+        f"| Window | {request.window} |",
+        "",
+        "### Risk",
+        "",
+        *(f"- {line}" for line in request.risk.summary),
+        *(
+            f"- **Applied revision file changed (accepted by policy):** {problem.line()}"
+            for problem in request.checks.accepted_history
+        ),
+        "",
+        "### Revisions",
+        "",
+        "| revision | message | undo |",
+        "|---|---|---|",
+        *(
+            f"| `{info.revision}` | {info.message} | "
+            f"{'downgrade' if alembic_ops.has_downgrade(info) else '**backup only**'} |"
+            for info in plan.revisions
+        ),
+        "",
+        "### If it goes wrong",
+        "",
+        *_rollback(request),
+        "",
+        "### SQL",
+        "",
+        *_sql(plan),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _rollback(request: ApprovalRequest) -> list[str]:
+    if request.checks.operation == "downgrade":
+        return [
+            "- If the downgrade fails, or the application is not healthy afterwards, the backup "
+            "taken right before it is restored (after dumping the broken state).",
+            "- Data the downgrade drops (columns, tables) comes back only from that backup.",
+        ]
+    missing = [i.revision for i in request.plan.revisions if not alembic_ops.has_downgrade(i)]
+    size = request.checks.database_bytes
+    backup = (
+        f"about {_mib(size * DUMP_SIZE_RATIO)}"
+        if request.target.dialect == "postgresql"
+        else (f"{_mib(size)}")
+    )
+    restore_seconds = max(1, round(size / RESTORE_BYTES_PER_SECOND))
+    undo = (
+        "- A failed revision rolls back by itself; after a partial upgrade or a failed health "
+        "probe, Alembic downgrades to the starting revision."
+        if not missing
+        else f"- Revisions without a downgrade ({', '.join(missing)}): a failure after them is "
+        f"undone by restoring the backup."
+    )
+    return [
+        undo,
+        f"- If that fails, the backup taken right before the upgrade ({backup}) is restored: "
+        f"about {restore_seconds} s; writes made after it are lost, and the broken state is "
+        f"dumped first.",
+    ]
+
+
+def _sql(plan: Plan) -> list[str]:
+    """Each revision's statements, laid out short; folded after MAX_SQL_LINES lines."""
+    groups = by_revision(plan.sql)
+    total = sum(len(group.statements) for group in groups)
+    out: list[str] = []
+    lines = shown = 0
+    for group in groups:
+        block: list[str] = []
+        for statement in group.statements:
+            text = layout(statement)
+            if shown and lines + text.count("\n") + 1 > MAX_SQL_LINES:
+                if block:
+                    out += [f"`{group.revision}`", "", "```sql", *block, "```", ""]
+                return [*out, f"... and {total - shown} more statement(s): the full SQL is "
+                               f"in the artifact `migration-plan-{plan.target}`."]  # fmt: skip
+            block += [text, ""]
+            lines += text.count("\n") + 2
+            shown += 1
+        if block:
+            out += [f"`{group.revision}`", "", "```sql", *block[:-1], "```", ""]
+        else:
+            out += [f"`{group.revision}`: no SQL of its own", ""]
+    return out
+
+
+def _deadline_and_database(request: ApprovalRequest) -> list[str]:
+    return [
+        f"Decide by **{request.deadline:%Y-%m-%d %H:%M} UTC**; after that the run fails with "
+        f"nothing changed.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Database | `{request.target.masked_url}` |",
+    ]
+
+
+def _mib(count: float) -> str:
+    return f"{count / 2**20:.1f} MiB"
+
+
+def render_restore(request: ApprovalRequest, *, backup: Backup, refused: str | None = None) -> str:
+    """The approval text for restoring ``backup`` over the target's current state."""
+    target = request.target
+    lines = [f"> **The last answer was not accepted:** {refused}", ""] if refused else []
+    lines += [
+        "**Risk: HIGH**: every write since the backup is discarded",
+        "",
+        f"**Decision asked:** restore **{target.name}** from the backup taken "
+        f"**{backup.created_at}** at revision `{backup.revision or 'base'}` (the database is "
+        f"at `{request.checks.current or 'base'}` now). The form's default is **reject**.",
+        "",
+        *_deadline_and_database(request),
+        f"| Backup | `{backup.path.name}` |",
+        f"| Taken | {backup.created_at} ({backup.label}) |",
+        f"| Size | {_mib(backup.bytes)}, {sum(backup.row_counts.values()):,} rows |",
+        f"| sha256 | `{backup.sha256[:16]}...` verified |",
+        f"| Requested by | {request.requested_by or 'not recorded'} |",
+        "",
+        "- The current state is dumped first, so nothing is lost for good.",
+        "- Afterwards the revision and every table's row count are checked against the backup, "
+        "and the application's health is probed.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,100 @@
+"""The run's timeline and its Markdown report artifact ``migration-report-<target>``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from prefect.artifacts import create_markdown_artifact
+
+from autopr_migrate.masking import mask_secrets
+
+
+@dataclass
+class Step:
+    name: str
+    started: datetime
+    seconds: float = 0.0
+    outcome: str = "ok"
+
+
+@dataclass
+class Timeline:
+    steps: list[Step] = field(default_factory=list)
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        entry = Step(name, datetime.now(UTC))
+        self.steps.append(entry)
+        clock = time.monotonic()
+        try:
+            yield
+        except Exception as exc:
+            entry.outcome = f"failed: {type(exc).__name__}"
+            raise
+        finally:
+            entry.seconds = time.monotonic() - clock
+
+    def as_dict(self) -> dict[str, float]:
+        return {step.name: round(step.seconds, 3) for step in self.steps}
+
+
+@dataclass
+class Report:
+    target: str
+    database: str
+    status: str
+    message: str
+    from_revision: str | None = None
+    to_revision: str | None = None
+    approved_by: str | None = None
+    approval_reason: str | None = None
+    backup: str | None = None
+    revision_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def write_report(report: Report, timeline: Timeline) -> str:
+    markdown = render_report(report, timeline)
+    create_markdown_artifact(
+        markdown=markdown,
+        key=f"migration-report-{report.target}",
+        description=f"{report.status}: {report.from_revision or 'base'} -> {report.to_revision}",
+    )
+    return markdown
+
+
+def _approval(report: Report) -> str:
+    if not report.approved_by:
+        return "not approved"
+    return f"{report.approved_by}" + (
+        f" ({report.approval_reason})" if report.approval_reason else ""
+    )
+
+
+def render_report(report: Report, timeline: Timeline) -> str:
+    lines = [
+        f"# Migration report: {report.target}",
+        "",
+        f"**{report.status.replace('_', ' ').upper()}**: {mask_secrets(report.message)}",
+        "",
+        f"- **Database:** `{report.database}`",
+        f"- **Revisions:** `{report.from_revision or 'base'}` -> `{report.to_revision or '?'}`",
+        f"- **Approved by:** {_approval(report)}",
+        f"- **Backup:** `{report.backup or 'none taken'}`",
+        "",
+        "## Timeline",
+        "",
+        "| step | started (UTC) | seconds | outcome |",
+        "|---|---|---|---|",
+        *(
+            f"| {s.name} | {s.started:%H:%M:%S} | {s.seconds:.2f} | {s.outcome} |"
+            for s in timeline.steps
+        ),
+    ]
+    if report.revision_seconds:
+        lines += ["", "## Revisions applied", "", "| revision | seconds |", "|---|---|"]
+        lines += [f"| `{rev}` | {sec:.2f} |" for rev, sec in report.revision_seconds.items()]
+    return "\n".join(lines) + "\n"

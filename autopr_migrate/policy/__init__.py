@@ -1,0 +1,1 @@
+"""Flow parameters an operator tunes (pydantic, with safe defaults and documented limits)."""

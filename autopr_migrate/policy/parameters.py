@@ -1,0 +1,232 @@
+"""Operator policy as Pydantic models: flow parameters with safe defaults and bounds.
+
+The Prefect UI renders these as forms; per-environment values live in ``prefect.yaml``.
+Secrets never appear here: parameters are visible to everyone who can see the run.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from autopr_migrate.policy import inputs
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("holds a NUL character; pass plain text")
+    return value
+
+
+OverrideReason = Annotated[str, Field(max_length=inputs.OVERRIDE_REASON), AfterValidator(_no_nul)]
+PersonName = Annotated[str, Field(max_length=inputs.PERSON), AfterValidator(_no_nul)]
+
+
+class _Policy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LockPolicy(_Policy):
+    """How long to wait for locks: the run's migration lock and PostgreSQL table locks."""
+
+    wait_seconds: float = Field(
+        600, ge=0, le=86400, description="How long a second run waits for the migration lock."
+    )
+    lock_timeout_seconds: float = Field(
+        5, gt=0, le=600, description="PostgreSQL lock_timeout for each migration statement."
+    )
+    statement_timeout_seconds: float = Field(
+        1800, gt=0, le=86400, description="PostgreSQL statement_timeout for each statement."
+    )
+    lock_retries: int = Field(
+        3, ge=0, le=20, description="Retries of the upgrade after a lock timeout."
+    )
+    retry_backoff_seconds: float = Field(
+        2, ge=0, le=600, description="First delay between lock-timeout retries; doubles."
+    )
+
+
+class PreflightPolicy(_Policy):
+    """What must be true before anything is touched."""
+
+    connect_timeout_seconds: float = Field(10, gt=0, le=300)
+    long_transaction_seconds: float = Field(
+        60, gt=0, description="Transactions open longer than this are reported in the plan."
+    )
+    max_transaction_seconds: float = Field(
+        300, gt=0, description="Refuse while any transaction has been open longer than this."
+    )
+    free_space_factor: float = Field(
+        1.2, ge=1, le=10, description="Free space needed in the backup directory, x database size."
+    )
+
+
+class BackupPolicy(_Policy):
+    """How the backup that guards the upgrade is taken."""
+
+    format: Literal["auto", "custom", "directory"] = Field(
+        "auto",
+        description="pg_dump format; auto picks the directory format (parallel dump and "
+        "restore) above directory_format_above_bytes, else custom (restored atomically).",
+    )
+    compression: int = Field(
+        1, ge=0, le=9, description="pg_dump gzip level: 1 is far faster than the default 6."
+    )
+    jobs: int = Field(0, ge=0, le=64, description="Parallel jobs; 0 means one per CPU core.")
+    lock_wait_seconds: float = Field(
+        60, gt=0, le=3600, description="pg_dump gives up after waiting this long for a lock."
+    )
+    directory_format_above_bytes: int = Field(
+        64 * 1024 * 1024, ge=0, description="auto uses the directory format above this size."
+    )
+    keep_last: int = Field(
+        10, ge=1, le=10000, description="Retention: the newest N backups always stay."
+    )
+    keep_days: float = Field(
+        30, ge=0, le=3650,
+        description="Retention: backups younger than this stay too; an older one beyond the "
+        "newest keep_last goes after a successful migration. 0: by count only.",
+    )  # fmt: skip
+
+
+class ProbePolicy(_Policy):
+    """When the application counts as healthy after a change."""
+
+    consecutive_successes: int = Field(3, ge=1, le=100)
+    interval_seconds: float = Field(0.25, gt=0, le=60)
+    deadline_seconds: float = Field(60, gt=0, le=3600)
+    request_timeout_seconds: float = Field(5, gt=0, le=60)
+
+
+RiskLevel = Literal["low", "medium", "high", "critical"]
+RISK_ORDER: tuple[str, ...] = ("low", "medium", "high", "critical")
+
+
+class ApprovalPolicy(_Policy):
+    """Who must sign off a migration, and how long the run waits for them."""
+
+    mode: Literal["always", "risky", "never"] = Field(
+        "always",
+        description="always; risky (at or above risk_threshold, or when the risk is unknown); "
+        "never (refused for production targets).",
+    )
+    risk_threshold: RiskLevel = Field("medium", description="With mode=risky.")
+    approvers: list[PersonName] = Field(
+        default_factory=list,
+        max_length=inputs.APPROVERS,
+        description="Who may approve (case-insensitive); empty means anyone but the requester.",
+    )
+    four_eyes: bool = Field(True, description="The requester may not approve their own run.")
+    timeout_seconds: int = Field(
+        3600, ge=1, le=7 * 86400, description="How long the run waits for a decision."
+    )
+    poll_interval_seconds: float = Field(
+        5, gt=0, le=60, description="How often the paused run looks for a decision."
+    )
+
+    def needs_approval(self, risk: str | None) -> bool:
+        """High and critical plans always need a person, whatever ``mode`` says."""
+        if self.mode == "always" or risk in ("high", "critical"):
+            return True
+        if self.mode == "never":
+            return False
+        return risk not in RISK_ORDER or RISK_ORDER.index(risk) >= RISK_ORDER.index(
+            self.risk_threshold
+        )
+
+
+class MigrationWindow(_Policy):
+    """A recurring time when upgrades may start: a cron start, a time zone and a length."""
+
+    cron: str = Field(
+        ..., max_length=100, description="When the window opens, e.g. '0 2 * * SAT'."
+    )
+    timezone: str = Field(
+        "UTC", max_length=64, description="IANA time zone of the cron, e.g. Europe/Berlin."
+    )
+    duration_minutes: int = Field(..., gt=0, le=7 * 24 * 60, description="How long it stays open.")
+    name: Annotated[str, AfterValidator(_no_nul)] = Field(
+        "", max_length=inputs.WINDOW_NAME, description="What operators call it."
+    )
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from cronsim import CronSim, CronSimError
+
+        try:
+            CronSim(value, datetime(2026, 1, 1, tzinfo=UTC))
+        except CronSimError as exc:
+            raise ValueError(f"not a cron expression: {exc}") from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {inputs.shown(value)}") from None
+        return value
+
+
+class WindowPolicy(_Policy):
+    """When the upgrade may start; planning and approval may happen at any time."""
+
+    windows: list[MigrationWindow] = Field(
+        default_factory=list,
+        description="None: any time (refused for production targets).",
+    )
+    wait_limit_hours: float = Field(
+        168, gt=0, le=24 * 60, description="Fail, changing nothing, if no window fits sooner."
+    )
+    safety_factor: float = Field(
+        2.0, ge=1, le=20, description="The rehearsed duration times this must fit the window."
+    )
+    minimum_minutes: float = Field(
+        5, ge=0, description="The least time left in a window for an upgrade to start."
+    )
+
+
+class RehearsalPolicy(_Policy):
+    """The dry run on a copy of the database before approval."""
+
+    enabled: bool = Field(True, description="Rehearse the plan on a scratch copy first.")
+    must_succeed: bool = Field(
+        False, description="Refuse the run when the rehearsal fails (or was skipped)."
+    )
+    skip_above_bytes: int = Field(
+        5 * 2**30, ge=0, description="Do not rehearse databases larger than this."
+    )
+
+
+class RiskPolicy(_Policy):
+    """What the risk analysis may block."""
+
+    allow_critical: bool = Field(
+        False, description="Let a critical plan run (it still needs approval)."
+    )
+    override_reason: OverrideReason = Field(
+        "", description="Required with allow_critical: why this critical change must run."
+    )
+    changed_history_reason: OverrideReason = Field(
+        "",
+        description="Migrate although revision files already applied were changed since they "
+        "ran: say why (the ledger records the new checksums and this reason).",
+    )
+
+
+class MigrationPolicy(_Policy):
+    """Everything an operator may tune about a migration run; the defaults are the safe ones."""
+
+    approval: ApprovalPolicy = ApprovalPolicy()
+    risk: RiskPolicy = RiskPolicy()
+    rehearsal: RehearsalPolicy = RehearsalPolicy()
+    window: WindowPolicy = WindowPolicy()
+    lock: LockPolicy = LockPolicy()
+    preflight: PreflightPolicy = PreflightPolicy()
+    backup: BackupPolicy = BackupPolicy()
+    probe: ProbePolicy = ProbePolicy()

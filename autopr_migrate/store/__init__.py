@@ -1,0 +1,1 @@
+"""What the tool keeps: the ledger table, backups with their sidecars, retention."""

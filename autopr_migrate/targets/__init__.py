@@ -1,0 +1,1 @@
+"""Named databases, their URLs and secrets, and the Alembic project their history lives in."""

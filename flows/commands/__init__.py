@@ -1,1 +1,0 @@
-"""The operations behind ``autopr-migrate``: one module per command, each a plain function."""
