@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 PREFECT_PORT ?= 4200
 PREFECT_API_URL ?= http://127.0.0.1:$(PREFECT_PORT)/api
 
-.PHONY: install test lint format constraints clean demo server worker deploy setup
+.PHONY: install test lint format constraints clean demo server worker deploy setup wheel-check
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,10 @@ constraints:
 	{ sed -n '1,2p' constraints.txt; .venv-pins/bin/python -m pip freeze --exclude-editable; } > constraints.new
 	mv constraints.new constraints.txt
 	rm -rf .venv-pins
+
+# The library alone: its wheel in a fresh virtualenv outside the checkout, --help, a deployment.
+wheel-check: install
+	bin/check-wheel
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
