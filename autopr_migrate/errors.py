@@ -19,31 +19,61 @@
      +-- RestoreFailed
 
 Every message says what happened and then what to do, and never holds a password.
+
+``ExitCode`` is the whole command line's table: 0 to 3 are ``lint``'s risk levels (and
+``verify``'s verdict) and nothing else, so a CI gate that reads 1 as "medium" can never mistake
+an error for a level; every error has a code of its own, at 64 and above (BSD ``sysexits``
+where one fits).
 """
 
 from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """What ``autopr-migrate`` exits with; each code one meaning, documented in docs/cli.md."""
+
+    OK = 0  # done; lint: risk low; verify: every check passed
+    MEDIUM = 1  # lint only
+    HIGH = 2  # lint only
+    CRITICAL = 3  # lint; verify: a check failed
+    USAGE = 64  # an unknown option, a bad argument or value, an unknown target or revision
+    DATA = 65  # the input is not text, not PostgreSQL SQL, holds no statement; unreadable history
+    NO_INPUT = 66  # an input file cannot be read
+    UNAVAILABLE = 69  # a database or the Prefect API does not answer
+    INTERNAL = 70  # an error in autopr-migrate itself (or it could not start)
+    BUSY = 75  # another run or session holds the migration lock: try again later
+    REFUSED = 80  # the target is not in a state to act on (preflight refused)
+    NOT_TAKEN = 81  # a paused run did not take the answer
+    FAILED = 82  # an operation started and failed (the message says what state it left)
+    CHECK_FAILED = 83  # a check found a problem (restore-test, status of an unknown revision)
+    NOTHING_DONE = 84  # declined at a prompt, or no choice given without a terminal
+    INTERRUPTED = 130
 
 
 class MigrationError(Exception):
     """Root of every error the migration flows raise on purpose."""
 
-    exit_code = 1
+    exit_code = ExitCode.FAILED
 
 
 class ConfigurationError(MigrationError, ValueError):
     """Bad input (target, URL, revision, policy); nothing was touched."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class PreflightRefused(MigrationError):
     """The target is not in a state we may migrate; nothing was touched."""
 
-    exit_code = 3
+    exit_code = ExitCode.REFUSED
 
 
 class DatabaseUnreachable(PreflightRefused):
     """The target database did not answer within the connect timeout."""
+
+    exit_code = ExitCode.UNAVAILABLE
 
 
 class UnfinishedRun(PreflightRefused):
@@ -53,7 +83,7 @@ class UnfinishedRun(PreflightRefused):
 class LockUnavailable(MigrationError):
     """Another run holds the target's migration lock, and waiting for it timed out."""
 
-    exit_code = 4
+    exit_code = ExitCode.BUSY
 
 
 class LockLost(LockUnavailable):

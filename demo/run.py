@@ -183,16 +183,15 @@ def main() -> int:
         after = httpx.get(os.environ["AUTOPR_DB_DEMO_HEALTH_URL"], timeout=5)
         _banner(f"The application now: HTTP {after.status_code} {after.text}")
 
-        from autopr_migrate.cli.backups import listing
+        from autopr_migrate.cli.app import main as autopr_migrate
         from autopr_migrate.flows.check import check
-        from autopr_migrate.targets.targets import resolve_target
 
         _banner("3. The daily check, and the backups an operator can restore")
         checked = check(targets=["demo"], policy=policy, return_state=True)
         print(_report(checked, key="migration-check-demo"))
         print(f"flow run: {checked.name} - {checked.message}\n")
         print("$ autopr-migrate backups --target demo")
-        print("\n".join(listing(resolve_target("demo"), policy.backup)))
+        autopr_migrate(["backups", "--target", "demo"])
         ok = good.is_completed() and bad.is_failed() and after.status_code == 200
         _flush_to_api()
     finally:

@@ -1,86 +1,181 @@
-"""autopr-migrate: the migration operations from a terminal, over the same code as the flows."""
+"""``autopr-migrate``: the migration operations from a terminal, over the same code as the flows.
+
+Every command ends with a code from ``ExitCode`` (docs/cli.md); an error is one line on
+standard error. Listing commands take ``--format json``.
+"""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import traceback
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import NoReturn
+from typing import Annotated, Literal
 
 import httpx
+from cyclopts import App, CycloptsError, Group, Parameter
 from prefect.settings import PREFECT_API_URL
 
-from autopr_migrate import exit_codes
-from autopr_migrate.cli import approvals, resolve, status
+from autopr_migrate.analysis.analyzer import LintError
+from autopr_migrate.cli import approvals, resolve
 from autopr_migrate.cli import backups as backing_up
 from autopr_migrate.cli import lint as linting
 from autopr_migrate.cli import plan as planning
+from autopr_migrate.cli import status as reading
 from autopr_migrate.cli import verify as verifying
-from autopr_migrate.errors import ConfigurationError, DatabaseUnreachable, MigrationError, describe
+from autopr_migrate.cli.render import Format, as_json, error, lines, table
+from autopr_migrate.errors import ConfigurationError, ExitCode, MigrationError, describe
 from autopr_migrate.history.commands import UnusableHistory
-from autopr_migrate.masking import mask_logging, mask_secrets
+from autopr_migrate.masking import mask_logging
 from autopr_migrate.orchestration import setup as setting_up
 from autopr_migrate.orchestration.secrets import secret_block
 from autopr_migrate.policy.inputs import shown
 from autopr_migrate.policy.parameters import BackupPolicy
-from autopr_migrate.targets.targets import default_target_name, resolve_target
+from autopr_migrate.targets.targets import Target, default_target_name, resolve_target
 from autopr_migrate.targets.urls import parse_database_url
 
+TRACEBACK_ENV = "AUTOPR_MIGRATE_TRACEBACK"
+TARGETS = Group("Targets", sort_key=1)
+APPROVALS = Group("Approvals", sort_key=2)
+GATES = Group("CI gates", sort_key=3)
+SETUP = Group("Set-up", sort_key=4)
 
-def _status(args: argparse.Namespace) -> int:
+app = App(
+    name="autopr-migrate",
+    help="Safe, orchestrated Alembic migrations, run as Prefect flows.",
+    version_flags=[],
+    result_action="return_value",
+)
+
+TargetOption = Annotated[
+    str | None, Parameter(help="The target's name (default: AUTOPR_DEFAULT_TARGET, or 'default').")
+]
+FormatOption = Annotated[Format, Parameter(help="text for people, json for machines.")]
+
+
+def _target(name: str | None) -> Target:
+    return resolve_target(name or default_target_name(), secrets=secret_block)
+
+
+@app.command(group=TARGETS)
+def status(*, target: TargetOption = None, format: FormatOption = "text") -> int:
     """Show a target's revision, the code's head and the revisions still to run."""
-    code, lines = status.status(resolve_target(args.target, secrets=secret_block))
-    print("\n".join(lines))
-    return code
+    found = reading.status(_target(target))
+    as_json(found.to_json()) if format == "json" else lines(found.lines())
+    return ExitCode.OK if found.known else ExitCode.CHECK_FAILED
 
 
-def _backups(args: argparse.Namespace) -> int:
-    """List a target's backups (time, revision, size, sha256, retention); --prune applies it."""
-    target = resolve_target(args.target, secrets=secret_block)
-    policy = BackupPolicy(keep_last=args.keep_last, keep_days=args.keep_days)
-    if args.prune:
-        print("\n".join(backing_up.prune(target, policy)))
-    print("\n".join(backing_up.listing(target, policy)))
-    return 0
+@app.command(group=TARGETS)
+def plan(*, target: TargetOption = None, revision: str = "head") -> int:
+    """Print the plan a migrate run would ask approval for, without running anything.
+
+    Parameters
+    ----------
+    revision
+        head, +N, a revision id or a unique prefix.
+    """
+    lines(planning.plan(_target(target), revision))
+    return ExitCode.OK
 
 
-def _restore_test(args: argparse.Namespace) -> int:
-    """Restore a backup (default: the newest) into a scratch copy and verify it."""
-    result = backing_up.restore_test(resolve_target(args.target, secrets=secret_block), args.backup)
-    print("\n".join(result.lines()))
-    return 0 if result.passed else 1
+@app.command(group=TARGETS)
+def backups(
+    *,
+    target: TargetOption = None,
+    prune: bool = False,
+    keep_last: int = BackupPolicy().keep_last,
+    keep_days: float = BackupPolicy().keep_days,
+    format: FormatOption = "text",
+) -> int:
+    """List a target's backups: time, revision, size, sha256 check, retention's verdict.
+
+    Parameters
+    ----------
+    prune
+        Delete what retention lets go (never blind: refused while the database is down).
+    keep_last
+        Retention: the newest N stay.
+    keep_days
+        Retention: and those younger than this.
+    """
+    found = _target(target)
+    policy = BackupPolicy(keep_last=keep_last, keep_days=keep_days)
+    pruned = backing_up.prune(found, policy) if prune else []
+    listed = backing_up.listing(found, policy)
+    if format == "json":
+        as_json({**listed.to_json(), "pruned": pruned})
+        return ExitCode.OK
+    lines(pruned)
+    if not listed.rows:
+        lines(f"target {listed.target} has no backups in {listed.directory}")
+        return ExitCode.OK
+    table(f"backups of {listed.target} in {listed.directory}:", backing_up.COLUMNS,
+          [list(row.values()) for row in listed.rows])  # fmt: skip
+    if listed.incomplete:
+        lines(f"retention verdicts are incomplete: {listed.incomplete}")
+    return ExitCode.OK
 
 
-def _resolve(args: argparse.Namespace) -> int:
-    """Settle a run that never finished: mark it rolled back or failed, or restore its backup."""
-    target = resolve_target(args.target, secrets=secret_block)
-    situation = resolve.describe(target)
-    print("\n".join(situation.lines))
+@app.command(name="restore-test", group=TARGETS)
+def restore_test(*, target: TargetOption = None, backup: str = "") -> int:
+    """Restore a backup (default: the newest) into a scratch copy and verify it.
+
+    Parameters
+    ----------
+    backup
+        A backup's file name, as `backups` lists it.
+    """
+    result = backing_up.restore_test(_target(target), backup)
+    lines(result.lines())
+    return ExitCode.OK if result.passed else ExitCode.CHECK_FAILED
+
+
+@app.command(name="resolve", group=TARGETS)
+def resolve_run(
+    *,
+    target: TargetOption = None,
+    mark: Literal["rolled-back", "failed"] | None = None,
+    restore: bool = False,
+    yes: bool = False,
+) -> int:
+    """Settle a run that never finished: mark it rolled back or failed, or restore its backup.
+
+    Parameters
+    ----------
+    mark
+        rolled-back: the database is verified back at the run's start; failed: take it as is.
+    restore
+        Restore the run's backup, verify, probe, and mark the row restored.
+    yes
+        Do not ask; alone, do what is recommended.
+    """
+    if mark and restore:
+        raise ConfigurationError("choose --mark or --restore, not both")
+    found = _target(target)
+    situation = resolve.describe(found)
+    lines(situation.lines)
     if situation.row is None:
-        return 0
-    action = "restore" if args.restore else args.mark
-    if action is None and args.yes:
+        return ExitCode.OK
+    action = "restore" if restore else mark
+    if action is None and yes:
         action = situation.recommended()
         if action is None:
-            return 1
+            return ExitCode.NOTHING_DONE
     if action is None:
         if not sys.stdin.isatty():
-            return 1
+            return ExitCode.NOTHING_DONE
         action = _ask_choice()
         if action is None:
-            print("nothing changed")
-            return 1
-    elif not args.yes:
-        answer = input(f"{action} ledger row {situation.row.id} of {target.masked_url}? [y/N] ")
+            lines("nothing changed")
+            return ExitCode.NOTHING_DONE
+    elif not yes:
+        answer = input(f"{action} ledger row {situation.row.id} of {found.masked_url}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
-            print("nothing changed")
-            return 1
-    print("\n".join(resolve.resolve(target, action)))
-    return 0
+            lines("nothing changed")
+            return ExitCode.NOTHING_DONE
+    lines(resolve.resolve(found, action))
+    return ExitCode.OK
 
 
 def _ask_choice() -> str | None:
@@ -89,203 +184,169 @@ def _ask_choice() -> str | None:
     return choices.get(answer.strip().lower()[:1])
 
 
-def _pending(_args: argparse.Namespace) -> int:
+@app.command(group=APPROVALS)
+def pending(*, format: FormatOption = "text") -> int:
     """List the migration runs waiting for approval."""
     runs = approvals.pending()
-    print("\n".join(approvals.pending_table(runs)) if runs else "no runs wait for approval")
-    return 0
+    rows = [item.row() for item in runs]
+    if format == "json":
+        as_json(rows)
+    elif not rows:
+        lines("no runs wait for approval")
+    else:
+        table("runs waiting for approval:", approvals.PENDING_COLUMNS,
+              [list(row.values()) for row in rows])  # fmt: skip
+    return ExitCode.OK
 
 
-def _show(args: argparse.Namespace) -> int:
-    """Print the plan a paused run asks approval for."""
-    print(approvals.plan_text(args.run))
-    return 0
+@app.command(group=APPROVALS)
+def show(run: str, /) -> int:
+    """Print the plan a paused run asks approval for.
+
+    Parameters
+    ----------
+    run
+        The flow run's id or name.
+    """
+    lines(approvals.plan_text(run))
+    return ExitCode.OK
 
 
-def _approve(args: argparse.Namespace) -> int:
-    """Approve a paused migration run (by id or name)."""
-    print(approvals.decide(args.run, approve=True, approver=args.approver, reason=args.reason))
-    return 0
+Approver = Annotated[str, Parameter(name="--as", help="Your name, as the policy knows it.")]
+Reason = Annotated[str, Parameter(help="Why: a ticket, a change request, a note.")]
 
 
-def _reject(args: argparse.Namespace) -> int:
-    """Reject a paused migration run (by id or name); it ends with nothing changed."""
-    print(approvals.decide(args.run, approve=False, approver=args.approver, reason=args.reason))
-    return 0
+@app.command(group=APPROVALS)
+def approve(run: str, /, *, approver: Approver, reason: Reason = "") -> int:
+    """Approve a paused migration run (by id or name).
+
+    Parameters
+    ----------
+    run
+        The flow run's id or name.
+    """
+    lines(approvals.decide(run, approve=True, approver=approver, reason=reason))
+    return ExitCode.OK
 
 
-def _plan(args: argparse.Namespace) -> int:
-    """Print the plan a migrate run would show, without running anything."""
-    print(planning.plan(resolve_target(args.target, secrets=secret_block), args.revision))
-    return 0
+@app.command(group=APPROVALS)
+def reject(run: str, /, *, approver: Approver, reason: Reason = "") -> int:
+    """Reject a paused migration run (by id or name); it ends with nothing changed.
+
+    Parameters
+    ----------
+    run
+        The flow run's id or name.
+    """
+    lines(approvals.decide(run, approve=False, approver=approver, reason=reason))
+    return ExitCode.OK
 
 
-def _lint(args: argparse.Namespace) -> int:
-    """Lint revisions (or any PostgreSQL SQL) offline; the exit code is the risk level."""
-    from autopr_migrate.analysis.analyzer import LintError
+@app.command(group=GATES)
+def lint(
+    *,
+    start: Annotated[str | None, Parameter(name="--from", help="Lint from here (base).")] = None,
+    end: Annotated[str, Parameter(name="--to", help="To here (heads).")] = "heads",
+    sql: Annotated[
+        str | None,
+        Parameter(help="Lint this SQL file instead ('-': stdin).", allow_leading_hyphen=True),
+    ] = None,
+    assume_lock_timeout: bool = False,
+    format: FormatOption = "text",
+) -> int:
+    """Lint revisions (or any PostgreSQL SQL) offline; the exit code is the risk level (0-3).
 
+    Parameters
+    ----------
+    assume_lock_timeout
+        With --sql: whoever runs it sets a lock_timeout.
+    """
     try:
-        if args.sql is not None:  # even "": an empty variable in CI must not lint something else
-            data = sys.stdin.buffer.read() if args.sql == "-" else Path(args.sql).read_bytes()
+        if sql is not None:  # even "": an empty variable in CI must not lint something else
+            data = sys.stdin.buffer.read() if sql == "-" else Path(sql).read_bytes()
         report = (
-            linting.lint_text(linting.decode_sql(data),
-                              assume_lock_timeout=args.assume_lock_timeout)
-            if args.sql is not None else linting.lint_revisions(args.start, args.end)
+            linting.lint_text(linting.decode_sql(data), assume_lock_timeout=assume_lock_timeout)
+            if sql is not None else linting.lint_revisions(start, end)
         )  # fmt: skip
     except OSError as exc:
-        return _fail(f"cannot read {shown(args.sql)}: {exc.strerror}", exit_codes.NO_INPUT)
+        return _fail(f"cannot read {shown(sql)}: {exc.strerror}", ExitCode.NO_INPUT)
     except (LintError, UnusableHistory) as exc:
-        return _fail(str(exc), exit_codes.DATA)
-    except ConfigurationError as exc:
-        return _fail(str(exc), exit_codes.USAGE)
-    print(linting.render(report, args.format))
+        return _fail(str(exc), ExitCode.DATA)
+    lines(linting.render(report, format))
     return linting.exit_code(report)
 
 
-def _verify(args: argparse.Namespace) -> int:
+@app.command(group=GATES)
+def verify(
+    *, server: Annotated[str | None, Parameter(help="A PostgreSQL URL (.../postgres)")] = None
+) -> int:
     """Check the schema history: one head, up/down/up on a throwaway database, no drift.
 
-    Exits 0 when every check passes and 3 (as lint's "critical") when one fails.
+    Exits 0 when every check passes and 3 (as lint's "critical") when one fails. The throwaway
+    database is a temporary SQLite file, or a new database created (and dropped) on --server.
     """
+    parsed = parse_database_url(server, variable="--server") if server else None
     try:
-        server = parse_database_url(args.server, variable="--server") if args.server else None
-    except ValueError as exc:
-        return _fail(str(exc), exit_codes.USAGE)
-    try:
-        results = verifying.verify(server)
+        results = verifying.verify(parsed)
     except UnusableHistory as exc:
-        return _fail(str(exc), exit_codes.DATA)
-    except ConfigurationError as exc:
-        return _fail(str(exc), exit_codes.USAGE)
-    except DatabaseUnreachable as exc:
-        return _fail(str(exc), exit_codes.UNAVAILABLE)
+        return _fail(str(exc), ExitCode.DATA)
     for name, passed, detail in results:
-        print(f"{'ok    ' if passed else 'FAILED'} {name}: {detail}")
-    return 0 if all(passed for _, passed, _ in results) and len(results) == 3 else 3
+        lines(f"{'ok    ' if passed else 'FAILED'} {name}: {detail}")
+    passed = all(ok for _, ok, _ in results) and len(results) == 3
+    return ExitCode.OK if passed else ExitCode.CRITICAL
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"error: {mask_secrets(message)}", file=sys.stderr)
+@app.command(group=SETUP)
+def setup(
+    *,
+    target: Annotated[
+        list[str] | None,
+        Parameter(help="A target to set up (repeat); default: every AUTOPR_DB_<NAME>_URL."),
+    ] = None,
+    paused_alert_seconds: float = 1800,
+) -> int:
+    """Create the work pool, concurrency limits, alert blocks and automations (idempotent).
+
+    Parameters
+    ----------
+    paused_alert_seconds
+        Alert when a run waits for approval longer than this.
+    """
+    targets = setting_up.targets_to_set_up(target or [])
+    lines(setting_up.setup(targets, paused_alert=timedelta(seconds=paused_alert_seconds)))
+    return ExitCode.OK
+
+
+def _fail(message: str, code: ExitCode) -> int:
+    error(message)
     return code
 
 
-def _setup(args: argparse.Namespace) -> int:
-    """Create the work pool, concurrency limits, alert blocks and automations (idempotent)."""
-    targets = setting_up.targets_to_set_up(args.targets or [])
-    lines = setting_up.setup(targets, paused_alert=timedelta(seconds=args.paused_alert_seconds))
-    print("\n".join(lines))
-    return 0
-
-
-def _add(
-    commands: argparse._SubParsersAction,
-    name: str,
-    handler: Callable[[argparse.Namespace], int],
-    *,
-    target: bool = True,
-) -> argparse.ArgumentParser:
-    parser = commands.add_parser(name, help=handler.__doc__, description=handler.__doc__)
-    if target:
-        parser.add_argument(
-            "--target", default=default_target_name(), help="target name (default: %(default)s)"
-        )
-    parser.set_defaults(handler=handler)
-    return parser
-
-
-def _answer(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", help="the flow run's id or name")
-    parser.add_argument("--as", dest="approver", required=True, help="your name")
-    parser.add_argument("--reason", default="", help="why: a ticket, a change request, a note")
-
-
-TRACEBACK_ENV = "AUTOPR_MIGRATE_TRACEBACK"
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors exit 64 (EX_USAGE): 1-3 belong to lint's risk levels."""
-
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(exit_codes.USAGE, f"{self.prog}: error: {mask_secrets(message)[:300]}\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="autopr-migrate", description="Safe, orchestrated migrations for AutoPR Engine."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    _add(commands, "status", _status)
-    resolver = _add(commands, "resolve", _resolve)
-    settle = resolver.add_mutually_exclusive_group()
-    settle.add_argument("--mark", choices=sorted(resolve.MARKS),
-                        help="rolled-back: the database is verified back at the run's start; "
-                        "failed: take the database as it is")  # fmt: skip
-    settle.add_argument("--restore", action="store_true",
-                        help="restore the run's backup, verify, probe, mark restored")  # fmt: skip
-    resolver.add_argument("--yes", action="store_true",
-                          help="do not ask; alone: do what is recommended")  # fmt: skip
-    lister = _add(commands, "backups", _backups)
-    defaults = BackupPolicy()
-    lister.add_argument("--keep-last", type=int, default=defaults.keep_last,
-                        help="retention: the newest N stay (default: %(default)s)")  # fmt: skip
-    lister.add_argument("--keep-days", type=float, default=defaults.keep_days,
-                        help="retention: and those younger (default: %(default)s)")  # fmt: skip
-    lister.add_argument("--prune", action="store_true", help="delete what retention lets go")
-    tester = _add(commands, "restore-test", _restore_test)
-    tester.add_argument("--backup", default="", help="a backup's file name (default: newest)")
-    planner = _add(commands, "plan", _plan)
-    planner.add_argument("--revision", default="head", help="head, +N, an id or a prefix")
-    _add(commands, "pending", _pending, target=False)
-    _add(commands, "show", _show, target=False).add_argument("run", help="id or name")
-    _answer(_add(commands, "approve", _approve, target=False))
-    _answer(_add(commands, "reject", _reject, target=False))
-    linter = _add(commands, "lint", _lint, target=False)
-    linter.add_argument("--from", dest="start", help="lint from this revision (default: base)")
-    linter.add_argument("--to", dest="end", default="heads", help="to this revision (heads)")
-    linter.add_argument("--sql", help="lint this PostgreSQL SQL file instead ('-': stdin)")
-    linter.add_argument("--assume-lock-timeout", action="store_true",
-                        help="with --sql: a lock_timeout is set by whoever runs it")  # fmt: skip
-    linter.add_argument("--format", choices=["text", "json"], default="text")
-    setter = _add(commands, "setup", _setup, target=False)
-    setter.add_argument("--target", dest="targets", action="append",
-                        help="a target to create a lock for (repeat; default: every "
-                        "AUTOPR_DB_<NAME>_URL in the environment)")  # fmt: skip
-    setter.add_argument("--paused-alert-seconds", type=float, default=1800,
-                        help="alert when a run waits for approval longer than this")  # fmt: skip
-    verifier = _add(commands, "verify", _verify, target=False)
-    verifier.add_argument(
-        "--server",
-        help="a PostgreSQL URL (.../postgres) to create the throwaway database on; default: a "
-        "temporary SQLite file",
-    )
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; every way it can end is one line and a documented exit code."""
+    """Run one command; every way it can end is one line and a code from ``ExitCode``."""
     mask_logging()
-    args = build_parser().parse_args(argv)
+    tokens = sys.argv[1:] if argv is None else argv
     try:
-        return args.handler(args)
+        code = app(tokens, exit_on_error=False, print_error=False, help_on_error=False)
+    except CycloptsError as exc:
+        return _fail(f"{str(exc).rstrip('.')}; see autopr-migrate --help", ExitCode.USAGE)
     except MigrationError as exc:
         return _fail(str(exc), exc.exit_code)
     except httpx.TransportError as exc:
-        return _fail(
-            f"the Prefect API at {PREFECT_API_URL.value() or '(no PREFECT_API_URL)'} does not "
-            f"answer ({describe(exc)[:200]}); start it (make server) or set PREFECT_API_URL",
-            exit_codes.UNAVAILABLE,
-        )
+        where = PREFECT_API_URL.value() or "(no PREFECT_API_URL)"
+        return _fail(f"the Prefect API at {where} does not answer ({describe(exc)[:200]}); start "
+                     f"it (make server) or set PREFECT_API_URL", ExitCode.UNAVAILABLE)  # fmt: skip
     except KeyboardInterrupt:
-        return _fail("interrupted", exit_codes.INTERRUPTED)
+        return _fail("interrupted", ExitCode.INTERRUPTED)
     except Exception as exc:  # a bug of ours: one line, and never a code a gate reads as a level
         if os.environ.get(TRACEBACK_ENV):
             traceback.print_exc()
         return _fail(
             f"internal error in autopr-migrate: {describe(exc)[:300]}; set {TRACEBACK_ENV}=1 "
             f"to see the traceback, and report it",
-            exit_codes.INTERNAL,
+            ExitCode.INTERNAL,
         )
+    return int(code) if isinstance(code, int) else ExitCode.OK
 
 
 if __name__ == "__main__":

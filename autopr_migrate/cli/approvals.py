@@ -27,7 +27,7 @@ from prefect.flow_runs import NotPausedError, resume_flow_run
 from prefect.input import filter_flow_run_input, read_flow_run_input
 from prefect.input.run_input import keyset_from_paused_state
 
-from autopr_migrate.errors import ConfigurationError, MigrationError
+from autopr_migrate.errors import ConfigurationError, ExitCode, MigrationError
 from autopr_migrate.orchestration.steps.approval import DECISION_KEY, REFUSAL_KEY, REQUEST_KEY
 from autopr_migrate.policy.inputs import bounded, shown, visible_name
 
@@ -37,13 +37,24 @@ MIGRATION_FLOWS = ["migrate", "rollback"]
 class AnswerRefused(MigrationError):
     """The run did not take the answer: not paused, invalid input, or refused by policy."""
 
-    exit_code = 5
+    exit_code = ExitCode.NOT_TAKEN
+
+
+PENDING_COLUMNS = ("run", "target", "from -> to", "risk", "age", "deadline (UTC)")
 
 
 @dataclass(frozen=True)
 class PendingRun:
     run: FlowRun
     request: dict
+
+    def row(self) -> dict[str, str]:
+        r = self.request
+        deadline = (r.get("deadline") or "?")[:16].replace("T", " ")
+        cells = (self.run.name, r.get("target", "?"),
+                 f"{r.get('from_revision') or 'base'} -> {r.get('to_revision', '?')}",
+                 r.get("risk", "?"), self.age, deadline)  # fmt: skip
+        return dict(zip(PENDING_COLUMNS, cells, strict=True))
 
     @property
     def age(self) -> str:
@@ -84,20 +95,6 @@ def pending() -> list[PendingRun]:
         )
     return [PendingRun(run, read_flow_run_input(REQUEST_KEY, flow_run_id=run.id) or {})
             for run in runs]  # fmt: skip
-
-
-def pending_table(runs: list[PendingRun]) -> list[str]:
-    rows = [("RUN", "TARGET", "FROM -> TO", "RISK", "AGE", "DEADLINE (UTC)")]
-    for item in runs:
-        r = item.request
-        rows.append((
-            item.run.name, r.get("target", "?"),
-            f"{r.get('from_revision') or 'base'} -> {r.get('to_revision', '?')}",
-            r.get("risk", "?"), item.age, (r.get("deadline") or "?")[:16].replace("T", " "),
-        ))  # fmt: skip
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-            for row in rows]  # fmt: skip
 
 
 def plan_text(reference: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError
@@ -28,7 +28,23 @@ from autopr_migrate.targets.targets import Target
 RESTORE_TEST_PREFIX = "autopr_restoretest_"
 
 
-def listing(target: Target, policy: BackupPolicy) -> list[str]:
+COLUMNS = ("created (UTC)", "label", "revision", "size", "sha256", "retention", "file")
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A target's backups, newest first, and what retention says of each."""
+
+    target: str
+    directory: str
+    rows: list[dict[str, str]]
+    incomplete: str = ""  # why retention's verdicts could not be complete
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def listing(target: Target, policy: BackupPolicy) -> Listing:
     """One row per backup, newest first: when, what, how big, intact, and retention's verdict.
 
     It works with the database down (that is when backups matter most); retention's verdicts
@@ -39,22 +55,14 @@ def listing(target: Target, policy: BackupPolicy) -> list[str]:
         unknown = ""
     except (MigrationError, DBAPIError) as exc:
         protected, unknown = {}, f"the database cannot be read ({describe(exc)})"
-    verdicts = judge(target, policy, protected=protected)
-    if not verdicts:
-        return [f"target {target.name} has no backups in {target.backup_dir}"]
-    rows = [("created (UTC)", "label", "revision", "size", "sha256", "retention", "file")]
-    for verdict in verdicts:
+    rows = []
+    for verdict in judge(target, policy, protected=protected):
         backup = verdict.item.backup
-        rows.append((
-            f"{verdict.item.created:%Y-%m-%d %H:%M:%S}", backup.label, backup.revision or "base",
-            _size(backup.bytes), verdict.item.verify(), _retention(verdict, unknown=bool(unknown)),
-            backup.path.name,
-        ))  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-             for row in rows]  # fmt: skip
-    note = [f"retention verdicts are incomplete: {unknown}"] if unknown else []
-    return [f"backups of {target.name} in {target.backup_dir}:", *lines, *note]
+        cells = (f"{verdict.item.created:%Y-%m-%d %H:%M:%S}", backup.label,
+                 backup.revision or "base", _size(backup.bytes), verdict.item.verify(),
+                 _retention(verdict, unknown=bool(unknown)), backup.path.name)  # fmt: skip
+        rows.append(dict(zip(COLUMNS, cells, strict=True)))
+    return Listing(target.name, str(target.backup_dir), rows, unknown)
 
 
 def _retention(verdict, *, unknown: bool) -> str:

@@ -11,6 +11,8 @@ import contextlib
 import io
 import sys
 
+from autopr_migrate.errors import ExitCode
+
 
 def main() -> int:
     said = io.StringIO()
@@ -24,7 +26,7 @@ def main() -> int:
             f"PREFECT_* and AUTOPR_* settings in the environment",
             file=sys.stderr,
         )
-        return 70
+        return ExitCode.INTERNAL
     sys.stderr.write(said.getvalue())
     return run()
 

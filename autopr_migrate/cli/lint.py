@@ -1,7 +1,7 @@
 """``autopr-migrate lint``: the risk of revisions, or of any PostgreSQL SQL, without a database.
 
 The exit code is the level and nothing else: 0 low, 1 medium, 2 high, 3 critical. Anything
-that is not a level has a code of its own (``autopr_migrate.exit_codes``), so a CI gate that reads
+that is not a level has a code of its own (``ExitCode``, in ``errors.py``), so a CI gate that reads
 ``< 2`` as "go" can never pass a crash or input that was not read. Table sizes are unknown
 here, so levels assume tables of middling size.
 """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
+
 from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 
@@ -10,19 +12,39 @@ from autopr_migrate.history import commands as alembic_ops
 from autopr_migrate.targets.targets import Target
 
 
-def status(target: Target) -> tuple[int, list[str]]:
-    """Exit code and lines: the database's revision, the code's head, the pending revisions."""
+@dataclass(frozen=True)
+class Status:
+    target: str
+    url: str
+    current: str | None
+    heads: list[str]
+    pending: list[dict[str, str]] | None = field(default=None)  # None: current is unknown
+
+    @property
+    def known(self) -> bool:
+        return self.pending is not None
+
+    def lines(self) -> list[str]:
+        head = [f"target:   {self.target} ({self.url})",
+                f"current:  {self.current or 'base (empty)'}",
+                f"head:     {', '.join(self.heads)}"]  # fmt: skip
+        if self.pending is None:
+            return [*head, f"pending:  unknown: {self.current} is not in this code's history"]
+        return [*head, f"pending:  {len(self.pending)}",
+                *(f"  {p['revision']}  {p['message']}" for p in self.pending)]  # fmt: skip
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def status(target: Target) -> Status:
+    """The database's revision, the code's head, and the revisions an upgrade would run."""
     with connect(target) as connection:
         current = alembic_ops.current(connection)
-    lines = [
-        f"target:   {target.name} ({target.masked_url})",
-        f"current:  {current or 'base (empty)'}",
-        f"head:     {', '.join(alembic_ops.heads())}",
-    ]
+    heads = alembic_ops.heads()
     try:
         todo = alembic_ops.pending(current)
     except (CommandError, RevisionError):
-        return 1, [*lines, f"pending:  unknown: {current} is not in this code's history"]
-    lines.append(f"pending:  {len(todo)}")
-    lines += [f"  {info.revision}  {info.message}" for info in todo]
-    return 0, lines
+        return Status(target.name, target.masked_url, current, heads)
+    pending = [{"revision": info.revision, "message": info.message} for info in todo]
+    return Status(target.name, target.masked_url, current, heads, pending)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from autopr_migrate.cli.app import main
+from autopr_migrate.errors import ExitCode
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, schema
 from tests.support.alembic_run import revision_of
@@ -31,19 +34,14 @@ def test_pending_and_show_describe_the_waiting_run(paused, capsys) -> None:
     _engine, _background, run = paused
     assert main(["pending"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split() == [
-        "RUN",
-        "TARGET",
-        "FROM",
-        "->",
-        "TO",
-        "RISK",
-        "AGE",
-        "DEADLINE",
-        "(UTC)",
-    ]
+    assert table[0] == "runs waiting for approval:"
+    assert table[1].split() == ["run", "target", "from", "->", "to", "risk", "age", "deadline",
+                                "(UTC)"]  # fmt: skip
     (line,) = [row for row in table if run.name in row]
     assert "app" in line and f"-> {GOAL}" in line and " low " in line
+    assert main(["pending", "--format", "json"]) == 0
+    (listed,) = [r for r in json.loads(capsys.readouterr().out) if r["run"] == run.name]
+    assert listed["target"] == "app" and listed["risk"] == "low"
     assert main(["show", str(run.id)]) == 0
     assert "ADD COLUMN priority" in capsys.readouterr().out
 
@@ -54,16 +52,16 @@ def test_approve_resumes_the_run_and_a_finished_run_cannot_be_approved(paused, c
     assert f"approved {run.name}" in capsys.readouterr().out
     assert background.result().is_completed()
     assert revision_of(engine) == GOAL
-    assert main(["approve", str(run.id), "--as", "bob"]) == 5
+    assert main(["approve", str(run.id), "--as", "bob"]) == ExitCode.NOT_TAKEN
     assert "not waiting for approval: nothing was sent" in capsys.readouterr().err
 
 
 def test_a_refused_approver_gets_a_non_zero_exit_and_the_run_waits(paused, capsys) -> None:
     engine, background, run = paused
     before = (revision_of(engine), checksums(engine), schema(engine))
-    assert main(["approve", run.name, "--as", "mallory"]) == 5
+    assert main(["approve", run.name, "--as", "mallory"]) == ExitCode.NOT_TAKEN
     assert "mallory is not an approver" in capsys.readouterr().err
-    assert main(["approve", run.name, "--as", " "]) == 2  # refused before anything is sent
+    assert main(["approve", run.name, "--as", " "]) == ExitCode.USAGE  # refused before sending
     assert "approver is required" in capsys.readouterr().err
     assert main(["reject", run.name, "--as", "carol", "--reason", "not today"]) == 0
     state = background.result()
@@ -72,7 +70,7 @@ def test_a_refused_approver_gets_a_non_zero_exit_and_the_run_waits(paused, capsy
 
 
 def test_unknown_run_is_reported(capsys) -> None:
-    assert main(["approve", "no-such-run", "--as", "bob"]) == 5
+    assert main(["approve", "no-such-run", "--as", "bob"]) == ExitCode.NOT_TAKEN
     assert "no flow run has the id or name 'no-such-run'" in capsys.readouterr().err
 
 

@@ -9,6 +9,7 @@ from prefect.logging import disable_run_logger
 from sqlalchemy import text
 
 from autopr_migrate.cli.app import main
+from autopr_migrate.errors import ExitCode
 from autopr_migrate.flows.migrate import migrate
 from autopr_migrate.orchestration.steps.backup import take_backup
 from autopr_migrate.policy.parameters import BackupPolicy
@@ -111,13 +112,13 @@ def test_restore_test_fails_a_backup_that_is_not_what_its_sidecar_says(
     data = json.loads(backup.sidecar.read_text())
     data["row_counts"]["workflows"] += 1
     backup.sidecar.write_text(json.dumps(data))
-    assert main(["restore-test", "--target", "app"]) == 1
+    assert main(["restore-test", "--target", "app"]) == ExitCode.CHECK_FAILED
     out = capsys.readouterr().out
     expected = backup.row_counts["workflows"]
     assert f"table workflows: {expected} rows in the copy, {expected + 1} recorded" in out
     with backup.path.open("ab") as handle:
         handle.write(b"x")
-    assert main(["restore-test", "--target", "app"]) == 1
+    assert main(["restore-test", "--target", "app"]) == ExitCode.CHECK_FAILED
     assert "does not match the sha256" in capsys.readouterr().out
 
 
@@ -132,7 +133,7 @@ def test_backups_are_listed_while_the_database_is_down(migration_target, monkeyp
     assert newer.path.name in out
     assert "retention verdicts are incomplete: the database cannot be read" in out
     assert "Hidden-pw" not in out
-    assert main(["backups", "--target", "app", "--prune"]) == 3  # nothing deleted blind
+    assert main(["backups", "--target", "app", "--prune"]) == ExitCode.UNAVAILABLE  # not blind
     assert backup.path.exists()
 
 

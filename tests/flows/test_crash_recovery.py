@@ -14,6 +14,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_URL
 
 from autopr_migrate.cli.app import main
+from autopr_migrate.errors import ExitCode
 from autopr_migrate.flows.migrate import migrate
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, ledger_rows
@@ -120,7 +121,7 @@ def test_a_run_killed_between_revisions_is_resolved_by_restoring_its_backup(
     _kill_mid_upgrade(tmp_path)
     assert revision_of(engine) == first  # the first revision committed on its own
 
-    assert main(["resolve", "--target", "app"]) == 1  # no choice, no terminal: nothing done
+    assert main(["resolve", "--target", "app"]) == ExitCode.NOTHING_DONE  # no choice, no terminal
     assert "recommended: `autopr-migrate resolve --target app --restore --yes`" in (
         capsys.readouterr().out)  # fmt: skip
     assert main(["resolve", "--target", "app", "--yes"]) == 0
@@ -140,7 +141,8 @@ def test_resolve_refuses_while_the_run_is_still_alive(
     add_revision(history, "eeee00000004", STUCK_IN_UPGRADE)
     process = _migrate_inside_the_upgrade(tmp_path)
     try:
-        assert main(["resolve", "--target", "app", "--mark", "rolled-back", "--yes"]) == 3
+        refused = main(["resolve", "--target", "app", "--mark", "rolled-back", "--yes"])
+        assert refused == ExitCode.REFUSED
         assert "the run may still be alive" in capsys.readouterr().err
         assert [r["status"] for r in ledger_rows(migration_target.engine())] == ["running"]
     finally:

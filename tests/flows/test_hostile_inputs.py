@@ -19,7 +19,7 @@ import pytest
 from autopr.config import Settings
 from autopr.health import create_app
 from autopr_migrate.cli.app import main
-from autopr_migrate.errors import ConfigurationError
+from autopr_migrate.errors import ConfigurationError, ExitCode
 from autopr_migrate.flows.migrate import migrate
 from autopr_migrate.flows.rollback import rollback
 from autopr_migrate.orchestration.setup import discover_targets
@@ -136,7 +136,7 @@ def test_approver_and_reason_are_checked_before_anything_is_sent(capsys) -> None
         (["approve", "some-run", "--as", "ops", "--reason", "a\x00b"], "NUL"),
     ]
     for argv, words in cases:
-        assert main(argv) == 2
+        assert main(argv) == ExitCode.USAGE
         err = capsys.readouterr().err
         assert words in err and err.count("\n") == 1 and len(err) < 400, err
 
@@ -228,7 +228,7 @@ def test_a_password_in_a_bad_url_leaks_nowhere(ready, monkeypatch, raw) -> None:
     cli = subprocess.run([str(Path(sys.executable).with_name("autopr-migrate")), "status",
                           "--target", "app"], env=env, capture_output=True, text=True,
                          timeout=120)  # fmt: skip
-    assert cli.returncode == 2 and cli.stderr.count("\n") == 1, cli.stderr
+    assert cli.returncode == ExitCode.USAGE and cli.stderr.count("\n") == 1, cli.stderr
     plain = alembic_cli("current", url=raw)
     health = subprocess.run([sys.executable, "-m", "autopr.health", "--port", "1"], env=env,
                             capture_output=True, text=True, timeout=60,
@@ -276,7 +276,7 @@ def test_a_password_with_url_characters_leaks_nowhere_when_the_database_is_down(
                           "--target", "app"], env=env, capture_output=True, text=True,
                          timeout=120)  # fmt: skip
     plain = alembic_cli("current", url=raw)
-    assert cli.returncode == 3 and plain.returncode != 0
+    assert cli.returncode == ExitCode.UNAVAILABLE and plain.returncode != 0
     forms = {password, quote(password, safe=""), "p@ss", "w/rd"}
     outputs = [state.message, *logs, cli.stdout, cli.stderr, plain.stdout, plain.stderr]
     assert [text for text in outputs if any(form in text for form in forms)] == []
