@@ -20,11 +20,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install $(PIP_QUIET) -c constraints.txt -e '.[test]'
 	touch $@
 
+# Three workers on two cores (the tests wait on I/O a lot): each has its own temporary Prefect
+# API and its own databases.
 test: install
 	bin/ensure-postgres
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 3 --dist worksteal
 
 lint: install
 	$(BIN)/ruff check .

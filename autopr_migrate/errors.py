@@ -126,6 +126,18 @@ class DowngradeLockTimeout(DowngradeFailed):
     """A downgrade statement waited longer than ``lock_timeout`` (retried)."""
 
 
+class ModelDrift(MigrationError):
+    """The models and the database at head differ: a revision is missing."""
+
+
+class RenderFailed(MigrationError):
+    """Alembic could not render a plan's SQL offline."""
+
+
+class OfflineRenderUnsupported(RenderFailed):
+    """The plan needs the live schema to render (SQLite batch mode copying a table)."""
+
+
 class RestoreFailed(MigrationError):
     """The backup could not be restored or did not verify."""
 

@@ -32,11 +32,40 @@ _PASSWORD_KEY = re.compile(
     r"(?:password|passwd|pwd)[\"']?[ \t]*+(?P<separator>=>|[=:])[ \t]*+", re.IGNORECASE
 )
 # Schemes a URL with credentials starts with; "app://pw@db" is user "app", password "//pw".
-_SCHEMES = frozenset({
-    "postgresql", "postgres", "pgsql", "sqlite", "mysql", "mariadb", "oracle", "mssql",
-    "cockroachdb", "redis", "rediss", "amqp", "amqps", "mongodb", "http", "https", "ws", "wss",
-    "ftp", "sftp", "ssh", "s3", "gs", "kafka", "nats", "ldap", "ldaps", "smtp", "smtps", "git",
-})  # fmt: skip
+_SCHEMES = frozenset(
+    {
+        "postgresql",
+        "postgres",
+        "pgsql",
+        "sqlite",
+        "mysql",
+        "mariadb",
+        "oracle",
+        "mssql",
+        "cockroachdb",
+        "redis",
+        "rediss",
+        "amqp",
+        "amqps",
+        "mongodb",
+        "http",
+        "https",
+        "ws",
+        "wss",
+        "ftp",
+        "sftp",
+        "ssh",
+        "s3",
+        "gs",
+        "kafka",
+        "nats",
+        "ldap",
+        "ldaps",
+        "smtp",
+        "smtps",
+        "git",
+    }
+)
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*+(?::/{0,2}|//)")
 _BLANK = re.compile(r"\s")
 _WORD = re.compile(r"\S+")
@@ -96,7 +125,7 @@ def redact_credentials(raw_url: str) -> str:
     at = raw_url.rfind("@")
     if at >= 0:
         return mask_secrets(f"{keep if len(keep) <= at else ''}{MASK}{raw_url[at:]}")
-    rest = raw_url[len(keep):]
+    rest = raw_url[len(keep) :]
     path = rest.find("/") if known else -1
     return mask_secrets(f"{keep}{MASK}{rest[path:] if path >= 0 else ''}")
 
@@ -138,8 +167,9 @@ def _schemeless_passwords(text: str) -> list[tuple[int, int]]:
         last_at = token.rfind("@")
         userinfo, host = token[:last_at], token[last_at + 1 :]
         user_start, colon = 0, userinfo.find(":")
-        has_scheme = colon >= 0 and userinfo.startswith("//", colon + 1) and _is_scheme(
-            userinfo[:colon])  # fmt: skip
+        has_scheme = (
+            colon >= 0 and userinfo.startswith("//", colon + 1) and _is_scheme(userinfo[:colon])
+        )
         if has_scheme:
             user_start = colon + 3
             colon = userinfo.find(":", user_start)  # scheme://user:password
@@ -195,8 +225,13 @@ def _keyed_passwords(text: str) -> list[tuple[int, int]]:
         else:
             in_query = match.start() > 0 and text[match.start() - 1] in "?&"
             # "password: correct horse battery": a YAML-style value runs to the end of its line
-            ends = _QUERY_VALUE_END if in_query else _LINE_END if match["separator"] == ":" else (
-                _BLANK)  # fmt: skip
+            ends = (
+                _QUERY_VALUE_END
+                if in_query
+                else _LINE_END
+                if match["separator"] == ":"
+                else (_BLANK)
+            )
             found = ends.search(text, start)
             span = (start, found.start() if found else len(text))
         spans.append(span)

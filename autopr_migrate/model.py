@@ -27,10 +27,15 @@ class Operation(StrEnum):
 
 
 class RiskLevel(StrEnum):
+    """How dangerous a plan is, lowest first (a plan nobody could analyze is "unknown")."""
+
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
     CRITICAL = "critical"
+
+
+RISK_LEVELS: tuple[str, ...] = tuple(RiskLevel)
 
 
 @dataclass(frozen=True)

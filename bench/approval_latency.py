@@ -65,13 +65,17 @@ def main() -> int:
     with prefect_test_harness(server_startup_timeout=60):
         app = create_app(Settings(database_url=url, health_timeout=5))
         with serve(app) as base_url:
-            os.environ.update(AUTOPR_DB_BENCH_URL=str(url),
-                              AUTOPR_DB_BENCH_HEALTH_URL=f"{base_url}/health",
-                              AUTOPR_DB_BENCH_BACKUP_DIR=str(work / "backups"))  # fmt: skip
+            os.environ.update(
+                AUTOPR_DB_BENCH_URL=str(url),
+                AUTOPR_DB_BENCH_HEALTH_URL=f"{base_url}/health",
+                AUTOPR_DB_BENCH_BACKUP_DIR=str(work / "backups"),
+            )
             for _ in range(args.repeat):
                 shutil.copy(template, live)
-                thread = threading.Thread(target=migrate, kwargs={
-                    "target": "bench", "policy": policy, "requested_by": "dev"})  # fmt: skip
+                thread = threading.Thread(
+                    target=migrate,
+                    kwargs={"target": "bench", "policy": policy, "requested_by": "dev"},
+                )
                 thread.start()
                 while not (waiting := approvals.pending()):
                     time.sleep(0.1)

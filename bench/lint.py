@@ -52,22 +52,22 @@ def bench_lint(count: int) -> None:
     lint_sql(sql, squawk=False)
     ours = time.perf_counter() - started
     verdict = "met" if seconds < 2 else "MISSED"
-    print(f"lint of {count} statements: {seconds:.3f} s ({len(report.findings)} findings; our "
-          f"analyzer alone {ours:.3f} s); target < 2 s: {verdict}")  # fmt: skip
+    print(
+        f"lint of {count} statements: {seconds:.3f} s ({len(report.findings)} findings; our "
+        f"analyzer alone {ours:.3f} s); target < 2 s: {verdict}"
+    )
 
 
 def bench_rehearsal(rows: int) -> None:
-    from prefect.logging import disable_run_logger
 
     from autopr_migrate.history import commands as alembic_ops
-    from autopr_migrate.orchestration.steps.preflight import PreflightReport
-    from autopr_migrate.orchestration.steps.probe import HealthSnapshot
-    from autopr_migrate.orchestration.steps.rehearse import rehearse
+    from autopr_migrate.operations.preflight import PreflightReport
+    from autopr_migrate.operations.probe import HealthSnapshot
+    from autopr_migrate.operations.rehearse import rehearse
     from autopr_migrate.policy.parameters import RehearsalPolicy
     from autopr_migrate.targets.targets import resolve_target
 
-    admin = make_engine(make_url(ADMIN_URL), poolclass=NullPool,
-                        isolation_level="AUTOCOMMIT")  # fmt: skip
+    admin = make_engine(make_url(ADMIN_URL), poolclass=NullPool, isolation_level="AUTOCOMMIT")
     name = "autopr_bench_rehearsal"
     with admin.connect() as connection:
         connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -79,20 +79,25 @@ def bench_rehearsal(rows: int) -> None:
         alembic_ops.upgrade(connection, start)
     with engine.begin() as connection:
         connection.execute(text("INSERT INTO repositories (id, owner, name) VALUES (1, 'o', 'r')"))
-        connection.execute(text(
-            "INSERT INTO pull_requests (repository_id, number, title) "
-            f"SELECT 1, g, 'pr ' || g FROM generate_series(1, {rows}) g"))  # fmt: skip
-    os.environ.update(AUTOPR_DB_BENCHR_URL=url.render_as_string(hide_password=False),
-                      AUTOPR_DB_BENCHR_HEALTH_URL="http://127.0.0.1:1/health",
-                      AUTOPR_DB_BENCHR_BACKUP_DIR=str(ROOT / ".bench-backups"))  # fmt: skip
+        connection.execute(
+            text(
+                "INSERT INTO pull_requests (repository_id, number, title) "
+                f"SELECT 1, g, 'pr ' || g FROM generate_series(1, {rows}) g"
+            )
+        )
+    os.environ.update(
+        AUTOPR_DB_BENCHR_URL=url.render_as_string(hide_password=False),
+        AUTOPR_DB_BENCHR_HEALTH_URL="http://127.0.0.1:1/health",
+        AUTOPR_DB_BENCHR_BACKUP_DIR=str(ROOT / ".bench-backups"),
+    )
     target = resolve_target("benchr")
     head = alembic_ops.heads()[0]
-    checks = PreflightReport(start, head, alembic_ops.pending(start, head), 0, 0,
-                             HealthSnapshot(200, "ok"))  # fmt: skip
-    with disable_run_logger():
-        started = time.perf_counter()
-        result = rehearse.fn(target, checks, RehearsalPolicy())
-        rehearsal = time.perf_counter() - started
+    checks = PreflightReport(
+        start, head, alembic_ops.pending(start, head), 0, 0, HealthSnapshot(200, "ok")
+    )
+    started = time.perf_counter()
+    result = rehearse(target, checks, RehearsalPolicy())
+    rehearsal = time.perf_counter() - started
     with engine.connect() as connection:
         started = time.perf_counter()
         alembic_ops.upgrade(connection, "head")
@@ -101,8 +106,10 @@ def bench_rehearsal(rows: int) -> None:
     with admin.connect() as connection:
         connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.dispose()
-    print(f"rehearsal of {start} -> head on {rows:,} pull requests: {rehearsal:.3f} s; direct "
-          f"upgrade {direct:.3f} s; ratio {rehearsal / direct:.1f}x")  # fmt: skip
+    print(
+        f"rehearsal of {start} -> head on {rows:,} pull requests: {rehearsal:.3f} s; direct "
+        f"upgrade {direct:.3f} s; ratio {rehearsal / direct:.1f}x"
+    )
     print(f"  {result.line()}")
 
 

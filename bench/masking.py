@@ -39,8 +39,10 @@ def main() -> None:
     started = time.perf_counter()
     text.lower()
     baseline = time.perf_counter() - started
-    print(f"plain prose, 1 MB: {_seconds(text) * 1000:.1f} ms, {_seconds(text) / baseline:.0f}x "
-          f"str.lower")
+    print(
+        f"plain prose, 1 MB: {_seconds(text) * 1000:.1f} ms, {_seconds(text) / baseline:.0f}x "
+        f"str.lower"
+    )
 
 
 if __name__ == "__main__":

@@ -63,11 +63,14 @@ def _seeded_sqlite(template: Path, rows: int = 50_000) -> None:
         alembic_ops.upgrade(connection, START)
     with engine.begin() as connection:
         seed(connection)
-        connection.execute(text(
-            "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < :rows) "
-            "INSERT INTO workflow_executions (workflow_id, status, duration_seconds) "
-            "SELECT x % 20 + 1, 'succeeded', x * 0.01 FROM n"
-        ), {"rows": rows})  # fmt: skip
+        connection.execute(
+            text(
+                "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < :rows) "
+                "INSERT INTO workflow_executions (workflow_id, status, duration_seconds) "
+                "SELECT x % 20 + 1, 'succeeded', x * 0.01 FROM n"
+            ),
+            {"rows": rows},
+        )
     engine.dispose()
 
 
@@ -106,8 +109,9 @@ def bench_sqlite(repeat: int) -> None:
 
     def flow() -> float:
         fresh()
-        seconds = timed(lambda: migrate(target="bench", revision="head", policy=NO_APPROVAL,
-                                        return_state=True))  # fmt: skip
+        seconds = timed(
+            lambda: migrate(target="bench", revision="head", policy=NO_APPROVAL, return_state=True)
+        )
         timings = _ledger_timings(live)
         backups.append(timings["backup"])
         steps.append(timings)
@@ -122,8 +126,9 @@ def bench_sqlite(repeat: int) -> None:
                 AUTOPR_DB_BENCH_BACKUP_DIR=str(work / "backups"),
             )
             fresh()
-            migrate(target="bench", revision="head", policy=NO_APPROVAL,
-                    return_state=True)  # warm imports and the API  # fmt: skip
+            migrate(
+                target="bench", revision="head", policy=NO_APPROVAL, return_state=True
+            )  # warm imports and the API
             alembic_seconds = median_of(repeat, plain_alembic)
             flow_seconds = median_of(repeat, flow)
             with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
@@ -139,13 +144,17 @@ def bench_sqlite(repeat: int) -> None:
     print(f"  migrate flow:             {flow_seconds:8.3f} s  (ratio {ratio:.1f}x)")
     print(f"  of which backup:          {backup_seconds:8.3f} s")
     print(f"  flow beyond the backup:   {overhead:8.3f} s  ({verdict(overhead, 2, ' s')})")
-    print(f"    in its steps: {in_steps:.3f} s, of which the health probe's policy wait "
-          f"{probe:.3f} s; outside them (flow engine start and finish, lock, ledger, report, "
-          f"events): {flow_seconds - in_steps:.3f} s")  # fmt: skip
+    print(
+        f"    in its steps: {in_steps:.3f} s, of which the health probe's policy wait "
+        f"{probe:.3f} s; outside them (flow engine start and finish, lock, ledger, report, "
+        f"events): {flow_seconds - in_steps:.3f} s"
+    )
     beyond = no_heartbeat - alembic_seconds - backup_seconds
-    print(f"  the same flow with Prefect's flow-run heartbeat off: {no_heartbeat:.3f} s "
-          f"(beyond the backup: {beyond:.3f} s); at the end of a run the engine joins the "
-          f"heartbeat thread, which sleeps in 1 s steps")  # fmt: skip
+    print(
+        f"  the same flow with Prefect's flow-run heartbeat off: {no_heartbeat:.3f} s "
+        f"(beyond the backup: {beyond:.3f} s); at the end of a run the engine joins the "
+        f"heartbeat thread, which sleeps in 1 s steps"
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -211,19 +220,20 @@ def _size(path: Path) -> int:
 
 
 def bench_postgresql(rows: int, repeat: int) -> None:
-    from prefect.logging import disable_run_logger
-
     from autopr_migrate.backends import pgtools
-    from autopr_migrate.orchestration.steps.backup import take_backup
-    from autopr_migrate.orchestration.steps.restore import restore_database
+    from autopr_migrate.backends.postgresql import BACKEND
+    from autopr_migrate.operations.backup import take_backup
     from autopr_migrate.policy.parameters import BackupPolicy
     from autopr_migrate.targets.targets import resolve_target
 
     name = "autopr_bench_overhead"
     url = _big_database(name, rows)
     work = Path(tempfile.mkdtemp(prefix="autopr-bench-pg-"))
-    os.environ.update(AUTOPR_DB_BENCHPG_URL=url, AUTOPR_DB_BENCHPG_HEALTH_URL="http://127.0.0.1:1/",
-                      AUTOPR_DB_BENCHPG_BACKUP_DIR=str(work / "ours"))  # fmt: skip
+    os.environ.update(
+        AUTOPR_DB_BENCHPG_URL=url,
+        AUTOPR_DB_BENCHPG_HEALTH_URL="http://127.0.0.1:1/",
+        AUTOPR_DB_BENCHPG_BACKUP_DIR=str(work / "ours"),
+    )
     target = resolve_target("benchpg")
     pg_url = make_url(url)
     default_dump = work / "default.dump"
@@ -239,10 +249,7 @@ def bench_postgresql(rows: int, repeat: int) -> None:
 
     def our_backup() -> float:
         shutil.rmtree(work / "ours", ignore_errors=True)
-        with disable_run_logger():
-            return timed(
-                lambda: ours.append(take_backup.fn(target, BackupPolicy(), database_bytes=size))
-            )
+        return timed(lambda: ours.append(take_backup(target, BackupPolicy(), database_bytes=size)))
 
     dump_default = median_of(repeat, default_pg_dump)
     dump_ours = median_of(repeat, our_backup)
@@ -257,7 +264,8 @@ def bench_postgresql(rows: int, repeat: int) -> None:
         return timed(lambda: pgtools.run(args, url=scratch))
 
     def our_restore() -> float:
-        return timed(lambda: restore_database(target, backup))
+        jobs = backup.jobs if backup.format == "directory" else 1
+        return timed(lambda: BACKEND.restore(target, backup.path, jobs=jobs))
 
     restore_default = median_of(repeat, default_pg_restore)
     restore_ours = median_of(repeat, our_restore)
@@ -268,10 +276,14 @@ def bench_postgresql(rows: int, repeat: int) -> None:
     time_ratio, size_ratio = dump_ours / dump_default, size_ours / size_default
     restore_ratio = restore_ours / restore_default
     print(f"  default pg_dump -Fc:      {dump_default:8.3f} s  {size_default / 2**20:8.1f} MiB")
-    print(f"  our backup:               {dump_ours:8.3f} s  {size_ours / 2**20:8.1f} MiB  "
-          f"({backup.format} format, -Z{backup.compression}, {backup.jobs} job(s))")  # fmt: skip
-    print(f"    time ratio {time_ratio:.2f} ({verdict(time_ratio, 0.6)}), "
-          f"size ratio {size_ratio:.2f} ({verdict(size_ratio, 1.15)})")  # fmt: skip
+    print(
+        f"  our backup:               {dump_ours:8.3f} s  {size_ours / 2**20:8.1f} MiB  "
+        f"({backup.format} format, -Z{backup.compression}, {backup.jobs} job(s))"
+    )
+    print(
+        f"    time ratio {time_ratio:.2f} ({verdict(time_ratio, 0.6)}), "
+        f"size ratio {size_ratio:.2f} ({verdict(size_ratio, 1.15)})"
+    )
     print(
         f"  default pg_restore:       {restore_default:8.3f} s  (one job, into an empty database)"
     )

@@ -35,24 +35,24 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    from prefect.logging import disable_run_logger
-
     from autopr_migrate.backends import pgtools
-    from autopr_migrate.cli.backups import restore_test
-    from autopr_migrate.orchestration.steps.backup import take_backup
-    from autopr_migrate.orchestration.steps.target_check import check_target
+    from autopr_migrate.cli.backups import run_restore_test
+    from autopr_migrate.operations.backup import take_backup
+    from autopr_migrate.operations.target_check import check_target
     from autopr_migrate.policy.parameters import BackupPolicy, MigrationPolicy
     from autopr_migrate.targets.targets import resolve_target
 
     name = "autopr_bench_recovery"
     url = _big_database(name, args.rows)
     work = Path(tempfile.mkdtemp(prefix="autopr-bench-recovery-"))
-    os.environ.update(AUTOPR_DB_BENCHREC_URL=url, AUTOPR_DB_BENCHREC_HEALTH_URL="http://127.0.0.1:1/",
-                      AUTOPR_DB_BENCHREC_BACKUP_DIR=str(work))  # fmt: skip
+    os.environ.update(
+        AUTOPR_DB_BENCHREC_URL=url,
+        AUTOPR_DB_BENCHREC_HEALTH_URL="http://127.0.0.1:1/",
+        AUTOPR_DB_BENCHREC_BACKUP_DIR=str(work),
+    )
     target = resolve_target("benchrec")
     try:
-        with disable_run_logger():
-            backup = take_backup.fn(target, BackupPolicy(format="custom"), label="manual")
+        backup = take_backup(target, BackupPolicy(format="custom"), label="manual")
 
         def bare_restore() -> float:
             _admin('DROP DATABASE IF EXISTS "autopr_bench_bare" WITH (FORCE)')
@@ -64,14 +64,14 @@ def main() -> int:
         results: list = []
 
         def verified_restore() -> float:
-            return timed(lambda: results.append(restore_test(target, backup.path.name)))
+            return timed(lambda: results.append(run_restore_test(target, backup.path.name)))
 
         bare = median_of(args.repeat, bare_restore)
         verified = median_of(args.repeat, verified_restore)
         assert all(result.passed for result in results), results[-1].lines()
-        with disable_run_logger():
-            check = median_of(args.repeat, lambda: timed(
-                lambda: check_target.fn(target, MigrationPolicy())))  # fmt: skip
+        check = median_of(
+            args.repeat, lambda: timed(lambda: check_target(target, MigrationPolicy()))
+        )
     finally:
         _admin('DROP DATABASE IF EXISTS "autopr_bench_bare" WITH (FORCE)')
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -79,8 +79,10 @@ def main() -> int:
 
     print(f"  backup: {backup.bytes / 2**20:.1f} MiB ({backup.format})")
     print(f"  bare pg_restore into an empty database:      {bare:7.2f} s")
-    print(f"  restore-test (sha256, restore, verify, drop):{verified:7.2f} s  "
-          f"ratio {verified / bare:.2f}")  # fmt: skip
+    print(
+        f"  restore-test (sha256, restore, verify, drop):{verified:7.2f} s  "
+        f"ratio {verified / bare:.2f}"
+    )
     print(f"  check of one target:                         {check:7.2f} s")
     return 0
 

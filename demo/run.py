@@ -108,9 +108,17 @@ def _approved_run(policy, reason: str):
 
     result: dict = {}
     earlier = {item.run.id for item in approvals.pending()}
-    thread = threading.Thread(target=lambda: result.update(state=migrate(
-        target="demo", revision="head", requested_by="demo-developer", policy=policy,
-        return_state=True)))  # fmt: skip
+    thread = threading.Thread(
+        target=lambda: result.update(
+            state=migrate(
+                target="demo",
+                revision="head",
+                requested_by="demo-developer",
+                policy=policy,
+                return_state=True,
+            )
+        )
+    )
     thread.start()
     while not (waiting := [p for p in approvals.pending() if p.run.id not in earlier]):
         time.sleep(0.3)
@@ -145,13 +153,19 @@ def main() -> int:
     api_port, health_port = _free_port(), _free_port()
     _prepare_environment(api_port)
     database_url = f"sqlite:///{DEMO / 'autopr.db'}"
-    server = _start([sys.executable, "-m", "prefect", "server", "start", "--no-ui"],
-                    "prefect-server.log", dict(os.environ))  # fmt: skip
+    server = _start(
+        [sys.executable, "-m", "prefect", "server", "start", "--no-ui"],
+        "prefect-server.log",
+        dict(os.environ),
+    )
     health = None
     try:
         _seed_database(database_url)
-        health = _start([sys.executable, "-m", "autopr.health", "--port", str(health_port)],
-                        "health.log", {**os.environ, "DATABASE_URL": database_url})  # fmt: skip
+        health = _start(
+            [sys.executable, "-m", "autopr.health", "--port", str(health_port)],
+            "health.log",
+            {**os.environ, "DATABASE_URL": database_url},
+        )
         os.environ.update(
             AUTOPR_DB_DEMO_URL=database_url,
             AUTOPR_DB_DEMO_HEALTH_URL=f"http://127.0.0.1:{health_port}/health",

@@ -34,6 +34,25 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 _ADMIN_URL = admin_url_from_env()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that does not care about the dialect runs on SQLite only; PostgreSQL runs where
+    behaviour differs (``both_dialects``) or where a test asks for it by name."""
+    dropped = [item for item in items if _postgresql_run_of_a_dialect_blind_test(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
+
+
+def _postgresql_run_of_a_dialect_blind_test(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or callspec.params.get("database_url") != "postgresql":
+        return False
+    named = any(
+        mark.args and mark.args[0] == "database_url" for mark in item.iter_markers("parametrize")
+    )
+    return not named and item.get_closest_marker("both_dialects") is None
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     problem = check_postgresql_answers(_ADMIN_URL)
     if problem:

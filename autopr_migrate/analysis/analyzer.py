@@ -56,8 +56,12 @@ def analyze(
     except ParseError as exc:
         raise LintError(f"not PostgreSQL SQL: {' '.join(str(exc).split())[:200]}") from None
     encoded = sql.encode()
-    walk = Walk(lock_timeout_in_force, dict(columns or {}), catalog_known=columns is not None,
-                utc_session=utc_session)  # fmt: skip
+    walk = Walk(
+        lock_timeout_in_force,
+        dict(columns or {}),
+        catalog_known=columns is not None,
+        utc_session=utc_session,
+    )
     statements: list[Statement] = []
     for number, raw in enumerate(raws, start=1):
         end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(encoded)
@@ -99,8 +103,12 @@ def _copy(node, st: Statement, walk: Walk) -> None:
     if node.query is not None:  # COPY (DELETE ... RETURNING ...) TO ...
         visit(node.query, st, walk)
     if node.is_program:
-        walk.hit(st, "server-wide-change", None,
-                 "COPY ... PROGRAM runs a shell command on the database server")  # fmt: skip
+        walk.hit(
+            st,
+            "server-wide-change",
+            None,
+            "COPY ... PROGRAM runs a shell command on the database server",
+        )
     if node.relation is not None and node.is_from:
         st.tables.append(tables.relation_name(node.relation))
         walk.lock(st, ROW_EXCLUSIVE)

@@ -22,51 +22,89 @@ from autopr_migrate.analysis.walk import (
 )
 
 # LOCK TABLE's mode numbers, as PostgreSQL's lockdefs.h numbers them.
-_LOCK_MODES = {1: ACCESS_SHARE, 2: ROW_SHARE, 3: ROW_EXCLUSIVE, 4: SHARE_UPDATE_EXCLUSIVE,
-               5: SHARE, 6: SHARE_ROW_EXCLUSIVE, 7: EXCLUSIVE, 8: ACCESS_EXCLUSIVE}  # fmt: skip
+_LOCK_MODES = {
+    1: ACCESS_SHARE,
+    2: ROW_SHARE,
+    3: ROW_EXCLUSIVE,
+    4: SHARE_UPDATE_EXCLUSIVE,
+    5: SHARE,
+    6: SHARE_ROW_EXCLUSIVE,
+    7: EXCLUSIVE,
+    8: ACCESS_EXCLUSIVE,
+}
 EVERY_TABLE = "large"  # the size tier of a statement over every table of a database
 
 HARMLESS = {
     # Reads, session state and cursors: no lock beyond what a query takes.
     "VariableShowStmt": "reads a setting",
     "DiscardStmt": "session state",
-    "PrepareStmt": "session state", "DeallocateStmt": "session state",
-    "DeclareCursorStmt": "a cursor", "FetchStmt": "a cursor", "ClosePortalStmt": "a cursor",
-    "ListenStmt": "notifications", "NotifyStmt": "notifications",
-    "UnlistenStmt": "notifications", "ConstraintsSetStmt": "session state",
-    "CheckPointStmt": "server housekeeping", "LoadStmt": "loads a library into the session",
+    "PrepareStmt": "session state",
+    "DeallocateStmt": "session state",
+    "DeclareCursorStmt": "a cursor",
+    "FetchStmt": "a cursor",
+    "ClosePortalStmt": "a cursor",
+    "ListenStmt": "notifications",
+    "NotifyStmt": "notifications",
+    "UnlistenStmt": "notifications",
+    "ConstraintsSetStmt": "session state",
+    "CheckPointStmt": "server housekeeping",
+    "LoadStmt": "loads a library into the session",
     # New objects nothing uses yet, and catalog-only changes.
-    "CreateSchemaStmt": "a new schema", "CreateSeqStmt": "a new sequence",
-    "AlterSeqStmt": "sequence options", "ViewStmt": "a view (replacing one keeps its columns)",
-    "CreateFunctionStmt": "a function", "AlterFunctionStmt": "function options",
+    "CreateSchemaStmt": "a new schema",
+    "CreateSeqStmt": "a new sequence",
+    "AlterSeqStmt": "sequence options",
+    "ViewStmt": "a view (replacing one keeps its columns)",
+    "CreateFunctionStmt": "a function",
+    "AlterFunctionStmt": "function options",
     "CreateDomainStmt": "a new domain",
-    "CreateRangeStmt": "a new range type", "CompositeTypeStmt": "a new composite type",
-    "DefineStmt": "a new aggregate, operator or type", "CreateExtensionStmt": "an extension",
-    "AlterExtensionContentsStmt": "extension membership", "CommentStmt": "a comment",
-    "SecLabelStmt": "a security label", "CreateStatsStmt": "extended statistics",
-    "AlterStatsStmt": "extended statistics", "AlterOwnerStmt": "an owner",
+    "CreateRangeStmt": "a new range type",
+    "CompositeTypeStmt": "a new composite type",
+    "DefineStmt": "a new aggregate, operator or type",
+    "CreateExtensionStmt": "an extension",
+    "AlterExtensionContentsStmt": "extension membership",
+    "CommentStmt": "a comment",
+    "SecLabelStmt": "a security label",
+    "CreateStatsStmt": "extended statistics",
+    "AlterStatsStmt": "extended statistics",
+    "AlterOwnerStmt": "an owner",
     "AlterObjectDependsStmt": "an extension dependency",
     "AlterDefaultPrivilegesStmt": "privileges of future objects",
-    "CreateCastStmt": "a cast", "CreateConversionStmt": "a conversion",
-    "CreateTransformStmt": "a transform", "CreatePLangStmt": "a language",
-    "CreateAmStmt": "an access method", "CreateOpClassStmt": "an operator class",
-    "CreateOpFamilyStmt": "an operator family", "AlterOpFamilyStmt": "an operator family",
-    "AlterOperatorStmt": "operator options", "AlterCollationStmt": "a collation version",
+    "CreateCastStmt": "a cast",
+    "CreateConversionStmt": "a conversion",
+    "CreateTransformStmt": "a transform",
+    "CreatePLangStmt": "a language",
+    "CreateAmStmt": "an access method",
+    "CreateOpClassStmt": "an operator class",
+    "CreateOpFamilyStmt": "an operator family",
+    "AlterOpFamilyStmt": "an operator family",
+    "AlterOperatorStmt": "operator options",
+    "AlterCollationStmt": "a collation version",
     "AlterTypeStmt": "a base type's options",
-    "AlterTSConfigurationStmt": "text search", "AlterTSDictionaryStmt": "text search",
-    "CreateFdwStmt": "foreign data", "AlterFdwStmt": "foreign data",
-    "CreateForeignServerStmt": "foreign data", "AlterForeignServerStmt": "foreign data",
-    "CreateForeignTableStmt": "a new foreign table", "ImportForeignSchemaStmt": "foreign data",
-    "CreateUserMappingStmt": "foreign data", "AlterUserMappingStmt": "foreign data",
-    "DropUserMappingStmt": "foreign data", "CreatePublicationStmt": "replication",
-    "AlterPublicationStmt": "replication", "CreateSubscriptionStmt": "replication",
-    "AlterSubscriptionStmt": "replication", "DropSubscriptionStmt": "replication",
-    "CreateEventTrigStmt": "an event trigger", "AlterEventTrigStmt": "an event trigger",
+    "AlterTSConfigurationStmt": "text search",
+    "AlterTSDictionaryStmt": "text search",
+    "CreateFdwStmt": "foreign data",
+    "AlterFdwStmt": "foreign data",
+    "CreateForeignServerStmt": "foreign data",
+    "AlterForeignServerStmt": "foreign data",
+    "CreateForeignTableStmt": "a new foreign table",
+    "ImportForeignSchemaStmt": "foreign data",
+    "CreateUserMappingStmt": "foreign data",
+    "AlterUserMappingStmt": "foreign data",
+    "DropUserMappingStmt": "foreign data",
+    "CreatePublicationStmt": "replication",
+    "AlterPublicationStmt": "replication",
+    "CreateSubscriptionStmt": "replication",
+    "AlterSubscriptionStmt": "replication",
+    "DropSubscriptionStmt": "replication",
+    "CreateEventTrigStmt": "an event trigger",
+    "AlterEventTrigStmt": "an event trigger",
     "AlterDatabaseRefreshCollStmt": "a collation version",
     # Never statements of their own: parts of others, or PL/pgSQL.
-    "RawStmt": "a wrapper", "SetOperationStmt": "part of a SELECT",
-    "PLAssignStmt": "PL/pgSQL", "ReturnStmt": "PL/pgSQL",
-}  # fmt: skip
+    "RawStmt": "a wrapper",
+    "SetOperationStmt": "part of a SELECT",
+    "PLAssignStmt": "PL/pgSQL",
+    "ReturnStmt": "PL/pgSQL",
+}
 
 
 def explicit_lock(node, st: Statement, walk: Walk) -> None:
@@ -77,8 +115,12 @@ def explicit_lock(node, st: Statement, walk: Walk) -> None:
         st.tables.append(table)
         if mode in BLOCKING and table not in walk.created:
             waits = "reads and writes" if mode == ACCESS_EXCLUSIVE else "writes"
-            walk.hit(st, "explicit-lock", table, f"LOCK {table} IN {mode} MODE: {waits} wait "
-                     f"until the transaction ends")  # fmt: skip
+            walk.hit(
+                st,
+                "explicit-lock",
+                table,
+                f"LOCK {table} IN {mode} MODE: {waits} wait until the transaction ends",
+            )
         walk.strong_lock(st, table)
 
 
@@ -97,8 +139,9 @@ def reindex(node, st: Statement, walk: Walk) -> None:
         return
     walk.lock(st, SHARE)
     st.scans = True
-    walk.hit(st, "reindex", table, f"rebuilds the indexes of {scope} {table or node.name}",
-             tier=tier)  # fmt: skip
+    walk.hit(
+        st, "reindex", table, f"rebuilds the indexes of {scope} {table or node.name}", tier=tier
+    )
     walk.strong_lock(st, table)
 
 
@@ -106,8 +149,13 @@ def cluster(node, st: Statement, walk: Walk) -> None:
     walk.lock(st, ACCESS_EXCLUSIVE)
     st.rewrites = st.scans = True
     if node.relation is None:
-        walk.hit(st, "table-rewrite", None, "CLUSTER rewrites every table clustered before",
-                 tier=EVERY_TABLE)  # fmt: skip
+        walk.hit(
+            st,
+            "table-rewrite",
+            None,
+            "CLUSTER rewrites every table clustered before",
+            tier=EVERY_TABLE,
+        )
         return
     table = relation_name(node.relation)
     st.tables.append(table)
@@ -130,8 +178,7 @@ def vacuum(node, st: Statement, walk: Walk) -> None:
     walk.lock(st, ACCESS_EXCLUSIVE)
     st.rewrites = True
     if not tables:
-        walk.hit(st, "table-rewrite", None, "VACUUM FULL rewrites every table",
-                 tier=EVERY_TABLE)  # fmt: skip
+        walk.hit(st, "table-rewrite", None, "VACUUM FULL rewrites every table", tier=EVERY_TABLE)
     for table in tables:
         walk.hit(st, "table-rewrite", table, f"VACUUM FULL rewrites {table}")
         walk.strong_lock(st, table)
@@ -141,8 +188,7 @@ def move_all_tables(node, st: Statement, walk: Walk) -> None:
     walk.lock(st, ACCESS_EXCLUSIVE)
     st.rewrites = True
     detail = (
-        f"moves every table of tablespace {node.orig_tablespacename} to "
-        f"{node.new_tablespacename}"
+        f"moves every table of tablespace {node.orig_tablespacename} to {node.new_tablespacename}"
     )
     walk.hit(st, "table-rewrite", None, detail, tier=EVERY_TABLE)
 
@@ -173,7 +219,8 @@ def alter_domain(node, st: Statement, walk: Walk) -> None:
     name = ".".join(part.sval for part in node.typeName)
     # 'O' is SET NOT NULL and 'V' VALIDATE CONSTRAINT ('N' is DROP NOT NULL, which checks nothing)
     validating = node.subtype in ("O", "V") or (
-        node.subtype == "C" and not getattr(node.def_, "skip_validation", False))  # fmt: skip
+        node.subtype == "C" and not getattr(node.def_, "skip_validation", False)
+    )
     if validating:
         walk.lock(st, SHARE)
         st.scans = st.validates = True

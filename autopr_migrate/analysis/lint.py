@@ -27,16 +27,24 @@ def lint_sql(
         utc_session: the session that runs it is in UTC (PostgreSQL then converts between
             ``timestamp`` and ``timestamptz`` without a rewrite).
     """
-    analysis = analyze(sql, lock_timeout_in_force=flow_sets_timeouts, columns=columns,
-                       utc_session=utc_session)  # fmt: skip
+    analysis = analyze(
+        sql, lock_timeout_in_force=flow_sets_timeouts, columns=columns, utc_session=utc_session
+    )
     findings: list[Finding] = []
     for hit in analysis.hits:
         rule = RULES[hit.rule]
         stats = _stats(hit.table, sizes, analysis)
         where = f" ({hit.table}: {stats.describe()})" if stats else ""
         message = f"{hit.detail + ': ' if hit.detail else ''}{rule.what}{where}"
-        findings.append(Finding(hit.statement, rule.name, rule.level(_tier(hit, sizes, analysis)),
-                                message, rule.suggestion))  # fmt: skip
+        findings.append(
+            Finding(
+                hit.statement,
+                rule.name,
+                rule.level(_tier(hit, sizes, analysis)),
+                message,
+                rule.suggestion,
+            )
+        )
     notes: list[str] = []
     if squawk:
         try:
@@ -67,9 +75,11 @@ def _tier(hit: Hit, sizes: dict[str, TableStats] | None, analysis: Analysis) -> 
 
 
 def _merge_squawk(
-    findings: list[Finding], analysis: Analysis, violations: list[SquawkViolation],
+    findings: list[Finding],
+    analysis: Analysis,
+    violations: list[SquawkViolation],
     sizes: dict[str, TableStats] | None,
-) -> None:  # fmt: skip
+) -> None:
     for violation in violations:
         statement = _statement_at(analysis.statements, violation.line)
         ours = SAME_AS_OURS.get(violation.rule, ())
@@ -82,15 +92,21 @@ def _merge_squawk(
         if ours and statement.kind in ANALYZED_KINDS:
             level = "low"  # our analyzer reads this statement and found no such problem
         elif ours:
-            level = RULES[ours[0]].level(_tier(Hit(statement.number, ours[0], table), sizes,
-                                               analysis))  # fmt: skip
+            level = RULES[ours[0]].level(
+                _tier(Hit(statement.number, ours[0], table), sizes, analysis)
+            )
         else:
             level = OWN_LEVELS.get(violation.rule, "low")
-        findings.append(Finding(
-            statement.number, f"squawk:{violation.rule}", level,
-            f"{violation.message} {violation.help}".strip(), RULES["squawk"].suggestion,
-            source="squawk",
-        ))  # fmt: skip
+        findings.append(
+            Finding(
+                statement.number,
+                f"squawk:{violation.rule}",
+                level,
+                f"{violation.message} {violation.help}".strip(),
+                RULES["squawk"].suggestion,
+                source="squawk",
+            )
+        )
 
 
 def _statement_at(statements: list[Statement], line: int) -> Statement:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-LEVELS = ("low", "medium", "high", "critical")
+from autopr_migrate.model import RISK_LEVELS
+
+LEVELS = RISK_LEVELS
 DOCS = "docs/zero-downtime.md"
 
 

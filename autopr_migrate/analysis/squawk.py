@@ -43,9 +43,16 @@ MOOT_UNDER_THE_FLOW = {
 }
 # Schema-design advice, not migration risk; and rules about re-running a script, which Alembic
 # revisions never are.
-ALWAYS_MOOT = {"prefer-robust-stmts", "transaction-nesting", "prefer-text-field",
-               "prefer-bigint-over-int", "prefer-bigint-over-smallint", "prefer-big-int",
-               "prefer-identity", "prefer-timestamptz"}  # fmt: skip
+ALWAYS_MOOT = {
+    "prefer-robust-stmts",
+    "transaction-nesting",
+    "prefer-text-field",
+    "prefer-bigint-over-int",
+    "prefer-bigint-over-smallint",
+    "prefer-big-int",
+    "prefer-identity",
+    "prefer-timestamptz",
+}
 OWN_LEVELS = {"ban-char-field": "low"}
 
 
@@ -69,8 +76,12 @@ def run_squawk(sql: str, *, flow_sets_timeouts: bool) -> list[SquawkViolation]:
     """squawk's violations for ``sql`` (0-based lines), without the ones that do not apply."""
     result = subprocess.run(
         [squawk_binary(), "--reporter", "json", "--pg-version", "15"],
-        input=sql, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        input=sql,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     try:
         raw = json.loads(result.stdout or "[]")
     except json.JSONDecodeError:

@@ -18,32 +18,63 @@ from autopr_migrate.analysis.walk import (
 )
 
 # Defaults PostgreSQL 11+ cannot store in the catalog: every row gets its own value (a rewrite).
-VOLATILE_FUNCTIONS = {"random", "gen_random_uuid", "uuid_generate_v4", "uuid_generate_v1",
-                      "uuidv4", "uuidv7", "clock_timestamp", "nextval", "timeofday",
-                      "txid_current", "random_normal", "setseed"}  # fmt: skip
+VOLATILE_FUNCTIONS = {
+    "random",
+    "gen_random_uuid",
+    "uuid_generate_v4",
+    "uuid_generate_v1",
+    "uuidv4",
+    "uuidv7",
+    "clock_timestamp",
+    "nextval",
+    "timeofday",
+    "txid_current",
+    "random_normal",
+    "setseed",
+}
 INTERVAL_ALL_FIELDS = 0x7FFF
 SERIAL_TYPES = {"serial", "bigserial", "smallserial", "serial4", "serial8", "serial2"}
 VERSION_TABLE = "alembic_version"  # Alembic's own bookkeeping: one row
 # ALTER TABLE subcommands that take less than ACCESS EXCLUSIVE (the ALTER TABLE page).
 _WEAKER = {
-    At.AT_SetStatistics: SHARE_UPDATE_EXCLUSIVE, At.AT_ClusterOn: SHARE_UPDATE_EXCLUSIVE,
-    At.AT_DropCluster: SHARE_UPDATE_EXCLUSIVE, At.AT_SetRelOptions: SHARE_UPDATE_EXCLUSIVE,
-    At.AT_ResetRelOptions: SHARE_UPDATE_EXCLUSIVE, At.AT_ValidateConstraint: SHARE_UPDATE_EXCLUSIVE,
-    At.AT_AttachPartition: SHARE_UPDATE_EXCLUSIVE, At.AT_EnableTrig: SHARE_ROW_EXCLUSIVE,
-    At.AT_DisableTrig: SHARE_ROW_EXCLUSIVE, At.AT_EnableTrigAll: SHARE_ROW_EXCLUSIVE,
-    At.AT_DisableTrigAll: SHARE_ROW_EXCLUSIVE, At.AT_EnableTrigUser: SHARE_ROW_EXCLUSIVE,
+    At.AT_SetStatistics: SHARE_UPDATE_EXCLUSIVE,
+    At.AT_ClusterOn: SHARE_UPDATE_EXCLUSIVE,
+    At.AT_DropCluster: SHARE_UPDATE_EXCLUSIVE,
+    At.AT_SetRelOptions: SHARE_UPDATE_EXCLUSIVE,
+    At.AT_ResetRelOptions: SHARE_UPDATE_EXCLUSIVE,
+    At.AT_ValidateConstraint: SHARE_UPDATE_EXCLUSIVE,
+    At.AT_AttachPartition: SHARE_UPDATE_EXCLUSIVE,
+    At.AT_EnableTrig: SHARE_ROW_EXCLUSIVE,
+    At.AT_DisableTrig: SHARE_ROW_EXCLUSIVE,
+    At.AT_EnableTrigAll: SHARE_ROW_EXCLUSIVE,
+    At.AT_DisableTrigAll: SHARE_ROW_EXCLUSIVE,
+    At.AT_EnableTrigUser: SHARE_ROW_EXCLUSIVE,
     At.AT_DisableTrigUser: SHARE_ROW_EXCLUSIVE,
-}  # fmt: skip
+}
 _REWRITING = {At.AT_SetTableSpace, At.AT_SetLogged, At.AT_SetUnLogged, At.AT_SetAccessMethod}
 # Renaming these breaks the running release, which still uses the old name.
-_USED_BY_NAME = {ObjectType.OBJECT_TABLE, ObjectType.OBJECT_COLUMN, ObjectType.OBJECT_VIEW,
-                 ObjectType.OBJECT_MATVIEW, ObjectType.OBJECT_SEQUENCE, ObjectType.OBJECT_TYPE,
-                 ObjectType.OBJECT_DOMAIN, ObjectType.OBJECT_FUNCTION,
-                 ObjectType.OBJECT_PROCEDURE, ObjectType.OBJECT_ROUTINE,
-                 ObjectType.OBJECT_AGGREGATE, ObjectType.OBJECT_SCHEMA,
-                 ObjectType.OBJECT_FOREIGN_TABLE, ObjectType.OBJECT_ATTRIBUTE}  # fmt: skip
-_RELATIONS = {ObjectType.OBJECT_VIEW, ObjectType.OBJECT_MATVIEW, ObjectType.OBJECT_SEQUENCE,
-              ObjectType.OBJECT_FOREIGN_TABLE}  # fmt: skip
+_USED_BY_NAME = {
+    ObjectType.OBJECT_TABLE,
+    ObjectType.OBJECT_COLUMN,
+    ObjectType.OBJECT_VIEW,
+    ObjectType.OBJECT_MATVIEW,
+    ObjectType.OBJECT_SEQUENCE,
+    ObjectType.OBJECT_TYPE,
+    ObjectType.OBJECT_DOMAIN,
+    ObjectType.OBJECT_FUNCTION,
+    ObjectType.OBJECT_PROCEDURE,
+    ObjectType.OBJECT_ROUTINE,
+    ObjectType.OBJECT_AGGREGATE,
+    ObjectType.OBJECT_SCHEMA,
+    ObjectType.OBJECT_FOREIGN_TABLE,
+    ObjectType.OBJECT_ATTRIBUTE,
+}
+_RELATIONS = {
+    ObjectType.OBJECT_VIEW,
+    ObjectType.OBJECT_MATVIEW,
+    ObjectType.OBJECT_SEQUENCE,
+    ObjectType.OBJECT_FOREIGN_TABLE,
+}
 
 
 def relation_name(range_var) -> str:
@@ -55,8 +86,11 @@ def relation_name(range_var) -> str:
 def type_text(type_name) -> str:
     """``varchar(50)``, ``int4[]``: a parsed type as ``autopr_migrate.analysis.types`` reads it."""
     name = ".".join(part.sval for part in type_name.names if part.sval != "pg_catalog")
-    sizes = [str(getattr(m.val, "ival", "")) for m in type_name.typmods or ()
-             if type(m).__name__ == "A_Const"]  # fmt: skip
+    sizes = [
+        str(getattr(m.val, "ival", ""))
+        for m in type_name.typmods or ()
+        if type(m).__name__ == "A_Const"
+    ]
     if name == "interval" and sizes:
         # The first modifier is the field mask (DAY, HOUR TO SECOND...); 32767 is "all fields".
         mask, sizes = sizes[0], sizes[1:]
@@ -73,8 +107,10 @@ def create_table(node, st: Statement, walk: Walk) -> None:
     keys: set[str] = set()
     for element in node.tableElts or ():
         if type(element).__name__ == "ColumnDef":
-            required = any(c.contype in (ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_PRIMARY)
-                           for c in element.constraints or ())  # fmt: skip
+            required = any(
+                c.contype in (ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_PRIMARY)
+                for c in element.constraints or ()
+            )
             columns[element.colname] = ColumnFact(type_text(element.typeName), required)
         for constraint in _constraints(element):
             if constraint.contype == ConstrType.CONSTR_PRIMARY:
@@ -160,14 +196,19 @@ def _partition(partition, table: str, st: Statement, walk: Walk, *, attach: bool
 def _add_column(column, table: str, st: Statement, walk: Walk) -> None:
     constraints = column.constraints or ()
     default = next((c for c in constraints if c.contype == ConstrType.CONSTR_DEFAULT), None)
-    not_null = any(c.contype in (ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_PRIMARY)
-                   for c in constraints)  # fmt: skip
+    not_null = any(
+        c.contype in (ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_PRIMARY) for c in constraints
+    )
     type_name = type_text(column.typeName)
     walk.columns[(table, column.colname)] = ColumnFact(type_name, not_null)
     filled = _filled_per_row(type_name, constraints, default)
     if not_null and default is None and not filled:
-        walk.hit(st, "required-column-without-default", table,
-                 f"{table}.{column.colname} is NOT NULL without a default")  # fmt: skip
+        walk.hit(
+            st,
+            "required-column-without-default",
+            table,
+            f"{table}.{column.colname} is NOT NULL without a default",
+        )
     if filled:
         st.rewrites = True
         detail = f"{table}.{column.colname} {filled}: every row is rewritten"
@@ -188,8 +229,10 @@ def _change_type(cmd, table: str, st: Statement, walk: Walk) -> None:
         rewritten, detail = True, f"changes the type of {where} to {new_text} with USING"
     elif old is None or new is None:
         rewritten = True
-        detail = (f"changes the type of {where} to {new_text}; its current type is unknown "
-                  f"here, so this assumes the worst (a rewrite)")  # fmt: skip
+        detail = (
+            f"changes the type of {where} to {new_text}; its current type is unknown "
+            f"here, so this assumes the worst (a rewrite)"
+        )
     else:
         rewritten = rewrites(old, new, utc_session=walk.utc_session)
         detail = f"changes the type of {where} from {old} to {new}"
@@ -197,8 +240,13 @@ def _change_type(cmd, table: str, st: Statement, walk: Walk) -> None:
         st.rewrites = st.scans = True
         walk.hit(st, "table-rewrite", table, detail)
     if old is not None and new is not None and narrows(old, new):
-        walk.hit(st, "data-loss", table, f"narrows {where} from {old} to {new}: values that do "
-                 f"not fit fail the statement or are cut")  # fmt: skip
+        walk.hit(
+            st,
+            "data-loss",
+            table,
+            f"narrows {where} from {old} to {new}: values that do "
+            f"not fit fail the statement or are cut",
+        )
     walk.update_column(table, column, type=new_text)
 
 
@@ -213,8 +261,12 @@ def _set_not_null(table: str, column: str, st: Statement, walk: Walk) -> None:
         if fact is None or fact.not_null is None
         else ""
     )
-    walk.hit(st, "scan-under-access-exclusive", table,
-             f"SET NOT NULL on {table}.{column} checks every row{unknown}")  # fmt: skip
+    walk.hit(
+        st,
+        "scan-under-access-exclusive",
+        table,
+        f"SET NOT NULL on {table}.{column} checks every row{unknown}",
+    )
     walk.update_column(table, column, not_null=True)
 
 
@@ -256,14 +308,14 @@ def _add_constraint(constraint, table: str, st: Statement, walk: Walk) -> None:
     if constraint.contype == ConstrType.CONSTR_CHECK:
         column = _not_null_check(constraint.raw_expr)
         if column and constraint.conname:
-            walk.add_not_null_check(table, constraint.conname, column,
-                                    validated=not constraint.skip_validation)  # fmt: skip
+            walk.add_not_null_check(
+                table, constraint.conname, column, validated=not constraint.skip_validation
+            )
         if constraint.skip_validation:
             return
         if table not in walk.created:
             st.scans = st.validates = True
-            walk.hit(st, "scan-under-access-exclusive", table,
-                     f"CHECK {constraint.conname or ''}")  # fmt: skip
+            walk.hit(st, "scan-under-access-exclusive", table, f"CHECK {constraint.conname or ''}")
     elif (
         constraint.contype
         in (ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_EXCLUSION)
@@ -314,9 +366,12 @@ def concurrently(st: Statement, walk: Walk, table: str | None) -> None:
 
 
 def drop(node, st: Statement, walk: Walk) -> None:
-    names = [".".join(getattr(part, "sval", "?") for part in obj) if isinstance(obj, tuple)
-             else getattr(obj, "sval", None) or type(obj).__name__
-             for obj in node.objects or ()]  # fmt: skip
+    names = [
+        ".".join(getattr(part, "sval", "?") for part in obj)
+        if isinstance(obj, tuple)
+        else getattr(obj, "sval", None) or type(obj).__name__
+        for obj in node.objects or ()
+    ]
     kind = node.removeType
     if node.behavior == DropBehavior.DROP_CASCADE:
         for name in names:
@@ -415,8 +470,12 @@ def change_rows(node, st: Statement, walk: Walk) -> None:
     if where is None:
         walk.hit(st, "unbatched-backfill", table, f"changes every row of {table}")
     elif not _key_lookup(where):
-        walk.hit(st, "unbatched-backfill", table,
-                 f"changes the rows of {table} its WHERE matches, possibly many")  # fmt: skip
+        walk.hit(
+            st,
+            "unbatched-backfill",
+            table,
+            f"changes the rows of {table} its WHERE matches, possibly many",
+        )
 
 
 def _key_lookup(where) -> bool:

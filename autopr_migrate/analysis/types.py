@@ -14,13 +14,23 @@ import re
 from dataclasses import dataclass
 
 _ALIASES = {
-    "character varying": "varchar", "character": "bpchar", "char": "bpchar",
-    "integer": "int4", "int": "int4", "smallint": "int2", "bigint": "int8",
-    "boolean": "bool", "double precision": "float8", "real": "float4", "decimal": "numeric",
-    "bit varying": "varbit", "timestamp without time zone": "timestamp",
-    "timestamp with time zone": "timestamptz", "time without time zone": "time",
+    "character varying": "varchar",
+    "character": "bpchar",
+    "char": "bpchar",
+    "integer": "int4",
+    "int": "int4",
+    "smallint": "int2",
+    "bigint": "int8",
+    "boolean": "bool",
+    "double precision": "float8",
+    "real": "float4",
+    "decimal": "numeric",
+    "bit varying": "varbit",
+    "timestamp without time zone": "timestamp",
+    "timestamp with time zone": "timestamptz",
+    "time without time zone": "time",
     "time with time zone": "timetz",
-}  # fmt: skip
+}
 # "timestamp(3) with time zone": the precision sits inside the name.
 _FORMATTED = re.compile(
     r"^(?P<head>[a-z_][a-z0-9_ ]*+)\s*(?:\((?P<mods>[0-9,\s]*)\))?(?P<tail>[a-z ]*?)"
@@ -63,8 +73,23 @@ def parse_type(text: str) -> SqlType | None:
 
 
 # Time zone names PostgreSQL treats as UTC.
-UTC_NAMES = {"utc", "etc/utc", "gmt", "etc/gmt", "uct", "etc/uct", "universal", "etc/universal",
-              "zulu", "etc/zulu", "z", "gmt0", "etc/gmt0", "etc/gmt+0", "etc/gmt-0"}  # fmt: skip
+UTC_NAMES = {
+    "utc",
+    "etc/utc",
+    "gmt",
+    "etc/gmt",
+    "uct",
+    "etc/uct",
+    "universal",
+    "etc/universal",
+    "zulu",
+    "etc/zulu",
+    "z",
+    "gmt0",
+    "etc/gmt0",
+    "etc/gmt+0",
+    "etc/gmt-0",
+}
 _TIMESTAMPS = {"timestamp", "timestamptz"}
 
 

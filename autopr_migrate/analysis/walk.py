@@ -21,8 +21,17 @@ SHARE = "SHARE"
 SHARE_ROW_EXCLUSIVE = "SHARE ROW EXCLUSIVE"
 EXCLUSIVE = "EXCLUSIVE"
 ACCESS_EXCLUSIVE = "ACCESS EXCLUSIVE"
-LOCK_STRENGTH = (None, ACCESS_SHARE, ROW_SHARE, ROW_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, SHARE,
-                 SHARE_ROW_EXCLUSIVE, EXCLUSIVE, ACCESS_EXCLUSIVE)  # fmt: skip
+LOCK_STRENGTH = (
+    None,
+    ACCESS_SHARE,
+    ROW_SHARE,
+    ROW_EXCLUSIVE,
+    SHARE_UPDATE_EXCLUSIVE,
+    SHARE,
+    SHARE_ROW_EXCLUSIVE,
+    EXCLUSIVE,
+    ACCESS_EXCLUSIVE,
+)
 # Modes that make the application's writes (or reads) wait.
 BLOCKING = {SHARE, SHARE_ROW_EXCLUSIVE, EXCLUSIVE, ACCESS_EXCLUSIVE}
 
@@ -65,8 +74,9 @@ class Walk:
     # lock_timeout as the session had it before a SET LOCAL, restored at the transaction's end
     lock_timeout_outside: bool | None = None
 
-    def hit(self, st: Statement, rule: str, table: str | None, detail: str = "",
-            tier: str | None = None) -> None:  # fmt: skip
+    def hit(
+        self, st: Statement, rule: str, table: str | None, detail: str = "", tier: str | None = None
+    ) -> None:
         self.hits.append(Hit(st.number, rule, table, detail, tier))
 
     @staticmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
@@ -37,14 +37,10 @@ def unreachable_message(exc: DBAPIError, target: Target) -> str:
     return describe_connection_error(exc, target.url, source=f"target {target.name!r}")
 
 
-def invalid_indexes(connection: Connection) -> set[str]:
-    """INVALID indexes: what a failed ``CREATE INDEX CONCURRENTLY`` leaves behind."""
-    if connection.dialect.name != "postgresql":
-        return set()
-    found = set(
-        connection.execute(
-            text("SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid")
-        ).scalars()
-    )
-    connection.rollback()
-    return found
+def row_counts(connection: Connection) -> dict[str, int]:
+    """Every table's row count, in name order."""
+    counts = {}
+    for table in sorted(inspect(connection).get_table_names()):
+        quoted = connection.dialect.identifier_preparer.quote(table)
+        counts[table] = int(connection.scalar(text(f"SELECT count(*) FROM {quoted}")))
+    return counts

@@ -16,20 +16,29 @@ from typing import Annotated, Literal
 import httpx
 from cyclopts import App, CycloptsError, Group, Parameter
 from prefect.settings import PREFECT_API_URL
+from rich.prompt import Confirm, Prompt
 
 from autopr_migrate.analysis.analyzer import LintError
-from autopr_migrate.cli import approvals, resolve
-from autopr_migrate.cli import backups as backing_up
-from autopr_migrate.cli import lint as linting
-from autopr_migrate.cli import plan as planning
-from autopr_migrate.cli import status as reading
-from autopr_migrate.cli import verify as verifying
+from autopr_migrate.cli import approvals
+from autopr_migrate.cli.backups import BACKUP_COLUMNS, list_backups, prune_now, run_restore_test
+from autopr_migrate.cli.lint import (
+    decode_sql,
+    exit_code_of,
+    lint_revisions,
+    lint_text,
+    render_report,
+)
+from autopr_migrate.cli.plan import approval_text_for
 from autopr_migrate.cli.render import Format, as_json, error, lines, table
+from autopr_migrate.cli.status import status_of
+from autopr_migrate.cli.verify import verify_history
 from autopr_migrate.errors import ConfigurationError, ExitCode, MigrationError, describe
 from autopr_migrate.history.commands import UnusableHistory
 from autopr_migrate.masking import mask_logging
-from autopr_migrate.orchestration import setup as setting_up
+from autopr_migrate.operations.resolve import resolve, situation_of
+from autopr_migrate.orchestration.dead_run import release_dead_run
 from autopr_migrate.orchestration.secrets import secret_block
+from autopr_migrate.orchestration.setup import set_up, targets_to_set_up
 from autopr_migrate.policy.inputs import shown
 from autopr_migrate.policy.parameters import BackupPolicy
 from autopr_migrate.targets.targets import Target, default_target_name, resolve_target
@@ -61,7 +70,7 @@ def _target(name: str | None) -> Target:
 @app.command(group=TARGETS)
 def status(*, target: TargetOption = None, format: FormatOption = "text") -> int:
     """Show a target's revision, the code's head and the revisions still to run."""
-    found = reading.status(_target(target))
+    found = status_of(_target(target))
     as_json(found.to_json()) if format == "json" else lines(found.lines())
     return ExitCode.OK if found.known else ExitCode.CHECK_FAILED
 
@@ -75,7 +84,7 @@ def plan(*, target: TargetOption = None, revision: str = "head") -> int:
     revision
         head, +N, a revision id or a unique prefix.
     """
-    lines(planning.plan(_target(target), revision))
+    lines(approval_text_for(_target(target), revision))
     return ExitCode.OK
 
 
@@ -101,8 +110,8 @@ def backups(
     """
     found = _target(target)
     policy = BackupPolicy(keep_last=keep_last, keep_days=keep_days)
-    pruned = backing_up.prune(found, policy) if prune else []
-    listed = backing_up.listing(found, policy)
+    pruned = prune_now(found, policy) if prune else []
+    listed = list_backups(found, policy)
     if format == "json":
         as_json({**listed.to_json(), "pruned": pruned})
         return ExitCode.OK
@@ -110,8 +119,11 @@ def backups(
     if not listed.rows:
         lines(f"target {listed.target} has no backups in {listed.directory}")
         return ExitCode.OK
-    table(f"backups of {listed.target} in {listed.directory}:", backing_up.COLUMNS,
-          [list(row.values()) for row in listed.rows])  # fmt: skip
+    table(
+        f"backups of {listed.target} in {listed.directory}:",
+        BACKUP_COLUMNS,
+        [list(row.values()) for row in listed.rows],
+    )
     if listed.incomplete:
         lines(f"retention verdicts are incomplete: {listed.incomplete}")
     return ExitCode.OK
@@ -126,7 +138,7 @@ def restore_test(*, target: TargetOption = None, backup: str = "") -> int:
     backup
         A backup's file name, as `backups` lists it.
     """
-    result = backing_up.restore_test(_target(target), backup)
+    result = run_restore_test(_target(target), backup)
     lines(result.lines())
     return ExitCode.OK if result.passed else ExitCode.CHECK_FAILED
 
@@ -153,7 +165,7 @@ def resolve_run(
     if mark and restore:
         raise ConfigurationError("choose --mark or --restore, not both")
     found = _target(target)
-    situation = resolve.describe(found)
+    situation = situation_of(found)
     lines(situation.lines)
     if situation.row is None:
         return ExitCode.OK
@@ -170,18 +182,26 @@ def resolve_run(
             lines("nothing changed")
             return ExitCode.NOTHING_DONE
     elif not yes:
-        answer = input(f"{action} ledger row {situation.row.id} of {found.masked_url}? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
+        question = f"{action} ledger row {situation.row.id} of {found.masked_url}?"
+        if not Confirm.ask(question, default=False):
             lines("nothing changed")
             return ExitCode.NOTHING_DONE
-    lines(resolve.resolve(found, action))
+    resolution = resolve(found, action)
+    lines(resolution.lines)
+    if resolution.row is not None:  # the dead run's Prefect side: Crashed, its slot freed
+        lines(release_dead_run(found, resolution.row.flow_run_id))
     return ExitCode.OK
 
 
 def _ask_choice() -> str | None:
-    choices = {"r": "rolled-back", "s": "restore", "f": "failed"}
-    answer = input("[r] mark rolled back, re[s]tore the backup, [f] mark failed, [n]othing: ")
-    return choices.get(answer.strip().lower()[:1])
+    choices = {"r": "rolled-back", "s": "restore", "f": "failed", "n": None}
+    answer = Prompt.ask(
+        "[r] mark rolled back, re[s]tore the backup, [f] mark failed, [n]othing",
+        choices=list(choices),
+        default="n",
+        show_choices=False,
+    )
+    return choices[answer]
 
 
 @app.command(group=APPROVALS)
@@ -194,8 +214,11 @@ def pending(*, format: FormatOption = "text") -> int:
     elif not rows:
         lines("no runs wait for approval")
     else:
-        table("runs waiting for approval:", approvals.PENDING_COLUMNS,
-              [list(row.values()) for row in rows])  # fmt: skip
+        table(
+            "runs waiting for approval:",
+            approvals.PENDING_COLUMNS,
+            [list(row.values()) for row in rows],
+        )
     return ExitCode.OK
 
 
@@ -265,15 +288,16 @@ def lint(
         if sql is not None:  # even "": an empty variable in CI must not lint something else
             data = sys.stdin.buffer.read() if sql == "-" else Path(sql).read_bytes()
         report = (
-            linting.lint_text(linting.decode_sql(data), assume_lock_timeout=assume_lock_timeout)
-            if sql is not None else linting.lint_revisions(start, end)
-        )  # fmt: skip
+            lint_text(decode_sql(data), assume_lock_timeout=assume_lock_timeout)
+            if sql is not None
+            else lint_revisions(start, end)
+        )
     except OSError as exc:
         return _fail(f"cannot read {shown(sql)}: {exc.strerror}", ExitCode.NO_INPUT)
     except (LintError, UnusableHistory) as exc:
         return _fail(str(exc), ExitCode.DATA)
-    lines(linting.render(report, format))
-    return linting.exit_code(report)
+    lines(render_report(report, format))
+    return exit_code_of(report)
 
 
 @app.command(group=GATES)
@@ -287,7 +311,7 @@ def verify(
     """
     parsed = parse_database_url(server, variable="--server") if server else None
     try:
-        results = verifying.verify(parsed)
+        results = verify_history(parsed)
     except UnusableHistory as exc:
         return _fail(str(exc), ExitCode.DATA)
     for name, passed, detail in results:
@@ -312,8 +336,8 @@ def setup(
     paused_alert_seconds
         Alert when a run waits for approval longer than this.
     """
-    targets = setting_up.targets_to_set_up(target or [])
-    lines(setting_up.setup(targets, paused_alert=timedelta(seconds=paused_alert_seconds)))
+    targets = targets_to_set_up(target or [])
+    lines(set_up(targets, paused_alert=timedelta(seconds=paused_alert_seconds)))
     return ExitCode.OK
 
 
@@ -334,8 +358,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc), exc.exit_code)
     except httpx.TransportError as exc:
         where = PREFECT_API_URL.value() or "(no PREFECT_API_URL)"
-        return _fail(f"the Prefect API at {where} does not answer ({describe(exc)[:200]}); start "
-                     f"it (make server) or set PREFECT_API_URL", ExitCode.UNAVAILABLE)  # fmt: skip
+        return _fail(
+            f"the Prefect API at {where} does not answer ({describe(exc)[:200]}); start "
+            f"it (make server) or set PREFECT_API_URL",
+            ExitCode.UNAVAILABLE,
+        )
     except KeyboardInterrupt:
         return _fail("interrupted", ExitCode.INTERRUPTED)
     except Exception as exc:  # a bug of ours: one line, and never a code a gate reads as a level

@@ -51,9 +51,14 @@ class PendingRun:
     def row(self) -> dict[str, str]:
         r = self.request
         deadline = (r.get("deadline") or "?")[:16].replace("T", " ")
-        cells = (self.run.name, r.get("target", "?"),
-                 f"{r.get('from_revision') or 'base'} -> {r.get('to_revision', '?')}",
-                 r.get("risk", "?"), self.age, deadline)  # fmt: skip
+        cells = (
+            self.run.name,
+            r.get("target", "?"),
+            f"{r.get('from_revision') or 'base'} -> {r.get('to_revision', '?')}",
+            r.get("risk", "?"),
+            self.age,
+            deadline,
+        )
         return dict(zip(PENDING_COLUMNS, cells, strict=True))
 
     @property
@@ -93,8 +98,9 @@ def pending() -> list[PendingRun]:
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
             ),
         )
-    return [PendingRun(run, read_flow_run_input(REQUEST_KEY, flow_run_id=run.id) or {})
-            for run in runs]  # fmt: skip
+    return [
+        PendingRun(run, read_flow_run_input(REQUEST_KEY, flow_run_id=run.id) or {}) for run in runs
+    ]
 
 
 def plan_text(reference: str) -> str:
@@ -121,8 +127,11 @@ def decide(reference: str, *, approve: bool, approver: str, reason: str, wait: f
     bounded(reason, "reason", one_line=False)
     run = find_run(reference)
     refusals = _refusal_count(run.id)
-    answer = {"decision": "approve" if approve else "reject", "approver": approver,
-              "reason": reason}  # fmt: skip
+    answer = {
+        "decision": "approve" if approve else "reject",
+        "approver": approver,
+        "reason": reason,
+    }
     try:
         resume_flow_run(run.id, run_input=answer)
     except NotPausedError:

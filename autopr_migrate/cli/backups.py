@@ -15,12 +15,12 @@ from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError
 
-from autopr_migrate.backends.connections import connect
+from autopr_migrate.backends.connections import connect, row_counts
 from autopr_migrate.errors import MigrationError, describe
 from autopr_migrate.history import commands as alembic_ops
 from autopr_migrate.operations.scratch import scratch_copy
 from autopr_migrate.policy.parameters import BackupPolicy
-from autopr_migrate.store.backups import Backup, digest, row_counts
+from autopr_migrate.store.backups import Backup, digest
 from autopr_migrate.store.catalog import find_backup
 from autopr_migrate.store.retention import apply_retention, judge, protected_backups
 from autopr_migrate.targets.targets import Target
@@ -28,7 +28,7 @@ from autopr_migrate.targets.targets import Target
 RESTORE_TEST_PREFIX = "autopr_restoretest_"
 
 
-COLUMNS = ("created (UTC)", "label", "revision", "size", "sha256", "retention", "file")
+BACKUP_COLUMNS = ("created (UTC)", "label", "revision", "size", "sha256", "retention", "file")
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Listing:
         return asdict(self)
 
 
-def listing(target: Target, policy: BackupPolicy) -> Listing:
+def list_backups(target: Target, policy: BackupPolicy) -> Listing:
     """One row per backup, newest first: when, what, how big, intact, and retention's verdict.
 
     It works with the database down (that is when backups matter most); retention's verdicts
@@ -58,10 +58,16 @@ def listing(target: Target, policy: BackupPolicy) -> Listing:
     rows = []
     for verdict in judge(target, policy, protected=protected):
         backup = verdict.item.backup
-        cells = (f"{verdict.item.created:%Y-%m-%d %H:%M:%S}", backup.label,
-                 backup.revision or "base", _size(backup.bytes), verdict.item.verify(),
-                 _retention(verdict, unknown=bool(unknown)), backup.path.name)  # fmt: skip
-        rows.append(dict(zip(COLUMNS, cells, strict=True)))
+        cells = (
+            f"{verdict.item.created:%Y-%m-%d %H:%M:%S}",
+            backup.label,
+            backup.revision or "base",
+            _size(backup.bytes),
+            verdict.item.verify(),
+            _retention(verdict, unknown=bool(unknown)),
+            backup.path.name,
+        )
+        rows.append(dict(zip(BACKUP_COLUMNS, cells, strict=True)))
     return Listing(target.name, str(target.backup_dir), rows, unknown)
 
 
@@ -71,7 +77,7 @@ def _retention(verdict, *, unknown: bool) -> str:
     return "unknown" if unknown else "expired"
 
 
-def prune(target: Target, policy: BackupPolicy) -> list[str]:
+def prune_now(target: Target, policy: BackupPolicy) -> list[str]:
     deleted = apply_retention(target, policy)
     if not deleted:
         return ["retention deletes nothing: every backup is kept"]
@@ -92,18 +98,21 @@ class RestoreTest:
         if self.passed:
             rows = sum(self.backup.row_counts.values())
             tables = len(self.backup.row_counts)
-            return [f"{head}: PASSED in {self.seconds:.1f} s: sha256 verified, revision "
-                    f"matches, {tables} tables and {rows:,} rows as recorded"]  # fmt: skip
+            return [
+                f"{head}: PASSED in {self.seconds:.1f} s: sha256 verified, revision "
+                f"matches, {tables} tables and {rows:,} rows as recorded"
+            ]
         return [f"{head}: FAILED", *(f"  {problem}" for problem in self.problems)]
 
 
-def restore_test(target: Target, name: str = "") -> RestoreTest:
+def run_restore_test(target: Target, name: str = "") -> RestoreTest:
     """Restore ``name`` (default: the newest restorable backup) into a scratch copy and verify."""
     backup = find_backup(target, name)
     result = RestoreTest(backup)
     if not backup.path.exists() or digest(backup.path) != backup.sha256:
-        result.problems.append("the file does not match the sha256 in its sidecar: do not rely "
-                               "on this backup")  # fmt: skip
+        result.problems.append(
+            "the file does not match the sha256 in its sidecar: do not rely on this backup"
+        )
         return result
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=".restore-test-", dir=target.backup_dir) as directory:
@@ -124,8 +133,10 @@ def restore_test(target: Target, name: str = "") -> RestoreTest:
         )
     for table in sorted(counts.keys() | backup.row_counts.keys()):
         if counts.get(table) != backup.row_counts.get(table):
-            result.problems.append(f"table {table}: {counts.get(table)} rows in the copy, "
-                                   f"{backup.row_counts.get(table)} recorded")  # fmt: skip
+            result.problems.append(
+                f"table {table}: {counts.get(table)} rows in the copy, "
+                f"{backup.row_counts.get(table)} recorded"
+            )
     result.passed = not result.problems
     return result
 

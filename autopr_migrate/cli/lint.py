@@ -92,11 +92,11 @@ def lint_text(sql: str, *, assume_lock_timeout: bool = False) -> LintReport:
     return report
 
 
-def exit_code(report: LintReport) -> int:
+def exit_code_of(report: LintReport) -> int:
     return LEVELS.index(report.level)
 
 
-def render(report: LintReport, fmt: str) -> str:
+def render_report(report: LintReport, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(report.to_json(), indent=2)
     lines = []
@@ -112,6 +112,8 @@ def render(report: LintReport, fmt: str) -> str:
         ]
     lines += report.notes
     unknown = "" if report.sizes_known else "; table sizes unknown"
-    lines.append(f"risk: {report.level.upper()} ({len(report.findings)} finding(s) in "
-                 f"{len(report.statements)} statement(s){unknown})")  # fmt: skip
+    lines.append(
+        f"risk: {report.level.upper()} ({len(report.findings)} finding(s) in "
+        f"{len(report.statements)} statement(s){unknown})"
+    )
     return "\n".join(lines)

@@ -19,8 +19,12 @@ _WIDE = 240
 
 def console() -> Console:
     """A console on the current standard output (tests and pipes replace it)."""
-    return Console(file=sys.stdout, width=None if sys.stdout.isatty() else _WIDE,
-                   highlight=False, soft_wrap=False)  # fmt: skip
+    return Console(
+        file=sys.stdout,
+        width=None if sys.stdout.isatty() else _WIDE,
+        highlight=False,
+        soft_wrap=False,
+    )
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

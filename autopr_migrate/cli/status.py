@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from alembic.script.revision import RevisionError
-from alembic.util import CommandError
-
 from autopr_migrate.backends.connections import connect
 from autopr_migrate.history import commands as alembic_ops
 from autopr_migrate.targets.targets import Target
 
 
 @dataclass(frozen=True)
-class Status:
+class TargetStatus:
     target: str
     url: str
     current: str | None
@@ -25,26 +22,30 @@ class Status:
         return self.pending is not None
 
     def lines(self) -> list[str]:
-        head = [f"target:   {self.target} ({self.url})",
-                f"current:  {self.current or 'base (empty)'}",
-                f"head:     {', '.join(self.heads)}"]  # fmt: skip
+        head = [
+            f"target:   {self.target} ({self.url})",
+            f"current:  {self.current or 'base (empty)'}",
+            f"head:     {', '.join(self.heads)}",
+        ]
         if self.pending is None:
             return [*head, f"pending:  unknown: {self.current} is not in this code's history"]
-        return [*head, f"pending:  {len(self.pending)}",
-                *(f"  {p['revision']}  {p['message']}" for p in self.pending)]  # fmt: skip
+        return [
+            *head,
+            f"pending:  {len(self.pending)}",
+            *(f"  {p['revision']}  {p['message']}" for p in self.pending),
+        ]
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-def status(target: Target) -> Status:
+def status_of(target: Target) -> TargetStatus:
     """The database's revision, the code's head, and the revisions an upgrade would run."""
     with connect(target) as connection:
         current = alembic_ops.current(connection)
     heads = alembic_ops.heads()
-    try:
-        todo = alembic_ops.pending(current)
-    except (CommandError, RevisionError):
-        return Status(target.name, target.masked_url, current, heads)
+    todo = alembic_ops.pending_if_known(current)
+    if todo is None:
+        return TargetStatus(target.name, target.masked_url, current, heads)
     pending = [{"revision": info.revision, "message": info.message} for info in todo]
-    return Status(target.name, target.masked_url, current, heads, pending)
+    return TargetStatus(target.name, target.masked_url, current, heads, pending)

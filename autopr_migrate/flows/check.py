@@ -17,9 +17,10 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
 from autopr_migrate.errors import ConfigurationError
+from autopr_migrate.operations.target_check import TargetCheck
 from autopr_migrate.orchestration import events
 from autopr_migrate.orchestration.secrets import secret_block
-from autopr_migrate.orchestration.steps.target_check import TargetCheck, check_target
+from autopr_migrate.orchestration.steps.target_check import check_target
 from autopr_migrate.policy.parameters import MigrationPolicy
 from autopr_migrate.targets.targets import default_target_name, resolve_target
 
@@ -53,11 +54,14 @@ def check(targets: list[str] | None = None, policy: MigrationPolicy | None = Non
             log("%s %s: %s", target.name, finding.area, finding.summary)
         if result.problems:
             failing.append(f"{target.name} ({', '.join(f.area for f in result.problems)})")
-            events.emit(target, events.CHECK_FAILED,
-                        problems={f.area: f.summary for f in result.problems})  # fmt: skip
+            events.emit(
+                target, events.CHECK_FAILED, problems={f.area: f.summary for f in result.problems}
+            )
     if unusable:
-        return Failed(message=f"could not check {', '.join(unusable)} (not configured); "
-                      f"problems on {'; '.join(failing) or 'none of the others'}")  # fmt: skip
+        return Failed(
+            message=f"could not check {', '.join(unusable)} (not configured); "
+            f"problems on {'; '.join(failing) or 'none of the others'}"
+        )
     if failing:
         return Completed(name="Problems found", message=f"problems on {'; '.join(failing)}")
     return Completed(message=f"{len(names)} target(s) clean: {', '.join(names)}")

@@ -12,7 +12,8 @@ import io
 import re
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,12 @@ from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 from sqlalchemy import Connection
 
-from autopr_migrate.errors import ConfigurationError, describe
+from autopr_migrate.errors import (
+    ConfigurationError,
+    OfflineRenderUnsupported,
+    RenderFailed,
+    describe,
+)
 from autopr_migrate.policy.inputs import shown
 from autopr_migrate.targets.project import alembic_ini
 
@@ -133,6 +139,14 @@ def pending(current_revision: str | None, target: str = "heads") -> list[Revisio
     return [_info(script) for script in reversed(list(revisions))]
 
 
+def pending_if_known(current_revision: str | None) -> list[RevisionInfo] | None:
+    """``pending`` to the heads; None when the database's revision is not in this history."""
+    try:
+        return pending(current_revision)
+    except (CommandError, RevisionError):
+        return None
+
+
 def ancestors(revision: str | None) -> set[str]:
     """``revision`` and every revision below it."""
     if revision is None:
@@ -195,8 +209,9 @@ def _one_revision(script: ScriptDirectory, spec: str, found: list[str]) -> str:
         return spec
     candidates = sorted(r for r in known if r.startswith(spec))
     if len(candidates) > 1:
-        listed = ", ".join(candidates[:5]) + (f" and {len(candidates) - 5} more" if len(
-            candidates) > 5 else "")  # fmt: skip
+        listed = ", ".join(candidates[:5]) + (
+            f" and {len(candidates) - 5} more" if len(candidates) > 5 else ""
+        )
         raise ConfigurationError(
             f"revision prefix {shown(spec)} is ambiguous: {len(candidates)} revisions start "
             f"with it ({listed}); type more of the one you mean"
@@ -215,9 +230,19 @@ def render_sql(dialect: str, current_revision: str | None, target: str) -> str:
     config = make_config(dialect=dialect)
     config.output_buffer = buffer
     span = f"{current_revision}:{target}" if current_revision else target
-    with _ALEMBIC:
+    with _ALEMBIC, _render_errors():
         command.upgrade(config, span, sql=True)
     return buffer.getvalue()
+
+
+@contextmanager
+def _render_errors() -> Iterator[None]:
+    try:
+        yield
+    except CommandError as exc:
+        if "--sql mode" in str(exc):
+            raise OfflineRenderUnsupported(str(exc)) from None
+        raise RenderFailed(str(exc)) from None
 
 
 RevisionCallback = Callable[[str, str, bool], None]
@@ -276,7 +301,7 @@ def render_downgrade_sql(dialect: str, current_revision: str, target: str | None
     buffer = io.StringIO()
     config = make_config(dialect=dialect)
     config.output_buffer = buffer
-    with _ALEMBIC:
+    with _ALEMBIC, _render_errors():
         command.downgrade(config, f"{current_revision}:{target or 'base'}", sql=True)
     return buffer.getvalue()
 

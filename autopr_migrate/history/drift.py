@@ -63,8 +63,10 @@ def _describe(diff: tuple) -> str:
         where = "models" if kind == "add_fk" else "database"
         constraint = diff[1]
         columns = ", ".join(column.name for column in constraint.columns)
-        return (f"foreign key {constraint.name or '(unnamed)'} on {constraint.parent.name} "
-                f"({columns}) is only in the {where}")  # fmt: skip
+        return (
+            f"foreign key {constraint.name or '(unnamed)'} on {constraint.parent.name} "
+            f"({columns}) is only in the {where}"
+        )
     if kind in ("modify_type", "modify_nullable", "modify_default", "modify_comment"):
         _, _, table, column, _, database, models = diff
         attribute = kind.removeprefix("modify_")

@@ -13,11 +13,15 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, select
 
 from autopr_migrate.history import commands as alembic_ops
 from autopr_migrate.store import ledger
+
+if TYPE_CHECKING:  # preflight reports the problems found here
+    from autopr_migrate.operations.preflight import PreflightReport
 
 CHANGED, MISSING, UNKNOWN = "changed", "missing", "unknown"
 
@@ -62,12 +66,23 @@ def check_applied(connection: Connection) -> list[HistoryProblem]:
     try:
         alembic_ops.heads()
     except alembic_ops.BrokenHistory as exc:
-        return [HistoryProblem(exc.revision, MISSING, "its revision file is gone, and the "
-                               "history below it no longer resolves")]  # fmt: skip
+        return [
+            HistoryProblem(
+                exc.revision,
+                MISSING,
+                "its revision file is gone, and the history below it no longer resolves",
+            )
+        ]
     if not alembic_ops.is_known(current):
-        return [HistoryProblem(current, UNKNOWN, "the database is at this revision, but no "
-                               "revision file of this code has it (lost, or newer code "
-                               "migrated the database)")]  # fmt: skip
+        return [
+            HistoryProblem(
+                current,
+                UNKNOWN,
+                "the database is at this revision, but no "
+                "revision file of this code has it (lost, or newer code "
+                "migrated the database)",
+            )
+        ]
     files = {info.revision: info.path for info in alembic_ops.pending(None, current)}
     problems = []
     for revision, path in files.items():
@@ -78,12 +93,15 @@ def check_applied(connection: Connection) -> list[HistoryProblem]:
             continue
         now = _sha256(path)
         if now != recorded[revision]:
-            problems.append(HistoryProblem(
-                revision, CHANGED,
-                f"{path.name} changed after it was applied (sha256 now {now[:12]}..., "
-                f"applied as {recorded[revision][:12]}...)",
-                current_sha256=now,
-            ))  # fmt: skip
+            problems.append(
+                HistoryProblem(
+                    revision,
+                    CHANGED,
+                    f"{path.name} changed after it was applied (sha256 now {now[:12]}..., "
+                    f"applied as {recorded[revision][:12]}...)",
+                    current_sha256=now,
+                )
+            )
     return problems
 
 
@@ -103,3 +121,13 @@ def unrecorded_applied(connection: Connection, current: str | None) -> dict[str,
         for info in alembic_ops.pending(None, current)
         if info.revision not in recorded
     }
+
+
+def ledger_checksums(
+    connection: Connection, checks: PreflightReport, planned: dict[str, str]
+) -> dict[str, str]:
+    """What a run's ledger row records: applied revisions no row has yet, the changed files the
+    policy accepted, and the planned revisions."""
+    baseline = unrecorded_applied(connection, checks.current)
+    accepted = {p.revision: p.current_sha256 for p in checks.accepted_history}
+    return {**baseline, **accepted, **planned}

@@ -28,9 +28,13 @@ def release_dead_run(target: Target, flow_run_id: str | None) -> list[str]:
                 except ObjectNotFound:
                     run = None
                 if run is not None and run.state is not None and not run.state.is_final():
-                    client.set_flow_run_state(run.id, Crashed(
-                        message="its process died during the migration; resolved by an operator"
-                    ), force=True)  # fmt: skip
+                    client.set_flow_run_state(
+                        run.id,
+                        Crashed(
+                            message="its process died during the migration; resolved by an operator"
+                        ),
+                        force=True,
+                    )
                     lines.append(f"flow run {run.name} marked Crashed (it was {run.state.name})")
             name = limit_name(target)
             try:

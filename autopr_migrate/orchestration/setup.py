@@ -37,9 +37,14 @@ WORK_POOL = "migrations"
 MIGRATION_FLOWS = ["migrate", "rollback", "check", "fleet"]
 _TARGET_URL = re.compile(r"^AUTOPR_DB_([A-Z0-9_]+)_URL$")
 _HEALTH = "_HEALTH"  # AUTOPR_DB_<NAME>_HEALTH_URL is a target's health URL, not a target
-_FINAL = {"prefect.flow-run.Running", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
-          "prefect.flow-run.Crashed", "prefect.flow-run.Cancelling",
-          "prefect.flow-run.Cancelled"}  # fmt: skip
+_FINAL = {
+    "prefect.flow-run.Running",
+    "prefect.flow-run.Completed",
+    "prefect.flow-run.Failed",
+    "prefect.flow-run.Crashed",
+    "prefect.flow-run.Cancelling",
+    "prefect.flow-run.Cancelled",
+}
 RUN_PAYLOAD = (
     '{"alert": "{{ automation.name }}", "run": "{{ flow_run.name }}", '
     '"state": "{{ flow_run.state.name }}", "message": {{ flow_run.state.message | tojson }}, '
@@ -74,13 +79,15 @@ def alert_blocks(environ: Mapping[str, str] | None = None) -> list[tuple[str, Bl
         "AUTOPR_ALERT_WEBHOOK_URL": ("autopr-alerts-webhook", lambda u: Webhook(url=u)),
         "AUTOPR_ALERT_SLACK_WEBHOOK_URL": ("autopr-alerts-slack", lambda u: SlackWebhook(url=u)),
         "AUTOPR_ALERT_TEAMS_WEBHOOK_URL": (
-            "autopr-alerts-teams", lambda u: MicrosoftTeamsWebhook(url=u)),
-    }  # fmt: skip
+            "autopr-alerts-teams",
+            lambda u: MicrosoftTeamsWebhook(url=u),
+        ),
+    }
     configured = [(v, spec) for v, spec in makers.items() if environ.get(v, "").strip()]
     return [(name, make(environ[variable].strip())) for variable, (name, make) in configured]
 
 
-def setup(targets: list[Target], *, paused_alert: timedelta) -> list[str]:
+def set_up(targets: list[Target], *, paused_alert: timedelta) -> list[str]:
     """Create or confirm everything; one line per item saying what was done."""
     lines = [_work_pool()]
     lines += [f"concurrency limit {ensure_limit(target)}: present" for target in targets]
@@ -104,8 +111,11 @@ def setup(targets: list[Target], *, paused_alert: timedelta) -> list[str]:
 def _remove_retired(wanted: set[str]) -> list[str]:
     """Automations an earlier version of setup created under a name no longer used."""
     with get_client(sync_client=True) as client:
-        retired = [a for a in client.read_automations()
-                   if "autopr-setup" in a.tags and a.name not in wanted]  # fmt: skip
+        retired = [
+            a
+            for a in client.read_automations()
+            if "autopr-setup" in a.tags and a.name not in wanted
+        ]
         for automation in retired:
             client.delete_automation(automation.id)
     return [f"automation {automation.name!r}: retired" for automation in retired]
@@ -143,9 +153,13 @@ def _automations(destinations: list, paused_alert: timedelta) -> list[Automation
             "whatever its state is named.",
             trigger=EventTrigger(
                 expect={"prefect.flow-run.*"},
-                match={"prefect.resource.id": "prefect.flow-run.*",
-                       "prefect.state-type": ["FAILED", "CRASHED"]},
-                match_related=flows, posture=Posture.Reactive, threshold=1,
+                match={
+                    "prefect.resource.id": "prefect.flow-run.*",
+                    "prefect.state-type": ["FAILED", "CRASHED"],
+                },
+                match_related=flows,
+                posture=Posture.Reactive,
+                threshold=1,
             ),
             actions=_actions(destinations, subject="Migration run failed", payload=RUN_PAYLOAD),
         ),
@@ -153,28 +167,39 @@ def _automations(destinations: list, paused_alert: timedelta) -> list[Automation
             name="autopr: approval waiting too long",
             description=f"A migration run has waited for approval for over {paused_alert}.",
             trigger=EventTrigger(
-                after={"prefect.flow-run.Paused"}, expect=_FINAL,
+                after={"prefect.flow-run.Paused"},
+                expect=_FINAL,
                 for_each={"prefect.resource.id"},
-                match={"prefect.resource.id": "prefect.flow-run.*"}, match_related=flows,
-                posture=Posture.Proactive, threshold=1, within=paused_alert,
+                match={"prefect.resource.id": "prefect.flow-run.*"},
+                match_related=flows,
+                posture=Posture.Proactive,
+                threshold=1,
+                within=paused_alert,
             ),
-            actions=_actions(destinations, subject="Migration waiting for approval",
-                             payload=RUN_PAYLOAD),
+            actions=_actions(
+                destinations, subject="Migration waiting for approval", payload=RUN_PAYLOAD
+            ),
         ),
         Automation(
             name="autopr: database rolled back or restored, approval expired, check failed",
             description="A migration was undone, nobody approved it in time, or the daily "
             "check found a target that needs attention.",
             trigger=EventTrigger(
-                expect={"autopr.migration.rolled-back", "autopr.migration.restored",
-                        "autopr.migration.approval-expired", "autopr.migration.check-failed"},
+                expect={
+                    "autopr.migration.rolled-back",
+                    "autopr.migration.restored",
+                    "autopr.migration.approval-expired",
+                    "autopr.migration.check-failed",
+                },
                 match={"prefect.resource.id": "autopr.database.*"},
-                posture=Posture.Reactive, threshold=1,
+                posture=Posture.Reactive,
+                threshold=1,
             ),
-            actions=_actions(destinations, subject="Migration undone or expired",
-                             payload=EVENT_PAYLOAD),
+            actions=_actions(
+                destinations, subject="Migration undone or expired", payload=EVENT_PAYLOAD
+            ),
         ),
-    ]  # fmt: skip
+    ]
 
 
 def _upsert(wanted: Automation) -> str:

@@ -66,7 +66,8 @@ def bounded(value: str, name: str, *, advice: str = "", one_line: bool = True) -
     bad = next((c for c in value if c not in allowed and unicodedata.category(c) in _CONTROL), None)
     if bad is not None:
         what = {"\x00": "a NUL character", "\n": "a line break", "\r": "a line break"}.get(
-            bad, f"the control character U+{ord(bad):04X}")  # fmt: skip
+            bad, f"the control character U+{ord(bad):04X}"
+        )
         raise ConfigurationError(f"{name} holds {what}: {shown(value)}; pass plain text")
     return value
 

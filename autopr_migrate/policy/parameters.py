@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from autopr_migrate.model import RISK_LEVELS, RiskLevel
 from autopr_migrate.policy import inputs
 
 
@@ -86,10 +87,12 @@ class BackupPolicy(_Policy):
         10, ge=1, le=10000, description="Retention: the newest N backups always stay."
     )
     keep_days: float = Field(
-        30, ge=0, le=3650,
+        30,
+        ge=0,
+        le=3650,
         description="Retention: backups younger than this stay too; an older one beyond the "
         "newest keep_last goes after a successful migration. 0: by count only.",
-    )  # fmt: skip
+    )
 
 
 class ProbePolicy(_Policy):
@@ -101,10 +104,6 @@ class ProbePolicy(_Policy):
     request_timeout_seconds: float = Field(5, gt=0, le=60)
 
 
-RiskLevel = Literal["low", "medium", "high", "critical"]
-RISK_ORDER: tuple[str, ...] = ("low", "medium", "high", "critical")
-
-
 class ApprovalPolicy(_Policy):
     """Who must sign off a migration, and how long the run waits for them."""
 
@@ -113,7 +112,7 @@ class ApprovalPolicy(_Policy):
         description="always; risky (at or above risk_threshold, or when the risk is unknown); "
         "never (refused for production targets).",
     )
-    risk_threshold: RiskLevel = Field("medium", description="With mode=risky.")
+    risk_threshold: RiskLevel = Field(RiskLevel.MEDIUM, description="With mode=risky.")
     approvers: list[PersonName] = Field(
         default_factory=list,
         max_length=inputs.APPROVERS,
@@ -129,11 +128,11 @@ class ApprovalPolicy(_Policy):
 
     def needs_approval(self, risk: str | None) -> bool:
         """High and critical plans always need a person, whatever ``mode`` says."""
-        if self.mode == "always" or risk in ("high", "critical"):
+        if self.mode == "always" or risk in (RiskLevel.HIGH, RiskLevel.CRITICAL):
             return True
         if self.mode == "never":
             return False
-        return risk not in RISK_ORDER or RISK_ORDER.index(risk) >= RISK_ORDER.index(
+        return risk not in RISK_LEVELS or RISK_LEVELS.index(risk) >= RISK_LEVELS.index(
             self.risk_threshold
         )
 
@@ -141,9 +140,7 @@ class ApprovalPolicy(_Policy):
 class MigrationWindow(_Policy):
     """A recurring time when upgrades may start: a cron start, a time zone and a length."""
 
-    cron: str = Field(
-        ..., max_length=100, description="When the window opens, e.g. '0 2 * * SAT'."
-    )
+    cron: str = Field(..., max_length=100, description="When the window opens, e.g. '0 2 * * SAT'.")
     timezone: str = Field(
         "UTC", max_length=64, description="IANA time zone of the cron, e.g. Europe/Berlin."
     )

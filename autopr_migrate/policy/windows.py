@@ -28,8 +28,10 @@ class Opening:
         zone = ZoneInfo(self.window.timezone)
         local = self.start.astimezone(zone)
         name = f"{self.window.name} " if self.window.name else ""
-        return (f"{name}{local:%a %Y-%m-%d %H:%M %Z} for {self.window.duration_minutes} min "
-                f"({self.start.astimezone(UTC):%Y-%m-%d %H:%M} UTC)")  # fmt: skip
+        return (
+            f"{name}{local:%a %Y-%m-%d %H:%M %Z} for {self.window.duration_minutes} min "
+            f"({self.start.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
+        )
 
 
 def openings(window: MigrationWindow, after: datetime) -> list[Opening]:
@@ -68,8 +70,10 @@ def fit(windows: list[MigrationWindow], now: datetime, needed: timedelta) -> Fit
     if not candidates:
         longest = max(w.duration_minutes for w in windows)
         minutes = needed.total_seconds() / 60
-        reason = (f"no window is long enough: the upgrade needs about {minutes:.0f} min, the "
-                  f"longest window is {longest} min")  # fmt: skip
+        reason = (
+            f"no window is long enough: the upgrade needs about {minutes:.0f} min, the "
+            f"longest window is {longest} min"
+        )
         return Fit(False, None, reason)
     begins, opening = min(candidates, key=lambda pair: pair[0])
     if begins <= now:

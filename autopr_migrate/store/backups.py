@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from sqlalchemy import Connection, inspect, text
+from autopr_migrate.backends.files import remove_path
 
 SIDECAR_SUFFIX = ".json"
 
@@ -75,14 +75,6 @@ def size_of(path: Path) -> int:
     return path.stat().st_size
 
 
-def row_counts(connection: Connection) -> dict[str, int]:
-    counts = {}
-    for table in sorted(inspect(connection).get_table_names()):
-        quoted = connection.dialect.identifier_preparer.quote(table)
-        counts[table] = int(connection.scalar(text(f"SELECT count(*) FROM {quoted}")))
-    return counts
-
-
 def seal(backup: Backup, started: float) -> Backup:
     """Make a written backup private, measure and hash it, then write its sidecar."""
     _private(backup.path)
@@ -106,16 +98,6 @@ def _private(path: Path) -> None:
             os.chmod(item, 0o700 if item.is_dir() else 0o600)
     else:
         os.chmod(path, 0o600)
-
-
-def remove_path(path: Path) -> None:
-    """A backup file, or a directory-format backup with everything in it."""
-    if path.is_dir():
-        for item in sorted(path.rglob("*"), reverse=True):
-            item.rmdir() if item.is_dir() else item.unlink()
-        path.rmdir()
-    elif path.exists():
-        path.unlink()
 
 
 def remove_backup(backup: Backup) -> None:

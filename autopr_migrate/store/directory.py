@@ -26,8 +26,7 @@ def ready_backup_directory(target: Target) -> Path:
     if blocker is not None and not blocker.is_dir():
         what = "is a file" if blocker == directory else f"lies under {blocker}, which is a file"
         raise ConfigurationError(
-            f"{where} {what}, not a directory: move the file away, or "
-            f"{target.backup_dir_advice}"
+            f"{where} {what}, not a directory: move the file away, or {target.backup_dir_advice}"
         )
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)

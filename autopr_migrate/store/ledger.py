@@ -114,9 +114,13 @@ def start(connection: Connection, *, target: str, **values: Any) -> Entry:
 
 
 def finish(
-    connection: Connection, entry: Entry, *, status: str, timings: dict | None = None,
+    connection: Connection,
+    entry: Entry,
+    *,
+    status: str,
+    timings: dict | None = None,
     **values: Any,
-) -> None:  # fmt: skip
+) -> None:
     """Close the run's row; re-insert it if a restore took it away."""
     finished_at = datetime.now(UTC)
     entry.values.update(

@@ -58,9 +58,12 @@ def protected_backups(target: Target) -> dict[str, str]:
 
 
 def judge(
-    target: Target, policy: BackupPolicy, *, now: datetime | None = None,
+    target: Target,
+    policy: BackupPolicy,
+    *,
+    now: datetime | None = None,
     protected: dict[str, str] | None = None,
-) -> list[Verdict]:  # fmt: skip
+) -> list[Verdict]:
     """Every backup of ``target``, newest first, with whether retention keeps it and why.
 
     ``protected`` defaults to what the target's ledger protects (which needs the database).

@@ -63,8 +63,10 @@ class Target:
         """Which variable to change to move the backup directory: the one in effect."""
         if self.backup_dir_variable:
             return f"point {self.backup_dir_variable} (which set it) at another directory"
-        return (f"it is the default ./backups/{self.name}: set {env_prefix(self.name)}BACKUP_DIR "
-                f"or AUTOPR_BACKUP_DIR to a directory")  # fmt: skip
+        return (
+            f"it is the default ./backups/{self.name}: set {env_prefix(self.name)}BACKUP_DIR "
+            f"or AUTOPR_BACKUP_DIR to a directory"
+        )
 
     @property
     def dialect(self) -> str:
@@ -140,9 +142,12 @@ def resolve_target(
 
 
 def _find_url(
-    name: str, prefix: str, is_default: bool, environ: Mapping[str, str],
+    name: str,
+    prefix: str,
+    is_default: bool,
+    environ: Mapping[str, str],
     secrets: SecretLookup | None,
-) -> tuple[str, str]:  # fmt: skip
+) -> tuple[str, str]:
     variable = f"{prefix}URL"
     if environ.get(variable, "").strip():
         return variable, environ[variable].strip()

@@ -20,6 +20,8 @@ from autopr_migrate.history.commands import heads
 from tests.support.alembic_run import upgrade
 from tests.support.servers import serve
 
+pytestmark = pytest.mark.both_dialects  # their behaviour differs by dialect
+
 HEAD = heads()[0]
 BEFORE_VERSION_COLUMN = "8d2e4b7c9a05"
 TIMEOUT = 0.5

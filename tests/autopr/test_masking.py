@@ -56,8 +56,12 @@ def test_no_shape_lets_a_password_through_masking(password: str, shape: str) -> 
     assert password not in mask_secrets(text)
 
 
-@given(password=PASSWORDS, shape=st.sampled_from(["url", "url-with-driver", "one-slash",
-                                                   "no-colon", "no-scheme", "no-user"]))
+@given(
+    password=PASSWORDS,
+    shape=st.sampled_from(
+        ["url", "url-with-driver", "one-slash", "no-colon", "no-scheme", "no-user"]
+    ),
+)
 def test_parsing_a_url_never_shows_its_password(password: str, shape: str) -> None:
     raw = _typed(shape, password)
     assume(password not in raw.replace(password, "***"))
@@ -128,8 +132,10 @@ def test_shapes_an_earlier_masker_missed(text: str, secret: str) -> None:
 
 
 def test_our_own_advice_survives_masking_unharmed() -> None:
-    advice = ("percent-encode the characters @ : / ? # % and spaces in the user name and "
-              "password (%40 for an at sign)")  # fmt: skip
+    advice = (
+        "percent-encode the characters @ : / ? # % and spaces in the user name and "
+        "password (%40 for an at sign)"
+    )
     text = f"X has an unencoded at sign in its user name or password (postgresql://***/d); {advice}"
     assert mask_secrets(text) == text
 
@@ -157,8 +163,15 @@ def test_a_malformed_log_call_is_left_to_the_handler_not_raised(caplog) -> None:
 
 
 def test_log_records_and_their_tracebacks_are_masked() -> None:
-    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "connecting to %s", (
-        "postgresql://app:Hidden-77@db/autopr",), None)  # fmt: skip
+    record = logging.LogRecord(
+        "x",
+        logging.ERROR,
+        __file__,
+        1,
+        "connecting to %s",
+        ("postgresql://app:Hidden-77@db/autopr",),
+        None,
+    )
     try:
         raise RuntimeError("password=Hidden-88 refused")
     except RuntimeError:

@@ -59,7 +59,7 @@ def fast_policy(
 ) -> MigrationPolicy:
     """Short waits, so a failing run fails in seconds; no approval unless asked for."""
     approval = {"mode": "never", "poll_interval_seconds": 1, **(approval or {})}
-    probe = {"consecutive_successes": 2, "interval_seconds": 0.2, "deadline_seconds": 2.5}
+    probe = {"consecutive_successes": 2, "interval_seconds": 0.2, "deadline_seconds": 1.5}
     return MigrationPolicy(
         approval=ApprovalPolicy(**approval),
         lock=LockPolicy(**{"wait_seconds": 30, "lock_timeout_seconds": 2, **(lock or {})}),

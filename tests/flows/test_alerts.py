@@ -10,7 +10,7 @@ from prefect.automations import Automation
 from prefect.flow_runs import resume_flow_run
 
 from autopr_migrate.flows.migrate import migrate
-from autopr_migrate.orchestration.setup import setup, targets_to_set_up
+from autopr_migrate.orchestration.setup import set_up, targets_to_set_up
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows
 from tests.support.paused import BackgroundRun, migrate_approving, read_run
@@ -24,8 +24,9 @@ PAUSED_ALERT_SECONDS = 10
 def alerts(migration_target, monkeypatch):
     with webhook_receiver() as (url, received):
         monkeypatch.setenv("AUTOPR_ALERT_WEBHOOK_URL", url)
-        first = setup(targets_to_set_up(["app"]),
-                      paused_alert=timedelta(seconds=PAUSED_ALERT_SECONDS))  # fmt: skip
+        first = set_up(
+            targets_to_set_up(["app"]), paused_alert=timedelta(seconds=PAUSED_ALERT_SECONDS)
+        )
         yield first, received
         for automation in _our_automations():
             automation.delete()
@@ -42,10 +43,13 @@ def test_setup_twice_changes_nothing(alerts) -> None:
     first, _ = alerts
     assert "concurrency limit migrate-app: present" in first
     before = sorted((a.name, str(a.id)) for a in _our_automations())
-    second = setup(targets_to_set_up(["app"]), paused_alert=timedelta(seconds=PAUSED_ALERT_SECONDS))
+    second = set_up(
+        targets_to_set_up(["app"]), paused_alert=timedelta(seconds=PAUSED_ALERT_SECONDS)
+    )
     automations = [line for line in second if line.startswith("automation")]
     assert len(automations) == 3 and all(line.endswith(": unchanged") for line in automations), (
-        automations)  # fmt: skip
+        automations
+    )
     assert "work pool migrations: present" in second
     assert sorted((a.name, str(a.id)) for a in _our_automations()) == before
     with get_client(sync_client=True) as client:
@@ -84,8 +88,10 @@ def test_a_run_waiting_for_approval_too_long_pages(alerts, migration_target, his
     add_revision(history, "aaaa000000b1", ADD_PRIORITY)
     background = BackgroundRun(target="app", policy=fast_policy(approval={"mode": "always"}))
     run = background.paused()
-    body = received.wait_for(lambda b: b.get("alert") == "autopr: approval waiting too long",
-                             timeout=PAUSED_ALERT_SECONDS + 40)  # fmt: skip
+    body = received.wait_for(
+        lambda b: b.get("alert") == "autopr: approval waiting too long",
+        timeout=PAUSED_ALERT_SECONDS + 40,
+    )
     assert body["run"] == run.name
     resume_flow_run(run.id, run_input={"decision": "reject", "approver": "ops", "reason": "t"})
     background.result()

@@ -34,8 +34,9 @@ def _start(**approval) -> BackgroundRun:
 
 
 def _approve(run_id, approver: str, reason: str = "ok", decision: str = "approve") -> None:
-    resume_flow_run(run_id, run_input={"decision": decision, "approver": approver,
-                                       "reason": reason})  # fmt: skip
+    resume_flow_run(
+        run_id, run_input={"decision": decision, "approver": approver, "reason": reason}
+    )
 
 
 def test_paused_run_shows_plan_and_form_and_refuses_invalid_input(prepared) -> None:
@@ -55,8 +56,11 @@ def test_paused_run_shows_plan_and_form_and_refuses_invalid_input(prepared) -> N
     assert fields["decision"]["default"] == "reject" and schema_["required"] == ["approver"]
 
     assert fields["approver"]["maxLength"] == 100 and fields["reason"]["maxLength"] == 1000
-    for bad in ({"decision": "maybe", "approver": "bob"}, {"decision": "approve"},
-                {"decision": "approve", "approver": "b" * 101}):  # fmt: skip
+    for bad in (
+        {"decision": "maybe", "approver": "bob"},
+        {"decision": "approve"},
+        {"decision": "approve", "approver": "b" * 101},
+    ):
         with pytest.raises(RuntimeError, match="Validation failed"):
             resume_flow_run(run.id, run_input=bad)
         assert read_run(run.id).state.is_paused()
@@ -97,14 +101,21 @@ def test_reject_ends_failed_with_nothing_changed(prepared) -> None:
 def test_no_decision_before_the_deadline_fails_with_nothing_changed(prepared) -> None:
     before = (revision_of(prepared), checksums(prepared))
     started = time.monotonic()
-    state = migrate(target="app", requested_by="erin", return_state=True,
-                    policy=fast_policy(approval={"mode": "always", "timeout_seconds": 3}))
+    state = migrate(
+        target="app",
+        requested_by="erin",
+        return_state=True,
+        policy=fast_policy(approval={"mode": "always", "timeout_seconds": 3}),
+    )
     assert time.monotonic() - started < 30
     assert state.is_failed()
     assert "nobody approved before the deadline" in state.message
     assert (revision_of(prepared), checksums(prepared)) == before
-    found = run_events(state.state_details.flow_run_id, "autopr.database.app",
-                       expect="autopr.migration.approval-expired")  # fmt: skip
+    found = run_events(
+        state.state_details.flow_run_id,
+        "autopr.database.app",
+        expect="autopr.migration.approval-expired",
+    )
     assert "autopr.migration.approval-expired" in found
 
 
@@ -117,8 +128,9 @@ def test_requester_cannot_approve_their_own_run(prepared) -> None:
     assert again.state.state_details.pause_key != run.state.state_details.pause_key
     refusal = read_flow_run_input("autopr-approval-refused-1", flow_run_id=run.id)
     assert "four eyes" in refusal["reason"]
-    description = read_flow_run_input(keyset_from_paused_state(again.state)["description"],
-                                      flow_run_id=run.id)  # fmt: skip
+    description = read_flow_run_input(
+        keyset_from_paused_state(again.state)["description"], flow_run_id=run.id
+    )
     assert description.startswith("> **The last answer was not accepted:**")
     assert revision_of(prepared) != GOAL
     _approve(run.id, "dave")
@@ -131,8 +143,10 @@ def test_only_listed_approvers_may_decide(prepared) -> None:
     _approve(run.id, "mallory")
     time.sleep(2.5)
     background.paused()
-    assert "not an approver" in read_flow_run_input("autopr-approval-refused-1",
-                                                    flow_run_id=run.id)["reason"]  # fmt: skip
+    assert (
+        "not an approver"
+        in read_flow_run_input("autopr-approval-refused-1", flow_run_id=run.id)["reason"]
+    )
     _approve(run.id, "erin", "fine", decision="reject")
     state = background.result()
     assert state.is_failed() and "rejected by erin" in state.message
@@ -155,8 +169,7 @@ def test_revision_moved_during_the_pause_stops_the_run(prepared) -> None:
 def test_the_lock_is_held_across_the_pause(prepared) -> None:
     background = _start()
     run = background.paused()
-    second = migrate(target="app", policy=fast_policy(lock={"wait_seconds": 1}),
-                     return_state=True)  # fmt: skip
+    second = migrate(target="app", policy=fast_policy(lock={"wait_seconds": 1}), return_state=True)
     assert second.is_failed() and "another run is migrating target 'app'" in second.message
     _approve(run.id, "bob")
     assert background.result().is_completed()

@@ -35,8 +35,17 @@ def test_pending_and_show_describe_the_waiting_run(paused, capsys) -> None:
     assert main(["pending"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0] == "runs waiting for approval:"
-    assert table[1].split() == ["run", "target", "from", "->", "to", "risk", "age", "deadline",
-                                "(UTC)"]  # fmt: skip
+    assert table[1].split() == [
+        "run",
+        "target",
+        "from",
+        "->",
+        "to",
+        "risk",
+        "age",
+        "deadline",
+        "(UTC)",
+    ]
     (line,) = [row for row in table if run.name in row]
     assert "app" in line and f"-> {GOAL}" in line and " low " in line
     assert main(["pending", "--format", "json"]) == 0

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from prefect.logging import disable_run_logger
+import pytest
 from sqlalchemy import text
 
 from autopr_migrate.cli.app import main
 from autopr_migrate.errors import ExitCode
 from autopr_migrate.flows.migrate import migrate
-from autopr_migrate.orchestration.steps.backup import take_backup
+from autopr_migrate.operations.backup import take_backup
 from autopr_migrate.policy.parameters import BackupPolicy
 from autopr_migrate.store import ledger
 from autopr_migrate.store.backups import Backup
@@ -24,8 +24,7 @@ NO_OP = ("op.execute('SELECT 1')", "pass")
 
 
 def _backup(days_old: float = 0, label: str = "manual") -> Backup:
-    with disable_run_logger():
-        backup = take_backup.fn(resolve_target("app"), BackupPolicy(), label=label)
+    backup = take_backup(resolve_target("app"), BackupPolicy(), label=label)
     if days_old:
         data = json.loads(backup.sidecar.read_text())
         data["created_at"] = (datetime.now(UTC) - timedelta(days=days_old)).isoformat()
@@ -37,6 +36,7 @@ def _names(migration_target) -> set[str]:
     return {p.name for p in migration_target.backup_dir.iterdir() if not p.name.startswith(".")}
 
 
+@pytest.mark.both_dialects
 def test_backups_lists_time_revision_size_and_checksum(migration_target, capsys) -> None:
     at_head_with_rows(migration_target.engine())
     good, damaged = _backup(days_old=2), _backup()
@@ -67,26 +67,36 @@ def test_retention_after_a_successful_migration_keeps_what_is_needed(
     left = _names(migration_target)
     assert not any(b.path.name in left for b in [*expired, also_expired])
     assert young.path.name in left  # younger than keep_days
-    (run_backup,) = [name for name in left if name.endswith("-pre-upgrade.sqlite3")
-                     or name.endswith("-pre-upgrade.dump")]  # fmt: skip
+    (run_backup,) = [
+        name
+        for name in left
+        if name.endswith("-pre-upgrade.sqlite3") or name.endswith("-pre-upgrade.dump")
+    ]
     # The newest successful run's backup and a backup a running ledger row names both stay,
     # however old and however many newer ones exist.
     protected = _backup(days_old=90)
     with engine.connect() as connection:
-        ledger.start(connection, target="app", from_revision="dddd00000001",
-                     to_revision="dddd00000002", backup_path=str(protected.path))  # fmt: skip
+        ledger.start(
+            connection,
+            target="app",
+            from_revision="dddd00000001",
+            to_revision="dddd00000002",
+            backup_path=str(protected.path),
+        )
     for _ in range(2):
         _backup()
     data = json.loads((migration_target.backup_dir / f"{run_backup}.json").read_text())
     data["created_at"] = (datetime.now(UTC) - timedelta(days=90)).isoformat()
     (migration_target.backup_dir / f"{run_backup}.json").write_text(json.dumps(data))
-    assert main(["backups", "--target", "app", "--prune", "--keep-last", "1",
-                 "--keep-days", "0"]) == 0  # fmt: skip
+    assert (
+        main(["backups", "--target", "app", "--prune", "--keep-last", "1", "--keep-days", "0"]) == 0
+    )
     left = _names(migration_target)
     assert run_backup in left and protected.path.name in left
     assert young.path.name not in left
 
 
+@pytest.mark.both_dialects
 def test_restore_test_restores_a_copy_and_verifies_it(migration_target, capsys) -> None:
     engine = at_head_with_rows(migration_target.engine())
     backup = _backup()
@@ -104,6 +114,7 @@ def test_restore_test_restores_a_copy_and_verifies_it(migration_target, capsys) 
             assert connection.scalar(text(leftovers)) == 0
 
 
+@pytest.mark.both_dialects
 def test_restore_test_fails_a_backup_that_is_not_what_its_sidecar_says(
     migration_target, capsys
 ) -> None:
@@ -152,8 +163,13 @@ def test_retention_keeps_a_failed_runs_backup_and_leaves_other_targets_alone(
     engine = at_head_with_rows(migration_target.engine())
     after_failure = _backup(days_old=90)
     with engine.connect() as connection:
-        entry = ledger.start(connection, target="app", from_revision="x", to_revision="y",
-                             backup_path=str(after_failure.path))  # fmt: skip
+        entry = ledger.start(
+            connection,
+            target="app",
+            from_revision="x",
+            to_revision="y",
+            backup_path=str(after_failure.path),
+        )
         ledger.finish(connection, entry, status=ledger.FAILED)
     # Another target's backup in the same directory: not ours to list, judge or delete.
     foreign = _backup(days_old=90)
@@ -163,8 +179,9 @@ def test_retention_keeps_a_failed_runs_backup_and_leaves_other_targets_alone(
     expired = _backup(days_old=80)
     for _ in range(2):
         _backup()
-    assert main(["backups", "--target", "app", "--prune", "--keep-last", "1",
-                 "--keep-days", "0"]) == 0  # fmt: skip
+    assert (
+        main(["backups", "--target", "app", "--prune", "--keep-last", "1", "--keep-days", "0"]) == 0
+    )
     left = _names(migration_target)
     assert after_failure.path.name in left and foreign.path.name in left
     assert expired.path.name not in left

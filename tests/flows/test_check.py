@@ -6,14 +6,13 @@ import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from prefect.logging import disable_run_logger
 from sqlalchemy import Column, Integer, Table
 
 from autopr.database import Base
 from autopr_migrate.flows.check import check
 from autopr_migrate.flows.migrate import migrate
 from autopr_migrate.flows.rollback import rollback
-from autopr_migrate.orchestration.steps.backup import take_backup
+from autopr_migrate.operations.backup import take_backup
 from autopr_migrate.policy.parameters import BackupPolicy, MigrationPolicy, RiskPolicy
 from autopr_migrate.store import ledger
 from autopr_migrate.targets.targets import resolve_target
@@ -41,11 +40,13 @@ def _check(*, clean: bool = False, **policy) -> tuple[object, str, dict]:
     state = check(targets=["app"], policy=fast_policy(**policy), return_state=True)
     run_id = state.state_details.flow_run_id
     artifact = run_artifacts(run_id)["migration-check-app"]
-    found = run_events(run_id, resolve_target("app").resource_id, expect=CHECK_FAILED,
-                       wait=3 if clean else 15)  # fmt: skip
+    found = run_events(
+        run_id, resolve_target("app").resource_id, expect=CHECK_FAILED, wait=3 if clean else 15
+    )
     return state, artifact, found
 
 
+@pytest.mark.both_dialects
 def test_a_clean_target_reports_clean(migration_target, history) -> None:
     _migrated_through_the_flow(migration_target, history)
     state, artifact, found = _check(clean=True)
@@ -84,11 +85,13 @@ def test_a_lost_revision_in_the_middle_is_reported_and_the_rest_still_checked(
     _state, artifact, found = _check()
     assert "e5c8f2a1d934: its revision file is gone" in artifact
     assert "| revision | **PROBLEM** | could not be checked: the schema history is broken" in (
-        artifact)  # fmt: skip
+        artifact
+    )
     assert "| ledger | ok |" in artifact and "| health | ok |" in artifact
     assert "applied revisions" in found[CHECK_FAILED]["problems"]
 
 
+@pytest.mark.both_dialects
 def test_a_model_change_without_a_revision_is_reported(migration_target) -> None:
     at_head_with_rows(migration_target.engine())
     audit = Table("audit_entries", Base.metadata, Column("id", Integer, primary_key=True))
@@ -131,17 +134,22 @@ def test_a_stale_running_ledger_row_is_reported(migration_target) -> None:
 def test_backups_outside_retention_and_a_damaged_backup_are_reported(migration_target) -> None:
     at_head_with_rows(migration_target.engine())
     target = resolve_target("app")
-    with disable_run_logger():
-        backups = [take_backup.fn(target, BackupPolicy(), label="manual") for _ in range(3)]
+    backups = [take_backup(target, BackupPolicy(), label="manual") for _ in range(3)]
     old = (datetime.now(UTC) - timedelta(days=40)).timestamp()
     os.utime(backups[0].path, (old, old))  # the file time is not what counts: the sidecar is
-    backups[0].sidecar.write_text(backups[0].sidecar.read_text().replace(
-        backups[0].created_at, (datetime.now(UTC) - timedelta(days=40)).isoformat()))  # fmt: skip
+    backups[0].sidecar.write_text(
+        backups[0]
+        .sidecar.read_text()
+        .replace(backups[0].created_at, (datetime.now(UTC) - timedelta(days=40)).isoformat())
+    )
     with backups[2].path.open("ab") as handle:
         handle.write(b"tampered")
     policy = MigrationPolicy(backup=BackupPolicy(keep_last=1, keep_days=30))
-    state = check(targets=["app"], policy=policy.model_copy(
-        update={"probe": fast_policy().probe}), return_state=True)  # fmt: skip
+    state = check(
+        targets=["app"],
+        policy=policy.model_copy(update={"probe": fast_policy().probe}),
+        return_state=True,
+    )
     artifact = run_artifacts(state.state_details.flow_run_id)["migration-check-app"]
     assert "1 do not verify" in artifact and "1 older than the retention policy" in artifact
     assert f"{backups[2].path.name}: MISMATCH" in artifact
@@ -192,8 +200,9 @@ def test_a_downgrade_through_a_changed_applied_revision_is_refused(migration_tar
     revision = _migrated_through_the_flow(migration_target, history)
     applied = next(history.glob(f"*{revision}*.py"))
     applied.write_text(applied.read_text() + "\n# edited after it ran\n")
-    state = rollback(target="app", mode="downgrade", revision="-1", policy=fast_policy(),
-                     return_state=True)  # fmt: skip
+    state = rollback(
+        target="app", mode="downgrade", revision="-1", policy=fast_policy(), return_state=True
+    )
     assert state.is_failed() and f"{revision}: {applied.name} changed" in state.message
     assert revision_of(migration_target.engine()) == revision
 

@@ -67,8 +67,13 @@ def test_status_of_an_unknown_target_says_how_to_configure_it(capsys) -> None:
 def _crashed_run(engine, *, at: str, started_from: str) -> None:
     upgrade(engine, at)
     with engine.connect() as connection:
-        ledger.start(connection, target="default", from_revision=started_from,
-                     to_revision=HISTORY[-1], flow_run_name="crashed-run")  # fmt: skip
+        ledger.start(
+            connection,
+            target="default",
+            from_revision=started_from,
+            to_revision=HISTORY[-1],
+            flow_run_name="crashed-run",
+        )
 
 
 def test_resolve_marks_a_crashed_run_rolled_back_when_the_database_is_back(
@@ -93,8 +98,13 @@ def test_resolve_refuses_rolled_back_while_the_database_is_elsewhere(database, c
 def test_resolve_never_marks_an_unfinished_restore_rolled_back(database, capsys) -> None:
     upgrade(database, HISTORY[-1])
     with database.connect() as connection:
-        ledger.start(connection, target="default", operation="restore",
-                     from_revision=HISTORY[-1], to_revision=HISTORY[-1])  # fmt: skip
+        ledger.start(
+            connection,
+            target="default",
+            operation="restore",
+            from_revision=HISTORY[-1],
+            to_revision=HISTORY[-1],
+        )
     assert main(["resolve", "--mark", "rolled-back", "--yes"]) == ExitCode.REFUSED
     assert "may be half restored" in capsys.readouterr().err
     assert [row["status"] for row in ledger_rows(database)] == ["running"]
@@ -112,8 +122,15 @@ def test_every_exit_code_means_one_thing_and_none_collides_with_a_risk_level(cap
     codes = [code.value for code in ExitCode]
     assert len(codes) == len(set(codes))
     assert [c for c in codes if c < 64] == [0, 1, 2, 3]  # lint's levels, and nothing else
-    assert {error.exit_code for error in (ConfigurationError("x"), PreflightRefused("x"),
-            LockUnavailable("x"), MigrationError("x"))} <= set(codes) - {1, 2, 3}  # fmt: skip
+    assert {
+        error.exit_code
+        for error in (
+            ConfigurationError("x"),
+            PreflightRefused("x"),
+            LockUnavailable("x"),
+            MigrationError("x"),
+        )
+    } <= set(codes) - {1, 2, 3}
     assert main(["--help"]) == 0 and "CI gates" in capsys.readouterr().out
     assert main(["status", "--no-such-option"]) == ExitCode.USAGE
     assert capsys.readouterr().err.count("\n") == 1

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_URL
 
@@ -21,6 +22,8 @@ from tests.flows.helpers import at_head_with_rows, checksums, ledger_rows
 from tests.support.alembic_run import PROJECT_ROOT, revision_of
 from tests.support.paused import read_run
 from tests.support.revisions import ADD_PRIORITY, add_revision
+
+pytestmark = pytest.mark.both_dialects  # their behaviour differs by dialect
 
 HEAD = "f19c7e25b0a3"
 # Half of a change, then a long wait: the process is killed while this transaction is open.
@@ -36,6 +39,7 @@ RUN_MIGRATE = """
 import sys
 from autopr_migrate.flows.migrate import migrate
 from autopr_migrate.policy.parameters import MigrationPolicy
+
 migrate(target="app", policy=MigrationPolicy.model_validate_json(sys.argv[1]))
 """
 
@@ -43,14 +47,21 @@ migrate(target="app", policy=MigrationPolicy.model_validate_json(sys.argv[1]))
 def _migrate_inside_the_upgrade(tmp_path: Path) -> subprocess.Popen:
     """Start migrate in its own process; return once it is inside the stuck revision."""
     marker, log_path = tmp_path / "marker", tmp_path / "migrate.log"
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "AUTOPR_TEST_MARKER": str(marker)}  # fmt: skip
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "AUTOPR_TEST_MARKER": str(marker),
+    }
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-c", RUN_MIGRATE, fast_policy().model_dump_json()], env=env,
-            cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [sys.executable, "-c", RUN_MIGRATE, fast_policy().model_dump_json()],
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 90
     while not marker.exists():
         assert process.poll() is None, log_path.read_text()
@@ -67,8 +78,7 @@ def _kill_mid_upgrade(tmp_path: Path) -> None:
 
 def _assert_refused_with_instructions(migration_target) -> None:
     started = time.monotonic()
-    state = migrate(target="app", policy=fast_policy(lock={"wait_seconds": 60}),
-                    return_state=True)  # fmt: skip
+    state = migrate(target="app", policy=fast_policy(lock={"wait_seconds": 60}), return_state=True)
     assert state.is_failed()
     assert "never finished" in state.message
     assert "autopr-migrate resolve --target app" in state.message
@@ -105,8 +115,7 @@ def test_a_killed_run_is_refused_then_resolved_as_rolled_back(
         .replace("time.sleep(120)", "pass")
         .replace('os.environ["AUTOPR_TEST_MARKER"]', "os.devnull")
     )
-    state = migrate(target="app", policy=fast_policy(lock={"wait_seconds": 5}),
-                    return_state=True)  # fmt: skip
+    state = migrate(target="app", policy=fast_policy(lock={"wait_seconds": 5}), return_state=True)
     assert state.is_completed(), state.message
     assert revision_of(engine) == stuck
 
@@ -123,7 +132,8 @@ def test_a_run_killed_between_revisions_is_resolved_by_restoring_its_backup(
 
     assert main(["resolve", "--target", "app"]) == ExitCode.NOTHING_DONE  # no choice, no terminal
     assert "recommended: `autopr-migrate resolve --target app --restore --yes`" in (
-        capsys.readouterr().out)  # fmt: skip
+        capsys.readouterr().out
+    )
     assert main(["resolve", "--target", "app", "--yes"]) == 0
     out = capsys.readouterr().out
     assert "the database is at f19c7e25b0a3 and the application is healthy" in out

@@ -45,9 +45,13 @@ def stack(migration_target, history, tmp_path):
     log = (tmp_path / "worker.log").open("w")
     # The worker runs elsewhere than the checkout, with nothing set about it: the pull step
     # finds the checkout from the installed package.
-    worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "migrations",
-                               "--type", "process"], env=env, cwd=tmp_path, stdout=log,
-                              stderr=subprocess.STDOUT)  # fmt: skip
+    worker = subprocess.Popen(
+        [str(BIN / "prefect"), "worker", "start", "--pool", "migrations", "--type", "process"],
+        env=env,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         yield env, migration_target
     finally:
@@ -57,14 +61,21 @@ def stack(migration_target, history, tmp_path):
 
 
 def _run(args: list, env: dict) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in args], env=env, cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=180)  # fmt: skip
+    return subprocess.run(
+        [str(a) for a in args],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def _deployment_run(env: dict) -> str:
     params = json.dumps({"policy": TEST_POLICY, "requested_by": "developer"})
-    started = _run([BIN / "prefect", "deployment", "run", "migrate/migrate-staging",
-                    "--params", params], env)  # fmt: skip
+    started = _run(
+        [BIN / "prefect", "deployment", "run", "migrate/migrate-staging", "--params", params], env
+    )
     assert started.returncode == 0, started.stdout + started.stderr
     (run_id,) = [line.split()[-1] for line in started.stdout.splitlines() if "UUID" in line]
     return run_id
@@ -84,8 +95,9 @@ def _wait_state(run_id: str, accept, timeout: float = 120):
 def _approve_and_finish(env: dict) -> object:
     run_id = _deployment_run(env)
     _wait_state(run_id, lambda s: s.is_paused())
-    approved = _run([BIN / "autopr-migrate", "approve", run_id, "--as", "ops",
-                     "--reason", "CHG-7"], env)  # fmt: skip
+    approved = _run(
+        [BIN / "autopr-migrate", "approve", run_id, "--as", "ops", "--reason", "CHG-7"], env
+    )
     assert approved.returncode == 0, approved.stdout + approved.stderr
     return _wait_state(run_id, lambda s: s.is_final())
 
@@ -113,7 +125,10 @@ def test_deployments_read_back_as_declared(stack) -> None:
     assert check_schedule.schedule.cron == "30 6 * * *" and check_schedule.active is True
     window = prod.parameters["policy"]["window"]["windows"][0]
     assert (window["cron"], window["timezone"], window["duration_minutes"]) == (
-        "0 2 * * SAT", "Europe/Berlin", 120)  # fmt: skip
+        "0 2 * * SAT",
+        "Europe/Berlin",
+        120,
+    )
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

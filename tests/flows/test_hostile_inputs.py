@@ -22,8 +22,8 @@ from autopr_migrate.cli.app import main
 from autopr_migrate.errors import ConfigurationError, ExitCode
 from autopr_migrate.flows.migrate import migrate
 from autopr_migrate.flows.rollback import rollback
+from autopr_migrate.operations.rules import refusal
 from autopr_migrate.orchestration.setup import discover_targets
-from autopr_migrate.orchestration.steps.approval import ApprovalInput, refusal
 from autopr_migrate.policy.parameters import ApprovalPolicy
 from autopr_migrate.targets.targets import validate_name
 from tests.flows.conftest import fast_policy
@@ -69,8 +69,11 @@ def test_oversized_or_malformed_parameters_are_refused_before_any_work(
     ready, parameters, words
 ) -> None:
     engine, before = ready
-    state = migrate(**{"target": "app", "requested_by": "ops", **parameters},
-                    policy=fast_policy(), return_state=True)  # fmt: skip
+    state = migrate(
+        **{"target": "app", "requested_by": "ops", **parameters},
+        policy=fast_policy(),
+        return_state=True,
+    )
     _assert_refused_unchanged(state, engine, before, *words, "nothing was changed")
     logs = all_logs(state.state_details.flow_run_id, last="Finished in state Failed")
     assert max(len(line) for line in logs) < 1_000
@@ -103,8 +106,14 @@ def test_four_eyes_without_a_requester_refuses_to_start(ready, mode) -> None:
     policy = fast_policy(approval={"mode": mode})
     for flow, requester in ((migrate, ""), (rollback, ""), (migrate, "\u200b")):
         state = flow(target="app", policy=policy, requested_by=requester, return_state=True)
-        _assert_refused_unchanged(state, engine, before, "four eyes", "requested_by is empty",
-                                  "-p requested_by=<your name>")  # fmt: skip
+        _assert_refused_unchanged(
+            state,
+            engine,
+            before,
+            "four eyes",
+            "requested_by is empty",
+            "-p requested_by=<your name>",
+        )
 
 
 @pytest.mark.parametrize(
@@ -120,8 +129,7 @@ def test_four_eyes_without_a_requester_refuses_to_start(ready, mode) -> None:
 )
 def test_names_are_compared_as_they_show(approver, requested_by, refused) -> None:
     policy = ApprovalPolicy(approvers=["carol", "dave"])
-    answer = ApprovalInput(decision="approve", approver=approver)
-    said = refusal(answer, policy, requested_by)
+    said = refusal(approver, "", policy, requested_by)
     assert (said is None) if refused is None else (refused in said)
 
 
@@ -146,11 +154,17 @@ def test_an_ambiguous_revision_prefix_names_its_candidates(ready, history) -> No
     engine, _ = ready
     add_revision(history, "aaaa00000141", ADD_PRIORITY[::-1], down="aaaa00000140")
     before = (revision_of(engine), checksums(engine))
-    state = migrate(target="app", revision="aaaa0000014", requested_by="ops",
-                    policy=fast_policy(), return_state=True)  # fmt: skip
+    state = migrate(
+        target="app",
+        revision="aaaa0000014",
+        requested_by="ops",
+        policy=fast_policy(),
+        return_state=True,
+    )
     _assert_refused_unchanged(state, engine, before, "ambiguous", "aaaa00000140, aaaa00000141")
-    unknown = migrate(target="app", revision="ffff", requested_by="ops", policy=fast_policy(),
-                      return_state=True)  # fmt: skip
+    unknown = migrate(
+        target="app", revision="ffff", requested_by="ops", policy=fast_policy(), return_state=True
+    )
     _assert_refused_unchanged(unknown, engine, before, "'ffff' is not in the history")
 
 
@@ -163,18 +177,29 @@ def test_a_backup_directory_that_is_a_file_says_so_and_names_the_variable(
     blocker.write_text("x")
     monkeypatch.setenv("AUTOPR_DB_APP_BACKUP_DIR", str(blocker))
     own = migrate(target="app", requested_by="ops", policy=fast_policy(), return_state=True)
-    _assert_refused_unchanged(own, engine, before, "is a file, not a directory",
-                              "point AUTOPR_DB_APP_BACKUP_DIR (which set it)")  # fmt: skip
+    _assert_refused_unchanged(
+        own,
+        engine,
+        before,
+        "is a file, not a directory",
+        "point AUTOPR_DB_APP_BACKUP_DIR (which set it)",
+    )
     monkeypatch.delenv("AUTOPR_DB_APP_BACKUP_DIR")
     monkeypatch.setenv("AUTOPR_BACKUP_DIR", str(tmp_path))
     (tmp_path / "app").write_text("x")
     shared = migrate(target="app", requested_by="ops", policy=fast_policy(), return_state=True)
-    _assert_refused_unchanged(shared, engine, before, "is a file",
-                              "point AUTOPR_BACKUP_DIR (which set it)")  # fmt: skip
+    _assert_refused_unchanged(
+        shared, engine, before, "is a file", "point AUTOPR_BACKUP_DIR (which set it)"
+    )
     monkeypatch.setenv("AUTOPR_BACKUP_DIR", str(blocker))  # the root itself is the file
     under = migrate(target="app", requested_by="ops", policy=fast_policy(), return_state=True)
-    _assert_refused_unchanged(under, engine, before, f"lies under {blocker}, which is a file",
-                              "point AUTOPR_BACKUP_DIR (which set it)")  # fmt: skip
+    _assert_refused_unchanged(
+        under,
+        engine,
+        before,
+        f"lies under {blocker}, which is a file",
+        "point AUTOPR_BACKUP_DIR (which set it)",
+    )
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -225,18 +250,38 @@ def test_a_password_in_a_bad_url_leaks_nowhere(ready, monkeypatch, raw) -> None:
     assert state.is_failed() and "nothing was changed" in state.message
     logs = all_logs(state.state_details.flow_run_id, last="Finished in state Failed")
     env = {**os.environ, "DATABASE_URL": raw, "AUTOPR_DB_APP_URL": raw}
-    cli = subprocess.run([str(Path(sys.executable).with_name("autopr-migrate")), "status",
-                          "--target", "app"], env=env, capture_output=True, text=True,
-                         timeout=120)  # fmt: skip
+    cli = subprocess.run(
+        [str(Path(sys.executable).with_name("autopr-migrate")), "status", "--target", "app"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert cli.returncode == ExitCode.USAGE and cli.stderr.count("\n") == 1, cli.stderr
     plain = alembic_cli("current", url=raw)
-    health = subprocess.run([sys.executable, "-m", "autopr.health", "--port", "1"], env=env,
-                            capture_output=True, text=True, timeout=60,
-                            cwd=PROJECT_ROOT)  # fmt: skip
+    health = subprocess.run(
+        [sys.executable, "-m", "autopr.health", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=PROJECT_ROOT,
+    )
     assert plain.returncode != 0 and health.returncode == 2
     assert "percent-encode" in state.message + cli.stderr
-    assert _leaks(state.message, *logs, cli.stdout, cli.stderr, plain.stdout, plain.stderr,
-                  health.stdout, health.stderr) == []  # fmt: skip
+    assert (
+        _leaks(
+            state.message,
+            *logs,
+            cli.stdout,
+            cli.stderr,
+            plain.stdout,
+            plain.stderr,
+            health.stdout,
+            health.stderr,
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -272,9 +317,13 @@ def test_a_password_with_url_characters_leaks_nowhere_when_the_database_is_down(
     assert state.is_failed() and "cannot connect" in state.message
     logs = all_logs(state.state_details.flow_run_id, last="Finished in state Failed")
     env = {**os.environ, "DATABASE_URL": raw}
-    cli = subprocess.run([str(Path(sys.executable).with_name("autopr-migrate")), "status",
-                          "--target", "app"], env=env, capture_output=True, text=True,
-                         timeout=120)  # fmt: skip
+    cli = subprocess.run(
+        [str(Path(sys.executable).with_name("autopr-migrate")), "status", "--target", "app"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     plain = alembic_cli("current", url=raw)
     assert cli.returncode == ExitCode.UNAVAILABLE and plain.returncode != 0
     forms = {password, quote(password, safe=""), "p@ss", "w/rd"}

@@ -25,6 +25,8 @@ from tests.support.paused import BackgroundRun
 from tests.support.prefect_api import logged
 from tests.support.revisions import ADD_PRIORITY, add_revision
 
+pytestmark = pytest.mark.both_dialects  # their behaviour differs by dialect
+
 APPROVAL = {"mode": "always", "timeout_seconds": 120}
 
 
@@ -47,8 +49,12 @@ def test_a_lapsed_lease_lets_no_second_run_or_alembic_in(migration_target, histo
     first, run_id, lease = _paused_run()
     _revoke(lease)  # the slot is free in Prefect's eyes now
 
-    second = migrate(target="app", requested_by="mallory", return_state=True,
-                     policy=fast_policy(lock={"wait_seconds": 2}))  # fmt: skip
+    second = migrate(
+        target="app",
+        requested_by="mallory",
+        return_state=True,
+        policy=fast_policy(lock={"wait_seconds": 2}),
+    )
     assert second.is_failed()
     assert "holds the migration lock" in second.message  # a session, or a lock file
     assert "nothing was changed" in second.message
@@ -73,8 +79,9 @@ def test_a_run_whose_slot_another_took_stops_unchanged(migration_target, history
     before = (revision_of(engine), checksums(engine))
     first, run_id, lease = _paused_run()
     _revoke(lease)
-    other = acquire_concurrency_slots_with_lease(["migrate-app"], 1, timeout_seconds=5,
-                                                 strict=True, lease_duration=60)  # fmt: skip
+    other = acquire_concurrency_slots_with_lease(
+        ["migrate-app"], 1, timeout_seconds=5, strict=True, lease_duration=60
+    )
     try:
         resume_flow_run(run_id, run_input={"decision": "approve", "approver": "ops"})
         state = first.result()

@@ -28,6 +28,7 @@ def _run(revision: str = "head") -> object:
     return migrate_approving(target="app", revision=revision, policy=fast_policy())
 
 
+@pytest.mark.both_dialects
 def test_upgrade_succeeds_with_ledger_artifacts_and_events(migration_target, history) -> None:
     engine = at_head_with_rows(migration_target.engine())
     start = revision_of(engine)
@@ -49,8 +50,9 @@ def test_upgrade_succeeds_with_ledger_artifacts_and_events(migration_target, his
     )
     assert "ALTER TABLE workflows ADD COLUMN priority" in artifacts["migration-plan-app"]
     assert "SUCCEEDED" in artifacts["migration-report-app"]
-    found = run_events(state.state_details.flow_run_id, "autopr.database.app",
-                       expect="autopr.migration.succeeded")  # fmt: skip
+    found = run_events(
+        state.state_details.flow_run_id, "autopr.database.app", expect="autopr.migration.succeeded"
+    )
     assert {"autopr.migration.started", "autopr.migration.succeeded"} <= set(found)
 
 
@@ -76,11 +78,15 @@ def test_failed_probe_downgrades_and_is_healthy_again(migration_target, history)
     assert checksums(engine) == before
     assert [r["status"] for r in ledger_rows(engine)] == ["rolled_back"]
     assert httpx.get(migration_target.health_url).status_code == 200
-    found = run_events(state.state_details.flow_run_id, "autopr.database.app",
-                       expect="autopr.migration.rolled-back")  # fmt: skip
+    found = run_events(
+        state.state_details.flow_run_id,
+        "autopr.database.app",
+        expect="autopr.migration.rolled-back",
+    )
     assert "autopr.migration.rolled-back" in found
 
 
+@pytest.mark.both_dialects
 def test_failed_downgrade_restores_the_backup_exactly(migration_target, history) -> None:
     engine = at_head_with_rows(migration_target.engine())
     start, before = revision_of(engine), checksums(engine)
@@ -97,6 +103,7 @@ def test_failed_downgrade_restores_the_backup_exactly(migration_target, history)
     assert httpx.get(migration_target.health_url).status_code == 200
 
 
+@pytest.mark.both_dialects
 def test_failed_revision_rolls_back_its_own_transaction(migration_target, history) -> None:
     engine = at_head_with_rows(migration_target.engine())
     start, before, columns = revision_of(engine), checksums(engine), schema(engine)
@@ -112,6 +119,7 @@ def test_failed_revision_rolls_back_its_own_transaction(migration_target, histor
     assert [r["status"] for r in ledger_rows(engine)] == ["failed"]
 
 
+@pytest.mark.both_dialects
 def test_partial_upgrade_is_downgraded_to_the_start(migration_target, history) -> None:
     engine = at_head_with_rows(migration_target.engine())
     start, before = revision_of(engine), checksums(engine)
@@ -130,8 +138,7 @@ def test_partial_upgrade_is_downgraded_to_the_start(migration_target, history) -
 def test_revision_may_be_relative_or_a_prefix(migration_target, history, revision) -> None:
     engine = at_head_with_rows(migration_target.engine())
     first = add_revision(history, "aaaa00000007", ADD_PRIORITY)
-    add_revision(history, "bbbb00000008", ADD_PRIORITY, down=first,
-                 message="second")  # fmt: skip
+    add_revision(history, "bbbb00000008", ADD_PRIORITY, down=first, message="second")
     state = _run(revision)
     assert state.is_completed(), state.message
     assert revision_of(engine) == first

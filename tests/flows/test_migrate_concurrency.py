@@ -19,6 +19,8 @@ from tests.support.prefect_api import task_run_counts
 from tests.support.revisions import ADD_PRIORITY, SLOW, add_revision
 from tests.support.servers import serve
 
+pytestmark = pytest.mark.both_dialects  # their behaviour differs by dialect
+
 LOCK_POLICY = {"lock_timeout_seconds": 0.5, "lock_retries": 2, "retry_backoff_seconds": 0.2}
 
 
@@ -51,8 +53,9 @@ def test_lock_released_during_the_retries_lets_the_upgrade_through(
     holder.execute(text("SELECT count(*) FROM workflows"))
     release = threading.Timer(1.0, holder.rollback)
     release.start()
-    state = migrate(target="app", policy=fast_policy(lock={**LOCK_POLICY, "lock_retries": 5}),
-                    return_state=True)  # fmt: skip
+    state = migrate(
+        target="app", policy=fast_policy(lock={**LOCK_POLICY, "lock_retries": 5}), return_state=True
+    )
     release.join()
     holder.close()
     assert state.is_completed(), state.message
@@ -98,8 +101,9 @@ def _concurrently(runs: dict[str, str]) -> dict[str, object]:
 
     def run(label: str, target: str) -> None:
         start.wait()
-        states[label] = migrate(target=target, policy=fast_policy(lock={"wait_seconds": 1}),
-                                return_state=True)  # fmt: skip
+        states[label] = migrate(
+            target=target, policy=fast_policy(lock={"wait_seconds": 1}), return_state=True
+        )
 
     threads = [threading.Thread(target=run, args=item) for item in runs.items()]
     for thread in threads:

@@ -20,6 +20,8 @@ from tests.support.revisions import (
     add_revision,
 )
 
+pytestmark = pytest.mark.both_dialects  # their behaviour differs by dialect
+
 
 def test_restore_removes_a_new_table_that_references_an_old_one(migration_target, history):
     engine = at_head_with_rows(migration_target.engine())
@@ -51,13 +53,17 @@ def test_a_killed_migrating_session_is_replaced_and_the_downgrade_runs_locked(
                 pid = admin.scalar(
                     text(
                         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
-                        "((classid::bigint << 32) | objid::bigint) = :key"
+                        "((classid::bigint << 32) | objid::bigint) = :key AND database = "
+                        "(SELECT oid FROM pg_database WHERE datname = current_database())"
                     ),
                     {"key": MIGRATION_LOCK_KEY},
                 )
-                probing = admin.scalar(text(
-                    "SELECT count(*) FROM information_schema.columns WHERE table_name = "
-                    "'workflows' AND column_name = 'details'"))  # fmt: skip
+                probing = admin.scalar(
+                    text(
+                        "SELECT count(*) FROM information_schema.columns WHERE table_name = "
+                        "'workflows' AND column_name = 'details'"
+                    )
+                )
                 if pid and probing:  # the upgrade is done: the flow is probing now
                     admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
                     killed.append(pid)
@@ -96,13 +102,16 @@ def test_a_failed_concurrent_index_build_leaves_no_invalid_index(migration_targe
 def test_plain_alembic_waits_for_no_one_while_a_flow_holds_the_sqlite_lock(
     migration_target, history
 ) -> None:
-    from autopr_migrate.orchestration.steps.lock import database_lock
+    from autopr_migrate.backends.sqlite import BACKEND
     from autopr_migrate.targets.targets import resolve_target
 
     engine = at_head_with_rows(migration_target.engine())
     add_revision(history, "aaaa00000063", BREAK_APPLICATION)
     target = resolve_target("app")
-    with engine.connect() as connection, database_lock(connection, target, wait_seconds=1):
+    with (
+        engine.connect() as connection,
+        BACKEND.database_lock(connection, target, wait_seconds=1),
+    ):
         result = alembic_cli("upgrade", "head", url=migration_target.url)
     assert result.returncode != 0
     assert "another migration holds this database's migration lock" in result.stdout

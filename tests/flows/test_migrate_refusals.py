@@ -16,8 +16,9 @@ from tests.support.revisions import ADD_PRIORITY, add_revision
 
 
 def _run(revision: str = "head", target: str = "app", **policy) -> object:
-    return migrate(target=target, revision=revision, policy=fast_policy(**policy),
-                   return_state=True)  # fmt: skip
+    return migrate(
+        target=target, revision=revision, policy=fast_policy(**policy), return_state=True
+    )
 
 
 @pytest.fixture

@@ -5,12 +5,15 @@ from __future__ import annotations
 import pytest
 from prefect.flow_runs import resume_flow_run
 from sqlalchemy import text
+from sqlalchemy.pool import NullPool
 
+from autopr.database import make_engine
 from autopr_migrate.flows.migrate import migrate
 from autopr_migrate.policy.parameters import RiskPolicy
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, schema
 from tests.support.alembic_run import revision_of
+from tests.support.databases import create_database, drop_database, recreate_from_template
 from tests.support.paused import BackgroundRun
 from tests.support.prefect_api import run_artifacts
 from tests.support.revisions import BREAK_APPLICATION, add_revision
@@ -20,8 +23,10 @@ RETYPE = (
     'op.alter_column("workflow_executions", "duration_seconds", type_=sa.Numeric())',
     'op.alter_column("workflow_executions", "duration_seconds", type_=sa.Float())',
 )
-WIDEN = ('op.alter_column("workflow_executions", "status", type_=sa.Text())',
-         'op.alter_column("workflow_executions", "status", type_=sa.String(20))')  # fmt: skip
+WIDEN = (
+    'op.alter_column("workflow_executions", "status", type_=sa.Text())',
+    'op.alter_column("workflow_executions", "status", type_=sa.String(20))',
+)
 
 
 def _reject(background: BackgroundRun) -> object:
@@ -39,16 +44,29 @@ def test_high_risk_needs_a_person_even_when_the_policy_says_never(migration_targ
     assert revision_of(engine) != "aaaa00000080"
 
 
-@pytest.fixture
-def big_table(migration_target):
-    engine = at_head_with_rows(migration_target.engine())
+@pytest.fixture(scope="module")
+def big_template(postgresql_admin_url):
+    """A database at head with a million executions, analyzed: copied for each test (fast)."""
+    url = create_database(postgresql_admin_url, prefix="autopr_big_template")
+    engine = at_head_with_rows(make_engine(url, poolclass=NullPool))
     with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO workflow_executions (id, workflow_id, status) "
-            "SELECT g, 1, 'done' FROM generate_series(1000, 1000999) g"))  # fmt: skip
+        connection.execute(
+            text(
+                "INSERT INTO workflow_executions (id, workflow_id, status) "
+                "SELECT g, 1, 'done' FROM generate_series(1000, 1000999) g"
+            )
+        )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.exec_driver_sql("ANALYZE workflow_executions")
-    return engine
+    engine.dispose()
+    yield url.database
+    drop_database(postgresql_admin_url, url.database)
+
+
+@pytest.fixture
+def big_table(migration_target, big_template, postgresql_admin_url):
+    recreate_from_template(postgresql_admin_url, migration_target.url.database, big_template)
+    return migration_target.engine()
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from prefect.flow_runs import resume_flow_run
-from prefect.logging import disable_run_logger
 from sqlalchemy import text
 
 from autopr_migrate.flows.rollback import rollback
-from autopr_migrate.orchestration.steps.backup import take_backup
+from autopr_migrate.operations.backup import take_backup
 from autopr_migrate.policy.parameters import BackupPolicy
 from autopr_migrate.targets.targets import resolve_target
 from tests.flows.conftest import fast_policy
@@ -23,11 +23,11 @@ def _approved_rollback(**kwargs) -> object:
     policy = fast_policy(approval={"mode": "always"})
     background = BackgroundRun(flow=rollback, target="app", policy=policy, **kwargs)
     run = background.paused()
-    resume_flow_run(run.id, run_input={"decision": "approve", "approver": "ops",
-                                       "reason": "INC-9"})  # fmt: skip
+    resume_flow_run(run.id, run_input={"decision": "approve", "approver": "ops", "reason": "INC-9"})
     return background.result()
 
 
+@pytest.mark.both_dialects
 def test_downgrade_one_revision_keeps_the_data(migration_target) -> None:
     engine = at_head_with_rows(migration_target.engine())
     before = checksums(engine)
@@ -53,6 +53,7 @@ def test_downgrade_to_a_named_revision(migration_target) -> None:
     assert revision_of(engine) == BEFORE_ARCHIVE and checksums(engine) == before
 
 
+@pytest.mark.both_dialects
 def test_a_downgrade_the_application_cannot_live_with_is_restored(migration_target) -> None:
     engine = at_head_with_rows(migration_target.engine())
     before = checksums(engine)
@@ -61,10 +62,10 @@ def test_a_downgrade_the_application_cannot_live_with_is_restored(migration_targ
     assert revision_of(engine) == HEAD and checksums(engine) == before
 
 
+@pytest.mark.both_dialects
 def test_restore_a_named_backup_after_rows_changed(migration_target) -> None:
     engine = at_head_with_rows(migration_target.engine())
-    with disable_run_logger():
-        backup = take_backup.fn(resolve_target("app"), BackupPolicy(), label="manual")
+    backup = take_backup(resolve_target("app"), BackupPolicy(), label="manual")
     at_backup = checksums(engine)
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM workflow_executions WHERE id > 10"))
@@ -79,14 +80,18 @@ def test_restore_a_named_backup_after_rows_changed(migration_target) -> None:
 
 def test_a_backup_that_no_longer_matches_its_checksum_is_refused(migration_target) -> None:
     engine = at_head_with_rows(migration_target.engine())
-    with disable_run_logger():
-        backup = take_backup.fn(resolve_target("app"), BackupPolicy(), label="manual")
+    backup = take_backup(resolve_target("app"), BackupPolicy(), label="manual")
     with backup.path.open("r+b") as handle:
         handle.seek(100)
         handle.write(b"tampered")
     before = checksums(engine)
-    state = rollback(target="app", mode="restore", backup=backup.path.name,
-                     policy=fast_policy(), return_state=True)  # fmt: skip
+    state = rollback(
+        target="app",
+        mode="restore",
+        backup=backup.path.name,
+        policy=fast_policy(),
+        return_state=True,
+    )
     assert state.is_failed() and "no longer matches the sha256" in state.message
     assert "nothing was changed" in state.message and checksums(engine) == before
     assert ledger_rows(engine) == []
@@ -97,10 +102,10 @@ def test_a_restore_always_asks_a_person_even_where_the_policy_would_not(
     migration_target,
 ) -> None:
     at_head_with_rows(migration_target.engine())
-    with disable_run_logger():
-        take_backup.fn(resolve_target("app"), BackupPolicy(), label="manual")
-    background = BackgroundRun(flow=rollback, target="app", mode="restore",
-                               policy=fast_policy())  # approval mode "never"  # fmt: skip
+    take_backup(resolve_target("app"), BackupPolicy(), label="manual")
+    background = BackgroundRun(
+        flow=rollback, target="app", mode="restore", policy=fast_policy()
+    )  # approval mode "never"
     run = background.paused()
     resume_flow_run(run.id, run_input={"decision": "reject", "approver": "ops"})
     assert background.result().is_failed()
@@ -108,8 +113,7 @@ def test_a_restore_always_asks_a_person_even_where_the_policy_would_not(
 
 def test_a_backup_whose_file_is_gone_is_refused(migration_target) -> None:
     engine = at_head_with_rows(migration_target.engine())
-    with disable_run_logger():
-        backup = take_backup.fn(resolve_target("app"), BackupPolicy(), label="manual")
+    backup = take_backup(resolve_target("app"), BackupPolicy(), label="manual")
     backup.path.unlink()
     state = rollback(target="app", mode="restore", policy=fast_policy(), return_state=True)
     assert state.is_failed() and "its file is gone: it was not restored" in state.message

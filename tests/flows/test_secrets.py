@@ -40,8 +40,10 @@ def test_password_appears_nowhere_in_a_run(migration_target, history, monkeypatc
     assert "restored backup" in restored.message
 
     seen: list[str] = []
-    for state, last_event in ((succeeded, "autopr.migration.succeeded"),
-                              (restored, "autopr.migration.restored")):  # fmt: skip
+    for state, last_event in (
+        (succeeded, "autopr.migration.succeeded"),
+        (restored, "autopr.migration.restored"),
+    ):
         run_id = state.state_details.flow_run_id
         seen += [state.message or "", *run_logs(run_id)]
         seen += run_artifacts(run_id).values()

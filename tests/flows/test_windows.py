@@ -150,7 +150,11 @@ def test_production_targets_need_a_window(ready, monkeypatch) -> None:
     monkeypatch.setenv("AUTOPR_DB_APP_PRODUCTION", "true")
     from autopr_migrate.flows.migrate import migrate
 
-    state = migrate(target="app", requested_by="ops", return_state=True,
-                    policy=fast_policy(approval={"mode": "always"}))  # fmt: skip
+    state = migrate(
+        target="app",
+        requested_by="ops",
+        return_state=True,
+        policy=fast_policy(approval={"mode": "always"}),
+    )
     assert state.is_failed() and "no migration window" in state.message
     assert "nothing was changed" in state.message

@@ -18,8 +18,14 @@ CLI = Path(sys.executable).with_name("autopr-migrate")
 
 
 def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(CLI), *args], input=stdin, capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [str(CLI), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=120,
+    )
 
 
 def test_lint_of_revisions_exits_with_the_level() -> None:
@@ -30,18 +36,23 @@ def test_lint_of_revisions_exits_with_the_level() -> None:
     assert quiet.returncode == 0 and "risk: LOW" in quiet.stdout
 
 
-@pytest.mark.parametrize(("sql", "code", "level"), [
-    ("CREATE INDEX CONCURRENTLY ix ON t (a);", 0, "low"),
-    ("SET lock_timeout = '2s'; CREATE INDEX ix ON t (a);", 1, "medium"),
-    ("ALTER TABLE t RENAME COLUMN a TO b;", 2, "high"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("sql", "code", "level"),
+    [
+        ("CREATE INDEX CONCURRENTLY ix ON t (a);", 0, "low"),
+        ("SET lock_timeout = '2s'; CREATE INDEX ix ON t (a);", 1, "medium"),
+        ("ALTER TABLE t RENAME COLUMN a TO b;", 2, "high"),
+    ],
+)
 def test_lint_of_sql_from_stdin_prints_json_for_machines(sql: str, code: int, level: str):
     result = _cli("lint", "--sql", "-", "--format", "json", stdin=sql)
     assert result.returncode == code, result.stderr
     report = json.loads(result.stdout)
     assert report["level"] == level
-    assert all({"statement", "rule", "level", "message", "suggestion"} <= f.keys()
-               for f in report["findings"])  # fmt: skip
+    assert all(
+        {"statement", "rule", "level", "message", "suggestion"} <= f.keys()
+        for f in report["findings"]
+    )
 
 
 def test_lint_of_a_file_and_of_something_that_is_not_sql(tmp_path: Path) -> None:
@@ -72,8 +83,9 @@ def test_verify_fails_on_two_heads_and_on_drift(history, monkeypatch) -> None:
 
 
 def _cli_bytes(*args: str, stdin: bytes, env: dict | None = None):
-    return subprocess.run([str(CLI), *args], input=stdin, capture_output=True, cwd=PROJECT_ROOT,
-                          timeout=120, env=env)  # fmt: skip
+    return subprocess.run(
+        [str(CLI), *args], input=stdin, capture_output=True, cwd=PROJECT_ROOT, timeout=120, env=env
+    )
 
 
 @pytest.mark.parametrize(
@@ -100,8 +112,10 @@ def test_a_nul_on_standard_input_is_refused_too() -> None:
 
 
 def test_statements_that_used_to_crash_or_pass_get_their_level(tmp_path, capsys) -> None:
-    for sql, code, rule in (("CLUSTER workflows USING ix_workflows_status;", 2, "table-rewrite"),
-                            ("DROP SCHEMA legacy CASCADE;", 3, "drop-cascade")):  # fmt: skip
+    for sql, code, rule in (
+        ("CLUSTER workflows USING ix_workflows_status;", 2, "table-rewrite"),
+        ("DROP SCHEMA legacy CASCADE;", 3, "drop-cascade"),
+    ):
         source = tmp_path / "change.sql"
         source.write_text(sql)
         assert main(["lint", "--sql", str(source)]) == code

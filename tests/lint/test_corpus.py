@@ -25,8 +25,13 @@ def test_corpus_case(case: Case) -> None:
 def test_the_corpus_is_large_and_covers_every_level_and_lock() -> None:
     assert len(CASES) >= 30
     assert {case.level for case in CASES} == {"low", "medium", "high", "critical"}
-    assert {"SHARE", "SHARE ROW EXCLUSIVE", "SHARE UPDATE EXCLUSIVE", "ACCESS EXCLUSIVE",
-            "ROW EXCLUSIVE"} <= {case.lock for case in CASES}  # fmt: skip
+    assert {
+        "SHARE",
+        "SHARE ROW EXCLUSIVE",
+        "SHARE UPDATE EXCLUSIVE",
+        "ACCESS EXCLUSIVE",
+        "ROW EXCLUSIVE",
+    } <= {case.lock for case in CASES}
 
 
 def test_the_history_lints_as_expected() -> None:

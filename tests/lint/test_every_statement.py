@@ -44,19 +44,28 @@ DESTRUCTIVE = [
     ("REFRESH MATERIALIZED VIEW workflow_stats", "matview-refresh", "medium"),
     ("ALTER TYPE workflow_status ADD VALUE 'paused'", "irreversible-enum-value", "medium"),
     ("ALTER TYPE workflow_status RENAME VALUE 'old' TO 'new'", "breaking-rename", "high"),
-    ("UPDATE workflow_executions SET status = 'done' WHERE status = 'running'",
-     "unbatched-backfill", "medium"),
+    (
+        "UPDATE workflow_executions SET status = 'done' WHERE status = 'running'",
+        "unbatched-backfill",
+        "medium",
+    ),
     ("UPDATE workflow_executions SET status = 'done'", "unbatched-backfill", "medium"),
-    ("MERGE INTO workflows w USING incoming i ON w.id = i.id "
-     "WHEN MATCHED THEN UPDATE SET name = i.name", "unbatched-backfill", "medium"),
+    (
+        "MERGE INTO workflows w USING incoming i ON w.id = i.id "
+        "WHEN MATCHED THEN UPDATE SET name = i.name",
+        "unbatched-backfill",
+        "medium",
+    ),
     ("EXPLAIN ANALYZE DELETE FROM workflows", "data-loss", "high"),
     ("BEGIN; VACUUM workflows; COMMIT;", "outside-transaction-only", "high"),
-    ("BEGIN; REINDEX TABLE CONCURRENTLY workflows; COMMIT;", "concurrently-in-transaction",
-     "high"),
+    ("BEGIN; REINDEX TABLE CONCURRENTLY workflows; COMMIT;", "concurrently-in-transaction", "high"),
     ("ALTER TABLE workflows SET SCHEMA archive", "breaking-rename", "high"),
     ("ALTER VIEW active_workflows RENAME TO live_workflows", "breaking-rename", "high"),
-    ("ALTER DOMAIN positive ADD CONSTRAINT positive_check CHECK (VALUE > 0)", "domain-check",
-     "medium"),
+    (
+        "ALTER DOMAIN positive ADD CONSTRAINT positive_check CHECK (VALUE > 0)",
+        "domain-check",
+        "medium",
+    ),
     ("REVOKE SELECT ON workflows FROM app", "revoke", "medium"),
     ("ALTER SYSTEM SET work_mem = '1GB'", "server-wide-change", "medium"),
     ("ALTER ROLE app NOLOGIN", "server-wide-change", "medium"),
@@ -65,39 +74,65 @@ DESTRUCTIVE = [
     # Columns PostgreSQL must fill row by row: a rewrite, however the value is spelled.
     ("ALTER TABLE users ADD COLUMN n bigserial", "table-rewrite", "high"),
     ("ALTER TABLE users ADD COLUMN n int GENERATED ALWAYS AS IDENTITY", "table-rewrite", "high"),
-    ("ALTER TABLE users ADD COLUMN n int GENERATED ALWAYS AS (id * 2) STORED", "table-rewrite",
-     "high"),
+    (
+        "ALTER TABLE users ADD COLUMN n int GENERATED ALWAYS AS (id * 2) STORED",
+        "table-rewrite",
+        "high",
+    ),
     ("ALTER TABLE users ADD COLUMN n float8 DEFAULT (random() * 10)", "table-rewrite", "high"),
     ("ALTER TABLE users ADD COLUMN n text DEFAULT md5(random()::text)", "table-rewrite", "high"),
     # Writes hidden inside reads.
-    ("WITH gone AS (DELETE FROM users RETURNING 1) SELECT count(*) FROM gone", "data-loss",
-     "high"),
+    ("WITH gone AS (DELETE FROM users RETURNING 1) SELECT count(*) FROM gone", "data-loss", "high"),
     ("COPY (DELETE FROM users RETURNING id) TO STDOUT", "data-loss", "high"),
-    ("EXPLAIN ANALYZE WITH g AS (DELETE FROM users RETURNING 1) SELECT 1 FROM g", "data-loss",
-     "high"),
+    (
+        "EXPLAIN ANALYZE WITH g AS (DELETE FROM users RETURNING 1) SELECT 1 FROM g",
+        "data-loss",
+        "high",
+    ),
     ("COPY users FROM PROGRAM 'curl example.com'", "server-wide-change", "medium"),
     ("ALTER DOMAIN email SET NOT NULL", "domain-check", "medium"),
     # An IF NOT EXISTS table may be the big one that is there.
     ("CREATE TABLE IF NOT EXISTS users (id int); DELETE FROM users", "data-loss", "high"),
     # lock_timeout that is not in force, however it is spelled.
-    ("SET lock_timeout = '0min'; ALTER TABLE users ADD COLUMN n int", "missing-lock-timeout",
-     "medium"),
-    ("BEGIN; SET LOCAL lock_timeout = '2s'; COMMIT; ALTER TABLE users ADD COLUMN n int",
-     "missing-lock-timeout", "medium"),
-    ("SET lock_timeout = '2s'; RESET ALL; ALTER TABLE users ADD COLUMN n int",
-     "missing-lock-timeout", "medium"),
+    (
+        "SET lock_timeout = '0min'; ALTER TABLE users ADD COLUMN n int",
+        "missing-lock-timeout",
+        "medium",
+    ),
+    (
+        "BEGIN; SET LOCAL lock_timeout = '2s'; COMMIT; ALTER TABLE users ADD COLUMN n int",
+        "missing-lock-timeout",
+        "medium",
+    ),
+    (
+        "SET lock_timeout = '2s'; RESET ALL; ALTER TABLE users ADD COLUMN n int",
+        "missing-lock-timeout",
+        "medium",
+    ),
     ("DROP INDEX users_email_idx", "missing-lock-timeout", "medium"),
-    ("BEGIN; COMMIT AND CHAIN; CREATE INDEX CONCURRENTLY ix ON users (a)",
-     "concurrently-in-transaction", "high"),
-    ("BEGIN; ALTER TABLE events DETACH PARTITION events_2024 CONCURRENTLY; COMMIT",
-     "outside-transaction-only", "high"),
-    ("ALTER TABLE events ATTACH PARTITION events_2025 FOR VALUES IN (2025)",
-     "scan-under-access-exclusive", "medium"),
-    ("ALTER TABLE bookings ADD CONSTRAINT no_overlap EXCLUDE USING gist (span WITH &&)",
-     "unique-constraint-build", "high"),
+    (
+        "BEGIN; COMMIT AND CHAIN; CREATE INDEX CONCURRENTLY ix ON users (a)",
+        "concurrently-in-transaction",
+        "high",
+    ),
+    (
+        "BEGIN; ALTER TABLE events DETACH PARTITION events_2024 CONCURRENTLY; COMMIT",
+        "outside-transaction-only",
+        "high",
+    ),
+    (
+        "ALTER TABLE events ATTACH PARTITION events_2025 FOR VALUES IN (2025)",
+        "scan-under-access-exclusive",
+        "medium",
+    ),
+    (
+        "ALTER TABLE bookings ADD CONSTRAINT no_overlap EXCLUDE USING gist (span WITH &&)",
+        "unique-constraint-build",
+        "high",
+    ),
     ("ALTER AGGREGATE total(int) RENAME TO grand_total", "breaking-rename", "high"),
     ("ALTER ROUTINE refresh() RENAME TO reload", "breaking-rename", "high"),
-]  # fmt: skip
+]
 CASE_IDS = [sql[:40] for sql, _, _ in DESTRUCTIVE]
 HARMLESS_SQL = [
     "SELECT count(*) FROM workflows",
@@ -141,15 +176,26 @@ def test_a_statement_after_a_nul_is_never_ignored() -> None:
 
 IDENTIFIER = st.from_regex(r"[a-z_][a-z0-9_]{0,12}", fullmatch=True)
 TEMPLATES = [
-    "ALTER TABLE {0} ALTER COLUMN {1} TYPE varchar({n})", "ALTER TABLE {0} RENAME TO {1}",
-    "ALTER TABLE {0} ALTER COLUMN {1} SET NOT NULL", "CREATE TABLE {0} ({1} int)",
-    "DROP TABLE {0} CASCADE", "CREATE INDEX CONCURRENTLY {0} ON {1} ({1})",
-    "LOCK TABLE {0} IN ACCESS EXCLUSIVE MODE", "UPDATE {0} SET {1} = {n} WHERE id = {n}",
+    "ALTER TABLE {0} ALTER COLUMN {1} TYPE varchar({n})",
+    "ALTER TABLE {0} RENAME TO {1}",
+    "ALTER TABLE {0} ALTER COLUMN {1} SET NOT NULL",
+    "CREATE TABLE {0} ({1} int)",
+    "DROP TABLE {0} CASCADE",
+    "CREATE INDEX CONCURRENTLY {0} ON {1} ({1})",
+    "LOCK TABLE {0} IN ACCESS EXCLUSIVE MODE",
+    "UPDATE {0} SET {1} = {n} WHERE id = {n}",
     "ALTER TABLE {0} ADD CONSTRAINT {1} CHECK ({1} IS NOT NULL) NOT VALID",
-    "ALTER TABLE {0} VALIDATE CONSTRAINT {1}", "ALTER TABLE {0} RENAME COLUMN {1} TO {0}",
-    "REINDEX INDEX {0}", "CLUSTER {0}", "TRUNCATE {0}", "DROP INDEX CONCURRENTLY {0}",
-    "ALTER TYPE {0} ADD VALUE 'x{n}'", "BEGIN", "COMMIT", "SET lock_timeout = '{n}s'",
-]  # fmt: skip
+    "ALTER TABLE {0} VALIDATE CONSTRAINT {1}",
+    "ALTER TABLE {0} RENAME COLUMN {1} TO {0}",
+    "REINDEX INDEX {0}",
+    "CLUSTER {0}",
+    "TRUNCATE {0}",
+    "DROP INDEX CONCURRENTLY {0}",
+    "ALTER TYPE {0} ADD VALUE 'x{n}'",
+    "BEGIN",
+    "COMMIT",
+    "SET lock_timeout = '{n}s'",
+]
 SCRIPTS = st.lists(
     st.tuples(st.sampled_from(TEMPLATES), IDENTIFIER, IDENTIFIER, st.integers(0, 500)).map(
         lambda parts: parts[0].format(parts[1], parts[2], n=parts[3])

@@ -23,9 +23,12 @@ def engine(postgresql_admin_url):
     upgrade(engine, "head")
     with engine.begin() as connection:
         connection.execute(text("INSERT INTO workflows (id, name, version) VALUES (1, 'w', 1)"))
-        connection.execute(text(
-            "INSERT INTO workflow_executions (workflow_id, status) "
-            f"SELECT 1, 'done' FROM generate_series(1, {ROWS})"))  # fmt: skip
+        connection.execute(
+            text(
+                "INSERT INTO workflow_executions (workflow_id, status) "
+                f"SELECT 1, 'done' FROM generate_series(1, {ROWS})"
+            )
+        )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.exec_driver_sql("ANALYZE")
     yield engine

@@ -53,12 +53,14 @@ def test_the_live_catalog_tells_a_widening_from_a_rewrite() -> None:
 
 
 def test_offline_an_unknown_column_is_rated_as_the_worst_it_may_be_and_says_so() -> None:
-    report = lint_sql("ALTER TABLE workflows ALTER COLUMN name TYPE varchar(200);",
-                      flow_sets_timeouts=True)  # fmt: skip
+    report = lint_sql(
+        "ALTER TABLE workflows ALTER COLUMN name TYPE varchar(200);", flow_sets_timeouts=True
+    )
     (rewrite,) = [f for f in report.findings if f.rule == "table-rewrite"]
     assert rewrite.level == "high" and "unknown" in rewrite.message
-    not_null = lint_sql("ALTER TABLE workflows ALTER COLUMN name SET NOT NULL;",
-                        flow_sets_timeouts=True)  # fmt: skip
+    not_null = lint_sql(
+        "ALTER TABLE workflows ALTER COLUMN name SET NOT NULL;", flow_sets_timeouts=True
+    )
     (scan,) = [f for f in not_null.findings if f.rule == "scan-under-access-exclusive"]
     assert "unknown here whether it is NOT NULL already" in scan.message
 
@@ -138,7 +140,11 @@ def test_a_table_in_another_schema_is_another_table() -> None:
 def test_a_time_zone_set_in_the_script_decides_the_timestamp_conversion() -> None:
     columns = {("events", "at"): ColumnFact("timestamp without time zone", False)}
     sql = "ALTER TABLE events ALTER COLUMN at TYPE timestamptz;"
-    live = {"sizes": {"events": BIG}, "columns": columns, "flow_sets_timeouts": True,
-            "utc_session": True}  # fmt: skip
+    live = {
+        "sizes": {"events": BIG},
+        "columns": columns,
+        "flow_sets_timeouts": True,
+        "utc_session": True,
+    }
     assert lint_sql(sql, **live).level == "low"
     assert lint_sql("SET TIME ZONE 'Europe/Berlin';" + sql, **live).level == "critical"

@@ -59,8 +59,14 @@ def connection(postgresql_url) -> Connection:
 
 def _lint(connection: Connection, sql: str):
     sizes, columns = table_stats(connection, {"probe"}), column_facts(connection, {"probe"})
-    return lint_sql(sql, sizes=sizes, columns=columns, flow_sets_timeouts=True, squawk=False,
-                    utc_session=session_is_utc(connection))  # fmt: skip
+    return lint_sql(
+        sql,
+        sizes=sizes,
+        columns=columns,
+        flow_sets_timeouts=True,
+        squawk=False,
+        utc_session=session_is_utc(connection),
+    )
 
 
 def _filenode(connection: Connection) -> int:

@@ -16,6 +16,8 @@ from tests.support.alembic_run import alembic_cli, revision_of, upgrade
 from tests.support.databases import table_checksums
 from tests.support.seed import seed
 
+pytestmark = pytest.mark.both_dialects  # their behaviour differs by dialect
+
 HISTORY = [info.revision for info in pending(None)]
 HEAD = heads()[0]
 PASSWORD = "Sup3r-Secret-pw"
@@ -48,11 +50,26 @@ def test_offline_postgresql_sql_builds_the_schema_the_models_describe(postgresql
     psql = shutil.which("psql")
     assert psql, "psql (postgresql-client) is needed to apply rendered SQL"
     applied = subprocess.run(
-        [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", postgresql_url.database,
-         "-h", postgresql_url.host or "127.0.0.1", "-p", str(postgresql_url.port or 5432),
-         "-U", postgresql_url.username or "postgres"],
-        input=sql, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            psql,
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            postgresql_url.database,
+            "-h",
+            postgresql_url.host or "127.0.0.1",
+            "-p",
+            str(postgresql_url.port or 5432),
+            "-U",
+            postgresql_url.username or "postgres",
+        ],
+        input=sql,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert applied.returncode == 0, applied.stderr
     assert f"{HEAD} (head)" in _ok(alembic_cli("current", url=postgresql_url))
     assert "No new upgrade operations detected" in _ok(alembic_cli("check", url=postgresql_url))

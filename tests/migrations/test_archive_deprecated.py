@@ -13,6 +13,8 @@ from tests.support.alembic_run import downgrade, upgrade
 from tests.support.databases import table_checksums
 from tests.support.seed import seed
 
+pytestmark = pytest.mark.both_dialects  # their behaviour differs by dialect
+
 ARCHIVE = "6a0d3f9b2c48"
 BEFORE_ARCHIVE = "e5c8f2a1d934"
 

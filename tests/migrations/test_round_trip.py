@@ -14,6 +14,8 @@ from tests.support.alembic_run import downgrade, revision_of, upgrade
 from tests.support.databases import table_checksums
 from tests.support.seed import seed
 
+pytestmark = pytest.mark.both_dialects  # their behaviour differs by dialect
+
 HISTORY = [info.revision for info in pending(None)]
 
 

@@ -52,6 +52,15 @@ def create_database(admin_url: URL, prefix: str = "autopr_test") -> URL:
     return admin_url.set(database=name)
 
 
+def recreate_from_template(admin_url: URL, name: str, template: str) -> None:
+    """Replace database ``name`` with a file-level copy of ``template`` (rows, statistics)."""
+    engine = _autocommit(admin_url)
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    engine.dispose()
+
+
 def drop_database(admin_url: URL, name: str) -> None:
     engine = _autocommit(admin_url)
     with engine.connect() as connection:

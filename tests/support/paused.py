@@ -44,8 +44,11 @@ class BackgroundRun:
     def paused_now(self) -> FlowRun | None:
         """The run if it is Paused and ready for input (the state shows before its schema)."""
         with get_client(sync_client=True) as client:
-            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
-                type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))  # fmt: skip
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+                )
+            )
             run = next(
                 (r for r in runs if r.parameters.get("requested_by") == self.requested_by), None
             )
@@ -81,7 +84,13 @@ def migrate_approving(*, approver: str = "test-approver", **kwargs: Any) -> Any:
     while background.running and time.monotonic() < deadline:
         run = background.paused_now()
         if run is not None:
-            resume_flow_run(run.id, run_input={"decision": "approve", "approver": approver,
-                                               "reason": "approved by the test"})  # fmt: skip
+            resume_flow_run(
+                run.id,
+                run_input={
+                    "decision": "approve",
+                    "approver": approver,
+                    "reason": "approved by the test",
+                },
+            )
         time.sleep(0.2)
     return background.result()

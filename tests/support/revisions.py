@@ -78,15 +78,22 @@ CONCURRENT_INDEX = (
 
 
 def add_revision(
-    versions: Path, revision: str, body: tuple[str, str], *, down: str | None = None,
+    versions: Path,
+    revision: str,
+    body: tuple[str, str],
+    *,
+    down: str | None = None,
     message: str | None = None,
-) -> str:  # fmt: skip
+) -> str:
     """Write a revision on top of ``down`` (default: the current head); return its id."""
     down = down or heads()[0]
     upgrade, downgrade = (textwrap.indent(part, "    ") for part in body)
     text = TEMPLATE.format(
-        message=message or f"test revision {revision}", revision=revision, down=down,
-        upgrade=upgrade, downgrade=downgrade,
-    )  # fmt: skip
+        message=message or f"test revision {revision}",
+        revision=revision,
+        down=down,
+        upgrade=upgrade,
+        downgrade=downgrade,
+    )
     (versions / f"2099_01_01_000000_{revision}_test.py").write_text(text)
     return revision

@@ -25,9 +25,15 @@ from tests.support.seed import seed
 from tests.support.servers import serve
 
 CHROMIUM = Path("/usr/bin/chromium")
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync"]  # fmt: skip
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _free_port() -> int:
@@ -41,12 +47,22 @@ def prefect_server(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-home")
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port),
-           "PREFECT_UI_API_URL": f"{base}/api", "PREFECT_API_URL": f"{base}/api"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_UI_API_URL": f"{base}/api",
+        "PREFECT_API_URL": f"{base}/api",
+    }
     log = (home / "server.log").open("w")
-    server = subprocess.Popen([str(Path(sys.executable).with_name("prefect")), "server", "start"],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("prefect")), "server", "start"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -89,20 +105,31 @@ def test_an_operator_approves_a_migration_in_the_ui(prefect_server, sqlite_url, 
     goal = add_revision(history, "aaaa000000d0", ADD_PRIORITY, message="add workflows.priority")
     app = create_app(Settings(database_url=sqlite_url, health_timeout=2))
     with serve(app) as health:
-        run_env = {**env, "AUTOPR_DB_UI_URL": str(sqlite_url),
-                   "AUTOPR_DB_UI_HEALTH_URL": f"{health}/health",
-                   "AUTOPR_DB_UI_BACKUP_DIR": str(tmp_path / "backups"),
-                   "AUTOPR_ALEMBIC_CONFIG": os.environ["AUTOPR_ALEMBIC_CONFIG"]}  # fmt: skip
-        policy = {"approval": {"mode": "always", "poll_interval_seconds": 1},
-                  "probe": {"consecutive_successes": 2, "interval_seconds": 0.2}}  # fmt: skip
-        script = ("import json, sys; from autopr_migrate.flows.migrate import migrate; "
-                  "s = migrate(target='ui', requested_by='developer', "
-                  f"policy=json.loads({json.dumps(json.dumps(policy))}), return_state=True); "
-                  "sys.exit(0 if s.is_completed() else 1)")  # fmt: skip
+        run_env = {
+            **env,
+            "AUTOPR_DB_UI_URL": str(sqlite_url),
+            "AUTOPR_DB_UI_HEALTH_URL": f"{health}/health",
+            "AUTOPR_DB_UI_BACKUP_DIR": str(tmp_path / "backups"),
+            "AUTOPR_ALEMBIC_CONFIG": os.environ["AUTOPR_ALEMBIC_CONFIG"],
+        }
+        policy = {
+            "approval": {"mode": "always", "poll_interval_seconds": 1},
+            "probe": {"consecutive_successes": 2, "interval_seconds": 0.2},
+        }
+        script = (
+            "import json, sys; from autopr_migrate.flows.migrate import migrate; "
+            "s = migrate(target='ui', requested_by='developer', "
+            f"policy=json.loads({json.dumps(json.dumps(policy))}), return_state=True); "
+            "sys.exit(0 if s.is_completed() else 1)"
+        )
         flow = subprocess.Popen(
-            [sys.executable, "-c", script], env=run_env, cwd=PROJECT_ROOT,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+            [sys.executable, "-c", script],
+            env=run_env,
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         run_id = _paused_run(base)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
@@ -134,8 +161,10 @@ def test_an_operator_approves_a_migration_in_the_ui(prefect_server, sqlite_url, 
 def _paused_run(base: str, timeout: float = 90) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs = httpx.post(f"{base}/api/flow_runs/filter", json={
-            "flow_runs": {"state": {"type": {"any_": ["PAUSED"]}}}}).json()  # fmt: skip
+        runs = httpx.post(
+            f"{base}/api/flow_runs/filter",
+            json={"flow_runs": {"state": {"type": {"any_": ["PAUSED"]}}}},
+        ).json()
         if runs:
             return runs[0]["id"]
         time.sleep(0.5)

@@ -1,4 +1,4 @@
-"""Undoing an upgrade with Alembic: the first way back, before any backup is restored."""
+"""The downgrade, and dropping what a failed concurrent build left, as task runs."""
 
 from __future__ import annotations
 
@@ -6,53 +6,17 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection
 
-from autopr_migrate.backends.connections import connect
-from autopr_migrate.backends.session import (
-    alembic_logs_to,
-    end_transaction,
-    is_lock_timeout,
-    retry_on_lock_timeout,
-    timeouts,
-)
-from autopr_migrate.errors import DowngradeFailed, DowngradeLockTimeout, describe
-from autopr_migrate.history import commands as alembic_ops
+from autopr_migrate.backends.session import retry_on_lock_timeout
+from autopr_migrate.operations import downgrade
 from autopr_migrate.policy.parameters import LockPolicy
 from autopr_migrate.targets.targets import Target
 
 
 @task(name="downgrade", cache_policy=NO_CACHE, retry_condition_fn=retry_on_lock_timeout)
 def downgrade_to(connection: Connection, revision: str | None, policy: LockPolicy) -> None:
-    """Alembic downgrade to ``revision`` on the migrating connection, with the same timeouts.
-
-    Raises:
-        DowngradeLockTimeout: a statement waited too long for a lock (retried).
-        DowngradeFailed: a downgrade step failed, or it stopped elsewhere.
-    """
-    logger = get_run_logger()
-    try:
-        with timeouts(connection, policy), alembic_logs_to(logger):
-            alembic_ops.downgrade(
-                connection, revision,
-                on_revision=lambda rev, doc, _up: logger.info("downgraded %s (%s)", rev, doc),
-            )  # fmt: skip
-        reached = alembic_ops.current(connection)
-        end_transaction(connection)
-    except Exception as exc:  # any failure inside a revision's downgrade() is ours to report
-        end_transaction(connection)
-        kind = DowngradeLockTimeout if is_lock_timeout(exc) else DowngradeFailed
-        raise kind(f"the downgrade to {revision or 'base'} failed: {describe(exc)}") from exc
-    if reached != revision:
-        raise DowngradeFailed(f"the downgrade stopped at {reached}, not {revision or 'base'}")
-    logger.info("database downgraded to %s", revision or "base")
+    downgrade.downgrade_to(connection, revision, policy, log=get_run_logger())
 
 
 @task(name="drop-invalid-indexes", cache_policy=NO_CACHE)
 def drop_invalid_indexes(target: Target, names: set[str]) -> list[str]:
-    """Drop indexes a failed concurrent build left INVALID (they slow every write)."""
-    with connect(target) as connection:
-        autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
-        for name in sorted(names):
-            autocommit.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-    get_run_logger().info("dropped INVALID index(es) left by the failed revision: %s",
-                          ", ".join(sorted(names)))  # fmt: skip
-    return sorted(names)
+    return downgrade.drop_invalid_indexes(target, names, log=get_run_logger())

@@ -30,20 +30,14 @@ from prefect.concurrency._sync import (
     release_concurrency_slots_with_lease,
 )
 from prefect.context import FlowRunContext
-from sqlalchemy import Connection, text
-from sqlalchemy.exc import DBAPIError, PendingRollbackError, SQLAlchemyError
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from autopr_migrate.backends.connections import connect
-from autopr_migrate.backends.migration_lock import (
-    MIGRATION_LOCK_KEY,
-    HeldLockFile,
-    hold_lock_file,
-    holds_advisory_lock,
-    release_advisory_lock,
-    try_advisory_lock,
-)
+from autopr_migrate.backends.dialects import DatabaseLock
+from autopr_migrate.backends.registry import backend_for
 from autopr_migrate.errors import LockLost, LockUnavailable, MigrationError, describe
-from autopr_migrate.orchestration.steps.preflight import refuse_unfinished_runs
+from autopr_migrate.operations.preflight import refuse_unfinished_runs
 from autopr_migrate.policy.parameters import MigrationPolicy
 from autopr_migrate.store import ledger
 from autopr_migrate.targets.targets import Target
@@ -80,13 +74,21 @@ class PrefectSlot:
     def acquire(self, *, wait_seconds: float) -> None:
         """Raises ``LockUnavailable`` when another run holds the slot for ``wait_seconds``."""
         run = FlowRunContext.get()
-        holder = ConcurrencyLeaseHolder(type="flow_run", id=run.flow_run.id) if (
-            run and run.flow_run) else None  # fmt: skip
+        holder = (
+            ConcurrencyLeaseHolder(type="flow_run", id=run.flow_run.id)
+            if (run and run.flow_run)
+            else None
+        )
         try:
             response = acquire_concurrency_slots_with_lease(
-                [self.name], 1, timeout_seconds=max(wait_seconds, 0.1), strict=True,
-                lease_duration=LEASE_SECONDS, holder=holder, suppress_warnings=True,
-            )  # fmt: skip
+                [self.name],
+                1,
+                timeout_seconds=max(wait_seconds, 0.1),
+                strict=True,
+                lease_duration=LEASE_SECONDS,
+                holder=holder,
+                suppress_warnings=True,
+            )
         except TimeoutError:
             raise LockUnavailable(
                 f"another run is migrating target {self.target.name!r} (it holds the "
@@ -94,12 +96,17 @@ class PrefectSlot:
                 f"raise policy.lock.wait_seconds"
             ) from None
         self.lease_id = response.lease_id
-        get_run_logger().info("holding the concurrency limit %s (lease %s)", self.name,
-                              response.lease_id)  # fmt: skip
-        self._renewal.enter_context(maintain_concurrency_lease(
-            response.lease_id, LEASE_SECONDS, raise_on_lease_renewal_failure=False,
-            suppress_warnings=True,
-        ))  # fmt: skip
+        get_run_logger().info(
+            "holding the concurrency limit %s (lease %s)", self.name, response.lease_id
+        )
+        self._renewal.enter_context(
+            maintain_concurrency_lease(
+                response.lease_id,
+                LEASE_SECONDS,
+                raise_on_lease_renewal_failure=False,
+                suppress_warnings=True,
+            )
+        )
 
     def still_held(self) -> bool:
         """Renew the lease now: the server answers 410 Gone for a lease it no longer has.
@@ -130,23 +137,6 @@ class PrefectSlot:
         if lease is not None:
             with suppress(Exception):  # an expired or revoked lease has nothing to release
                 release_concurrency_slots_with_lease(lease)
-
-
-@dataclass
-class DatabaseLock:
-    """The database's migration lock, held by ``connection`` (SQLite: by a lock file)."""
-
-    connection: Connection
-    target: Target
-    lock_file: HeldLockFile | None = field(default=None)
-
-    def still_held(self) -> bool:
-        if self.lock_file is not None:
-            return self.lock_file.still_held()
-        try:
-            return holds_advisory_lock(self.connection)
-        except (DBAPIError, PendingRollbackError):
-            return False  # the session died, and its lock with it
 
 
 @dataclass
@@ -189,8 +179,10 @@ class MigrationLocks:
                 f"lapsed and another run holds it now; the database lock kept that run out, "
                 f"but this run stops rather than race it. Start a new run to plan again"
             ) from None
-        note = (f"the Prefect lease on {self.slot.name} had lapsed before {moment}; the run "
-                f"took the slot again and goes on under the database lock it held throughout")
+        note = (
+            f"the Prefect lease on {self.slot.name} had lapsed before {moment}; the run "
+            f"took the slot again and goes on under the database lock it held throughout"
+        )
         self.notes.append(note)
 
 
@@ -216,7 +208,7 @@ def migration_locks(target: Target, policy: MigrationPolicy) -> Iterator[Migrati
         timeout = policy.preflight.connect_timeout_seconds
         with (
             connect(target, connect_timeout=timeout) as connection,
-            database_lock(connection, target, wait_seconds=wait) as held,
+            backend_for(target).database_lock(connection, target, wait_seconds=wait) as held,
         ):
             yield MigrationLocks(slot, held)
     finally:
@@ -230,111 +222,14 @@ def _holder_looks_dead(target: Target) -> bool:
             if not ledger.unfinished(connection):
                 return False
             connection.rollback()
-            if connection.dialect.name == "postgresql":
-                if not try_advisory_lock(connection):
-                    return False
-                release_advisory_lock(connection)
-                return True
-        with hold_lock_file(target.url.database or "", wait_seconds=0):
-            return True
-    except (TimeoutError, MigrationError, DBAPIError):
+            return backend_for(target).lock_is_free(connection, target)
+    except (MigrationError, DBAPIError):
         return False
 
 
 def refuse_crashed_holder(target: Target) -> None:
     with connect(target) as connection:
         refuse_unfinished_runs(connection, target)
-
-
-@contextmanager
-def database_lock(
-    connection: Connection, target: Target, *, wait_seconds: float
-) -> Iterator[DatabaseLock]:
-    """Hold the database-side lock on ``connection`` for as long as the block runs."""
-    if connection.dialect.name == "postgresql":
-        with _advisory_lock(connection, target, wait_seconds=wait_seconds):
-            yield DatabaseLock(connection, target)
-        return
-    with _lock_file(target, wait_seconds=wait_seconds) as held:
-        yield DatabaseLock(connection, target, held)
-
-
-@contextmanager
-def _advisory_lock(
-    connection: Connection, target: Target, *, wait_seconds: float
-) -> Iterator[None]:
-    deadline = time.monotonic() + wait_seconds
-    while not try_advisory_lock(connection):
-        if time.monotonic() >= deadline:
-            holder = _advisory_lock_holder(connection)
-            raise LockUnavailable(
-                f"another session holds the migration lock of target {target.name!r}{holder} "
-                f"(a plain `alembic` run or another tool); waited {wait_seconds:g} s"
-            )
-        time.sleep(0.5)
-    try:
-        yield
-    finally:
-        # A dead session released its locks with it; never hide the real error behind this.
-        with suppress(SQLAlchemyError):
-            release_advisory_lock(connection)
-
-
-def ensure_locked(connection: Connection, target: Target) -> None:
-    """Before undoing anything: make sure this session still holds the database lock.
-
-    SQLAlchemy reconnects a connection whose session died, silently; the new session holds no
-    advisory lock and none of the timeouts.
-
-    Raises:
-        LockUnavailable: the lock was lost and another session holds it now.
-    """
-    if connection.dialect.name != "postgresql":
-        return
-    try:
-        _hold_again(connection, target)
-    except (DBAPIError, PendingRollbackError) as exc:
-        # PendingRollbackError: the session died under an earlier statement, not this one.
-        if isinstance(exc, DBAPIError) and not exc.connection_invalidated:
-            raise
-        connection.rollback()  # clears the dead session; the next statement opens a new one
-        _hold_again(connection, target)
-
-
-def _hold_again(connection: Connection, target: Target) -> None:
-    if not holds_advisory_lock(connection) and not try_advisory_lock(connection):
-        raise LockUnavailable(
-            f"the migrating session of target {target.name!r} was lost, and another session "
-            f"took the migration lock{_advisory_lock_holder(connection)}"
-        )
-
-
-def _advisory_lock_holder(connection: Connection) -> str:
-    row = connection.execute(
-        text(
-            "SELECT a.pid, a.application_name, a.client_addr FROM pg_locks l "
-            "JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory' AND l.granted "
-            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-            "AND ((l.classid::bigint << 32) | l.objid::bigint) = :key"
-        ),
-        {"key": MIGRATION_LOCK_KEY},
-    ).first()
-    connection.commit()
-    if row is None:
-        return ""
-    return f" (pid {row.pid}, {row.application_name or 'no application name'})"
-
-
-@contextmanager
-def _lock_file(target: Target, *, wait_seconds: float) -> Iterator[HeldLockFile]:
-    try:
-        with hold_lock_file(target.url.database or "", wait_seconds=wait_seconds) as held:
-            yield held
-    except TimeoutError as exc:
-        raise LockUnavailable(
-            f"another process holds the migration lock file {exc} of target {target.name!r}; "
-            f"waited {wait_seconds:g} s"
-        ) from None
 
 
 def lock_retries(policy: MigrationPolicy) -> dict:

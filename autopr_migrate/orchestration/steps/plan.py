@@ -1,60 +1,19 @@
-"""The plan: the SQL for exactly ``current:target`` in the target's dialect, and what we know.
-
-Rendered with Alembic's offline mode, so it is the SQL the upgrade will run, revision by
-revision. Stored as the Markdown artifact ``migration-plan-<target>``.
-"""
+"""The plan as a task run, stored as the Markdown artifact ``migration-plan-<target>``."""
 
 from __future__ import annotations
 
-import sqlite3
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
-
-from alembic.util import CommandError
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import event
-from sqlalchemy.pool import NullPool
 
-from autopr_migrate.backends.engine import make_engine
-from autopr_migrate.errors import PreflightRefused, describe
-from autopr_migrate.history import commands as alembic_ops
-from autopr_migrate.history.commands import RevisionInfo
 from autopr_migrate.model import Risk
-from autopr_migrate.orchestration.steps.preflight import PreflightReport
+from autopr_migrate.operations.plan import Plan, build_plan
+from autopr_migrate.operations.preflight import PreflightReport
 from autopr_migrate.targets.targets import Target
-
-_NOT_PLANNED = ("PRAGMA", "SELECT", "BEGIN", "COMMIT", "ROLLBACK")
-
-
-@dataclass(frozen=True)
-class Plan:
-    target: str
-    current: str | None
-    target_revision: str
-    revisions: list[RevisionInfo]
-    sql: str
-    markdown: str
-
-    @property
-    def checksums(self) -> dict[str, str]:
-        return {info.revision: info.sha256 for info in self.revisions}
-
-
-def build_plan(target: Target, checks: PreflightReport, risk: Risk | None = None) -> Plan:
-    """Render the SQL for exactly ``current:target`` and the plan's Markdown."""
-    sql = render_planned_sql(target, checks)
-    return Plan(
-        target.name, checks.current, checks.target_revision, checks.revisions, sql,
-        render_plan(target, checks, sql, risk),
-    )  # fmt: skip
 
 
 @task(name="plan-migration", cache_policy=NO_CACHE)
 def plan_migration(target: Target, checks: PreflightReport, risk: Risk | None = None) -> Plan:
-    """Render the SQL and write the plan artifact ``migration-plan-<target>``."""
     plan = build_plan(target, checks, risk)
     create_markdown_artifact(
         markdown=plan.markdown,
@@ -63,129 +22,8 @@ def plan_migration(target: Target, checks: PreflightReport, risk: Risk | None = 
     )
     get_run_logger().info(
         "plan: %d revision(s), %d lines of %s SQL",
-        len(checks.revisions), plan.sql.count("\n"), target.dialect,
-    )  # fmt: skip
+        len(checks.revisions),
+        plan.sql.count("\n"),
+        target.dialect,
+    )
     return plan
-
-
-def render_planned_sql(target: Target, checks: PreflightReport, dialect: str | None = None) -> str:
-    """The SQL the plan runs, in ``dialect`` (default: the target's)."""
-    if checks.operation == "downgrade":
-        try:
-            return alembic_ops.render_downgrade_sql(
-                dialect or target.dialect, checks.current, checks.target_revision
-            )
-        except CommandError as exc:
-            raise PreflightRefused(
-                f"the downgrade SQL could not be rendered: {describe(exc)}"
-            ) from None
-    if dialect and dialect != target.dialect:
-        return alembic_ops.render_sql(dialect, checks.current, checks.target_revision)
-    return _render(target, checks.current, checks.target_revision)
-
-
-def _render(target: Target, current: str | None, goal: str) -> str:
-    try:
-        return alembic_ops.render_sql(target.dialect, current, goal)
-    except CommandError as exc:
-        if target.dialect != "sqlite" or "--sql mode" not in str(exc):
-            raise PreflightRefused(f"the SQL could not be rendered: {describe(exc)}") from None
-    # SQLite batch mode reflects the live table when it must copy it; offline it cannot.
-    return _render_on_scratch_copy(target, goal)
-
-
-def _render_on_scratch_copy(target: Target, goal: str) -> str:
-    """Apply the upgrade to a throwaway copy of the SQLite file and record the SQL it runs."""
-    statements: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="autopr-plan-") as scratch:
-        copy = Path(scratch) / "plan.sqlite3"
-        source = sqlite3.connect(f"file:{target.url.database}?mode=ro", uri=True)
-        destination = sqlite3.connect(copy)
-        source.backup(destination)
-        destination.close()
-        source.close()
-        engine = make_engine(target.url.set(database=str(copy)), poolclass=NullPool)
-
-        @event.listens_for(engine, "before_cursor_execute")
-        def record(_conn, _cursor, statement, parameters, _context, _many) -> None:
-            if not statement.lstrip().upper().startswith(_NOT_PLANNED):
-                suffix = f"  -- parameters: {parameters}" if parameters else ""
-                statements.append(f"{statement.strip()};{suffix}")
-
-        try:
-            with engine.connect() as connection:
-                alembic_ops.upgrade(connection, goal)
-        except Exception as exc:  # the upgrade fails before it touches anything real
-            raise PreflightRefused(
-                f"the upgrade fails on a scratch copy of the database: {describe(exc)}; "
-                f"nothing was changed"
-            ) from None
-        finally:
-            engine.dispose()
-    header = "-- SQLite: rendered by applying the upgrade to a scratch copy of the database"
-    return "\n\n".join([header, *statements]) + "\n"
-
-
-def render_plan(target: Target, checks: PreflightReport, sql: str, risk: Risk | None = None) -> str:
-    lines = [
-        f"# Migration plan: {target.name} ({checks.operation})",
-        "",
-        *(_risk_lines(risk) if risk else []),
-        f"- **Database:** `{target.masked_url}` ({target.dialect})",
-        f"- **From:** `{checks.current or 'base'}` **to:** `{checks.target_revision}` "
-        f"({len(checks.revisions)} revision(s))",
-        f"- **Database size:** {_size(checks.database_bytes)}; "
-        f"{_size(checks.free_bytes)} free for the backup in `{target.backup_dir}`",
-        f"- **Application before:** {_health_line(checks)}",
-        "",
-        "## Revisions",
-        "",
-        "| # | revision | message |",
-        "|---|---|---|",
-        *(
-            f"| {number} | `{info.revision}` | {info.message} |"
-            for number, info in enumerate(checks.revisions, start=1)
-        ),
-    ]
-    if checks.long_transactions:
-        lines += [
-            "",
-            "## Long-running transactions",
-            "",
-            "DDL waits behind these and blocks every query meanwhile.",
-            "",
-            "| pid | open for | state | application |",
-            "|---|---|---|---|",
-            *(
-                f"| {t.pid} | {t.seconds:.0f} s | {t.state} | {t.application} |"
-                for t in checks.long_transactions
-            ),
-        ]
-    lines += ["", "## SQL", "", "```sql", sql.strip(), "```", ""]
-    return "\n".join(lines)
-
-
-def _risk_lines(risk: Risk) -> list[str]:
-    rehearsal = [f"- {risk.rehearsal}"] if risk.rehearsal else []
-    return [f"**Risk: {risk.level.upper()}**", "", *rehearsal,
-            *(f"- {line}" for line in risk.summary), ""]  # fmt: skip
-
-
-def _health_line(checks: PreflightReport) -> str:
-    if checks.health.healthy:
-        return "healthy"
-    if not checks.application_expected:
-        return (
-            "no application answers yet; the database is empty, so this is its first "
-            "migration and only the database's revision is verified afterwards"
-        )
-    return f"not healthy: {checks.health.reason}"
-
-
-def _size(count: int) -> str:
-    value = float(count)
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{count} bytes"

@@ -21,6 +21,10 @@ def prune_backups(target: Target, policy: BackupPolicy) -> list[str]:
         logger.warning("backup retention was not applied to %s: %s", target.name, describe(exc))
         return []
     if deleted:
-        logger.info("retention deleted %d old backup(s) of %s: %s", len(deleted), target.name,
-                    ", ".join(path.name for path in deleted))  # fmt: skip
+        logger.info(
+            "retention deleted %d old backup(s) of %s: %s",
+            len(deleted),
+            target.name,
+            ", ".join(path.name for path in deleted),
+        )
     return [path.name for path in deleted]

@@ -1,143 +1,17 @@
-"""Rehearsal: the upgrade, its downgrade and the upgrade again, on a throwaway copy.
-
-PostgreSQL: a dump taken now is restored into a scratch database on the same server, which is
-always dropped (stale ones from a killed run are dropped first). SQLite: a copy of the file.
-What the operator learns: how long each revision takes on real data, and whether the
-downgrade really returns the schema to where it started.
-"""
+"""The rehearsal as a task run."""
 
 from __future__ import annotations
 
-import sqlite3
-import tempfile
-import time
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Connection, text
 
-from autopr_migrate.backends import pgtools
-from autopr_migrate.backends.connections import connect
-from autopr_migrate.backends.fingerprint import differences, fingerprint
-from autopr_migrate.errors import BackupFailed, PreflightRefused, describe
-from autopr_migrate.history import commands as alembic_ops
-from autopr_migrate.operations.scratch import scratch_copy
-from autopr_migrate.orchestration.steps.backup import take_backup
-from autopr_migrate.orchestration.steps.preflight import PreflightReport
-from autopr_migrate.policy.parameters import BackupPolicy, RehearsalPolicy
-from autopr_migrate.store.directory import ready_backup_directory
+from autopr_migrate.operations.preflight import PreflightReport
+from autopr_migrate.operations.rehearse import Rehearsal
+from autopr_migrate.operations.rehearse import rehearse as rehearse_on_a_copy
+from autopr_migrate.policy.parameters import RehearsalPolicy
 from autopr_migrate.targets.targets import Target
-
-SCRATCH_PREFIX = "autopr_rehearsal_"
-
-
-@dataclass
-class Rehearsal:
-    rows: int = 0
-    upgrade_seconds: float = 0.0
-    downgrade_seconds: float | None = None
-    revision_seconds: dict[str, float] = field(default_factory=dict)
-    reversible: bool | None = None
-    schema_differences: list[str] = field(default_factory=list)
-    skipped: str | None = None
-    failed: str | None = None
-
-    def line(self) -> str:
-        if self.skipped:
-            return f"not rehearsed: {self.skipped}"
-        reversible = {True: "yes", False: "**no**", None: "unknown"}[self.reversible]
-        if self.reversible is False and self.schema_differences:
-            reversible += f" ({'; '.join(self.schema_differences[:3])})"
-        if self.failed and self.upgrade_seconds == 0:
-            return f"**the rehearsal on a copy FAILED**: {self.failed}"
-        down = f"{self.downgrade_seconds:.2f} s" if self.downgrade_seconds is not None else "failed"
-        line = (
-            f"rehearsed on a copy of {self.rows:,} rows: upgrade took "
-            f"{self.upgrade_seconds:.2f} s, downgrade {down}, reversible: {reversible}"
-        )
-        return f"{line}; **then FAILED**: {self.failed}" if self.failed else line
 
 
 @task(name="rehearse", cache_policy=NO_CACHE)
 def rehearse(target: Target, checks: PreflightReport, policy: RehearsalPolicy) -> Rehearsal:
-    """Run the plan on a copy; never raises for a failure on the copy (it is reported)."""
-    logger = get_run_logger()
-    if not policy.enabled:
-        return Rehearsal(skipped="rehearsal is switched off by the policy")
-    if checks.database_bytes > policy.skip_above_bytes:
-        return Rehearsal(skipped=f"the database ({checks.database_bytes} bytes) is above "
-                                 f"policy.rehearsal.skip_above_bytes")  # fmt: skip
-    if target.dialect == "postgresql":
-        with connect(target) as connection:
-            _refuse_without_createdb(connection, target)
-    directory = ready_backup_directory(target)
-    with tempfile.TemporaryDirectory(prefix=".rehearsal-", dir=directory) as scratch_dir:
-        copy_target = replace(target, backup_dir=Path(scratch_dir))
-        try:
-            dump = take_backup.fn(copy_target, BackupPolicy(), label="rehearsal",
-                                  database_bytes=checks.database_bytes)  # fmt: skip
-            with scratch_copy(target, dump, Path(scratch_dir), prefix=SCRATCH_PREFIX) as scratch:
-                result = _rehearse_on(scratch, checks)
-        except (BackupFailed, pgtools.ToolError, sqlite3.Error) as exc:
-            return Rehearsal(failed=f"the copy could not be made: {exc}")
-    result.rows = sum(dump.row_counts.values())
-    logger.info("%s", result.line())
-    return result
-
-
-def _rehearse_on(scratch: Target, checks: PreflightReport) -> Rehearsal:
-    result = Rehearsal()
-    with connect(scratch) as connection:
-        before = fingerprint(connection)
-        started = time.monotonic()
-        clock = [started]
-
-        def applied(revision: str, _doc: str, _up: bool) -> None:
-            now = time.monotonic()
-            result.revision_seconds[revision] = round(now - clock[0], 3)
-            clock[0] = now
-
-        try:
-            alembic_ops.upgrade(connection, checks.target_revision, on_revision=applied)
-        except Exception as exc:  # the copy shows the failure before production sees it
-            result.failed = f"the upgrade fails: {describe(exc)}"
-            return result
-        result.upgrade_seconds = round(time.monotonic() - started, 3)
-        try:
-            started = time.monotonic()
-            alembic_ops.downgrade(connection, checks.current)
-            result.downgrade_seconds = round(time.monotonic() - started, 3)
-        except Exception as exc:  # an irreversible plan is a finding, not a failure
-            result.reversible = False
-            result.schema_differences = [f"the downgrade fails: {describe(exc)}"]
-            return result
-        result.schema_differences = differences(before, fingerprint(connection))
-        result.reversible = not result.schema_differences
-        try:
-            alembic_ops.upgrade(connection, checks.target_revision)
-        except Exception as exc:  # up, down, then up again must work too
-            result.failed = f"the second upgrade, after the downgrade, fails: {describe(exc)}"
-    return result
-
-
-def _refuse_without_createdb(connection: Connection, target: Target) -> None:
-    allowed = connection.scalar(
-        text("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")
-    )
-    connection.rollback()
-    if not allowed:
-        raise PreflightRefused(
-            f"the role of target {target.name!r} may not create databases, so the plan cannot "
-            f"be rehearsed on a copy: grant it CREATEDB, or set policy.rehearsal.enabled=false"
-        )
-
-
-def require(rehearsal: Rehearsal, policy: RehearsalPolicy) -> None:
-    """With ``must_succeed``, a failed or skipped rehearsal stops the run before approval."""
-    if policy.must_succeed and (rehearsal.failed or rehearsal.skipped):
-        raise PreflightRefused(
-            f"the policy requires a successful rehearsal, and this one did not happen or "
-            f"failed: {rehearsal.failed or rehearsal.skipped}"
-        )
+    return rehearse_on_a_copy(target, checks, policy, log=get_run_logger())

@@ -2,44 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from prefect.artifacts import create_markdown_artifact
 
 from autopr_migrate.masking import mask_secrets
-
-
-@dataclass
-class Step:
-    name: str
-    started: datetime
-    seconds: float = 0.0
-    outcome: str = "ok"
-
-
-@dataclass
-class Timeline:
-    steps: list[Step] = field(default_factory=list)
-
-    @contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        entry = Step(name, datetime.now(UTC))
-        self.steps.append(entry)
-        clock = time.monotonic()
-        try:
-            yield
-        except Exception as exc:
-            entry.outcome = f"failed: {type(exc).__name__}"
-            raise
-        finally:
-            entry.seconds = time.monotonic() - clock
-
-    def as_dict(self) -> dict[str, float]:
-        return {step.name: round(step.seconds, 3) for step in self.steps}
+from autopr_migrate.operations.timeline import Timeline
 
 
 @dataclass

@@ -15,42 +15,12 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
 from autopr_migrate import clock
-from autopr_migrate.errors import ConfigurationError, OutsideMigrationWindow
+from autopr_migrate.errors import OutsideMigrationWindow
 from autopr_migrate.policy.parameters import WindowPolicy
 from autopr_migrate.policy.windows import Fit, fit
 from autopr_migrate.targets.targets import Target
 
 CHECK_EVERY_SECONDS = 60
-ESTIMATE_BYTES_PER_SECOND = 20 * 2**20  # without a rehearsal: a conservative rewrite speed
-
-
-def check_allowed(target: Target, policy: WindowPolicy) -> None:
-    """Production targets must name at least one window."""
-    if target.production and not policy.windows:
-        raise ConfigurationError(
-            f"target {target.name!r} is production and has no migration window: set "
-            f"policy.window.windows (a cron, a time zone and a length)"
-        )
-
-
-def needed_time(
-    policy: WindowPolicy, rehearsed_seconds: float | None, database_bytes: int
-) -> timedelta:
-    """How much window an upgrade needs: the rehearsal (or an estimate) with a safety factor."""
-    estimate = (
-        rehearsed_seconds if rehearsed_seconds else database_bytes / ESTIMATE_BYTES_PER_SECOND
-    )
-    seconds = max(estimate * policy.safety_factor, policy.minimum_minutes * 60)
-    return timedelta(seconds=seconds)
-
-
-def describe(policy: WindowPolicy) -> str:
-    if not policy.windows:
-        return "any time: the upgrade starts as soon as it is approved"
-    return "; ".join(
-        f"{w.name + ' ' if w.name else ''}`{w.cron}` {w.timezone}, {w.duration_minutes} min"
-        for w in policy.windows
-    )
 
 
 @task(name="wait-for-window", cache_policy=NO_CACHE)
@@ -62,6 +32,7 @@ def wait_for_window(target: Target, policy: WindowPolicy, needed: timedelta) -> 
     began = clock.now()
     give_up = began + timedelta(hours=policy.wait_limit_hours)
     progress = None
+    shown: tuple[float, str] = (0.0, "")
     while True:
         now = clock.now()
         found: Fit = fit(policy.windows, now, needed)
@@ -76,12 +47,18 @@ def wait_for_window(target: Target, policy: WindowPolicy, needed: timedelta) -> 
             raise OutsideMigrationWindow(f"no migration window fits the upgrade: {why}")
         total = (found.opening.start - began).total_seconds() or 1
         waited = (now - began).total_seconds()
-        message = (f"approved, outside the migration window: waiting until {found.reason} "
-                   f"(the upgrade needs about {needed.total_seconds() / 60:.0f} min)")  # fmt: skip
+        message = (
+            f"approved, outside the migration window: waiting until {found.reason} "
+            f"(the upgrade needs about {needed.total_seconds() / 60:.0f} min)"
+        )
+        percent = min(99.0, float(int(100 * waited / total)))
         if progress is None:
             logger.info("%s", message)
             progress = create_progress_artifact(
-                0.0, key=f"migration-window-{target.name}", description=message
+                percent, key=f"migration-window-{target.name}", description=message
             )
-        update_progress_artifact(progress, min(99.0, 100 * waited / total), description=message)
+            shown = (percent, message)
+        elif shown != (percent, message):  # a day's wait is 1440 checks, but 100 updates
+            update_progress_artifact(progress, percent, description=message)
+            shown = (percent, message)
         clock.sleep(min(CHECK_EVERY_SECONDS, (found.opening.start - now).total_seconds()))

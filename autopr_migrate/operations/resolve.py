@@ -1,4 +1,4 @@
-"""``autopr-migrate resolve``: settle a ledger row left ``running`` by a run that crashed.
+"""Settle a ledger row left ``running`` by a run that crashed (``autopr-migrate resolve``).
 
 It never guesses. It shows the row, where the database is now, whether the application answers
 and whether the run's backup is intact, and recommends one of the safe choices:
@@ -9,35 +9,32 @@ and whether the run's backup is intact, and recommends one of the safe choices:
 - ``failed``: mark the row and take the database as it is (the operator's call).
 
 Before acting it takes the database's migration lock, so it cannot act while the run is still
-alive somewhere. After acting it releases what the dead run still held in Prefect: it marks the
-flow run Crashed and frees the target's concurrency limit, so the next migration can start.
+alive somewhere. (Afterwards the command releases what the dead run still held in Prefect.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from prefect.logging import disable_run_logger
 from sqlalchemy import Connection, insert, select, update
 
 from autopr_migrate.backends.connections import connect
+from autopr_migrate.backends.registry import backend_for
 from autopr_migrate.errors import (
-    BackupFailed,
     ConfigurationError,
     LockUnavailable,
     PreflightRefused,
     RestoreFailed,
 )
-from autopr_migrate.errors import describe as describe_error
 from autopr_migrate.history import commands as alembic_ops
-from autopr_migrate.orchestration.dead_run import release_dead_run
-from autopr_migrate.orchestration.steps.lock import database_lock
-from autopr_migrate.orchestration.steps.probe import check_health, probe_health
-from autopr_migrate.orchestration.steps.restore import restore_backup
+from autopr_migrate.operations.probe import check_health
+from autopr_migrate.operations.recovery import Stage, restore_and_probe
+from autopr_migrate.operations.steps import DirectSteps, Steps
+from autopr_migrate.operations.timeline import Timeline
 from autopr_migrate.policy.parameters import MigrationPolicy
 from autopr_migrate.store import ledger
 from autopr_migrate.store.backups import Backup, digest, load_backup
@@ -68,7 +65,16 @@ class Situation:
         return "restore" if _backup_state(row.backup_path).endswith("sha256 verified)") else None
 
 
-def describe(target: Target) -> Situation:
+@dataclass(frozen=True)
+class Resolution:
+    """What was done, in lines for the operator, and the row it settled (None: nothing to do)."""
+
+    row: ledger.LedgerRow | None
+    lines: list[str]
+
+
+def situation_of(target: Target) -> Situation:
+    """The unfinished rows, where the database is, the application, the backups, the advice."""
     with connect(target) as connection:
         rows = ledger.unfinished(connection)
         current = alembic_ops.current(connection)
@@ -104,7 +110,7 @@ def _recommendation(target: Target, choice: str | None) -> str:
     return f"recommended: `autopr-migrate resolve --target {target.name} {flag} --yes`"
 
 
-def resolve(target: Target, action: str) -> list[str]:
+def resolve(target: Target, action: str, *, steps: Steps | None = None) -> Resolution:
     """Carry out ``action`` for the newest unfinished row; raise to refuse, changing nothing.
 
     The facts are read again once the database lock is held: a run that finished meanwhile is
@@ -113,15 +119,15 @@ def resolve(target: Target, action: str) -> list[str]:
     if action not in ACTIONS:
         raise ConfigurationError(f"choose one of {', '.join(ACTIONS)}, not {action!r}")
     with connect(target) as connection, _still_alive_guard(connection, target):
-        situation = describe(target)
+        situation = situation_of(target)
         row = situation.row
         if row is None:
-            return ["nothing to resolve"]
+            return Resolution(None, ["nothing to resolve"])
         if action == "restore":
-            lines = _restore(target, row)
+            lines = _restore(target, row, steps or DirectSteps())
         else:
             lines = [_mark(target, row, action, situation.current)]
-    return lines + release_dead_run(target, row.flow_run_id)
+    return Resolution(row, lines)
 
 
 def _mark(target: Target, row: ledger.LedgerRow, how: str, current: str | None) -> str:
@@ -141,33 +147,42 @@ def _mark(target: Target, row: ledger.LedgerRow, how: str, current: str | None) 
     return f"ledger row {row.id} marked {MARKS[how]}"
 
 
-def _restore(target: Target, row: ledger.LedgerRow) -> list[str]:
+def _restore(target: Target, row: ledger.LedgerRow, steps: Steps) -> list[str]:
     backup = _verified_backup(row)
     full_row = _read_row(target, row.id)
-    policy = MigrationPolicy()
-    with disable_run_logger():
-        try:
-            restored = restore_backup.fn(target, backup, policy.backup, require_dump=True)
-        except (RestoreFailed, BackupFailed) as exc:
-            raise RestoreFailed(f"{exc}; ledger row {row.id} still says running") from None
-        # The backup predates the run, so the restore took its ledger row away: put it back.
-        _reinsert(target, full_row)
-        try:
-            probe_health.fn(target, backup.revision, policy.probe)
-        except Exception as exc:  # restored, but the application does not come back
-            message = (f"restored {backup.path.name} but the application is not healthy "
-                       f"({describe_error(exc)})")  # fmt: skip
-            _close_row(target, row, ledger.FAILED, f"resolved by an operator: {message}")
-            raise PreflightRefused(f"{message}; ledger row {row.id} marked failed") from None
-    message = (f"resolved by an operator: restored {backup.path.name}; the state before was "
-               f"dumped to {restored.broken_state_dump}")  # fmt: skip
+    # The backup predates the run, so the restore takes its ledger row away: put it back.
+    recovery = restore_and_probe(
+        steps,
+        Timeline(),
+        target,
+        backup,
+        MigrationPolicy(),
+        rewrite_ledger=lambda: _reinsert(target, full_row),
+        require_dump=True,
+    )
+    if recovery.stopped_at in (Stage.DUMP, Stage.RESTORE):
+        raise RestoreFailed(f"{recovery.problem}; ledger row {row.id} still says running")
+    if recovery.stopped_at == Stage.PROBE:  # restored, but the application does not come back
+        message = (
+            f"restored {backup.path.name} but the application is not healthy ({recovery.problem})"
+        )
+        _close_row(target, row, ledger.FAILED, f"resolved by an operator: {message}")
+        raise PreflightRefused(f"{message}; ledger row {row.id} marked failed")
+    restored = recovery.restored
+    message = (
+        f"resolved by an operator: restored {backup.path.name}; the state before was "
+        f"dumped to {restored.before_restore_dump}"
+    )
     _close_row(target, row, ledger.RESTORED, message)
-    counts = (f"; row counts differ from the backup in {', '.join(restored.count_differences)}"
-              if restored.count_differences else "")  # fmt: skip
+    counts = (
+        f"; row counts differ from the backup in {', '.join(restored.count_differences)}"
+        if restored.count_differences
+        else ""
+    )
     return [
         f"restored {backup.path.name} ({restored.method}, {restored.seconds:.1f} s): the "
         f"database is at {backup.revision or 'base'} and the application is healthy{counts}",
-        f"the state before the restore was dumped to {restored.broken_state_dump}",
+        f"the state before the restore was dumped to {restored.before_restore_dump}",
         f"ledger row {row.id} marked {ledger.RESTORED}",
     ]
 
@@ -190,24 +205,25 @@ def _verified_backup(row: ledger.LedgerRow) -> Backup:
 @contextmanager
 def _still_alive_guard(connection: Connection, target: Target) -> Iterator[None]:
     """Hold the database's migration lock: a run still migrating somewhere holds it."""
+    held = ExitStack()
+    lock = backend_for(target).database_lock(connection, target, wait_seconds=LOCK_WAIT_SECONDS)
     try:
-        lock = database_lock(connection, target, wait_seconds=LOCK_WAIT_SECONDS)
-        lock.__enter__()
+        held.enter_context(lock)
     except LockUnavailable as exc:
         raise PreflightRefused(
             f"{exc}: the run may still be alive; let it finish or stop it, then resolve"
         ) from None
-    try:
+    with held:
         yield
-    finally:
-        lock.__exit__(None, None, None)
 
 
 def _read_row(target: Target, row_id: int) -> dict:
     with connect(target) as connection:
-        found = connection.execute(
-            select(ledger.ledger).where(ledger.ledger.c.id == row_id)
-        ).mappings().one()  # fmt: skip
+        found = (
+            connection.execute(select(ledger.ledger).where(ledger.ledger.c.id == row_id))
+            .mappings()
+            .one()
+        )
         return dict(found)
 
 
@@ -216,7 +232,7 @@ def _reinsert(target: Target, values: dict) -> None:
         ledger.ledger.create(connection, checkfirst=True)
         exists = connection.execute(
             select(ledger.ledger.c.id).where(ledger.ledger.c.id == values["id"])
-        ).first()  # fmt: skip
+        ).first()
         if exists is None:
             connection.execute(insert(ledger.ledger).values(**values))
 

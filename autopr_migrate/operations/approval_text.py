@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from autopr_migrate.history import commands as alembic_ops
-from autopr_migrate.model import Risk
-from autopr_migrate.orchestration.steps.plan import Plan
-from autopr_migrate.orchestration.steps.preflight import PreflightReport
-from autopr_migrate.orchestration.steps.sql_layout import by_revision, layout
+from autopr_migrate.model import Operation, Risk
+from autopr_migrate.operations.plan import Plan
+from autopr_migrate.operations.preflight import PreflightReport
+from autopr_migrate.operations.sql_layout import by_revision, layout
 from autopr_migrate.store.backups import Backup
 from autopr_migrate.targets.targets import Target
 
@@ -24,8 +25,34 @@ DUMP_SIZE_RATIO = 0.2
 RESTORE_BYTES_PER_SECOND = 50 * 2**20
 
 
+class ApprovalRequest(Protocol):
+    """What a person is asked to decide, and the text the resume dialog shows for it."""
+
+    target: Target
+    requested_by: str
+    deadline: datetime
+
+    @property
+    def operation(self) -> str: ...
+
+    @property
+    def from_revision(self) -> str | None: ...
+
+    @property
+    def to_revision(self) -> str | None: ...
+
+    @property
+    def risk(self) -> Risk: ...
+
+    def text(self, *, refused: str | None = None) -> str:
+        """The dialog's Markdown; ``refused`` says why the last answer was not accepted."""
+        ...
+
+
 @dataclass(frozen=True)
-class ApprovalRequest:
+class ChangeApproval:
+    """An upgrade or a downgrade: its plan, what preflight found, the risk, the window."""
+
     target: Target
     plan: Plan
     checks: PreflightReport
@@ -34,8 +61,50 @@ class ApprovalRequest:
     risk: Risk = field(default_factory=Risk)
     window: str = "any time: the upgrade starts as soon as it is approved"
 
+    @property
+    def operation(self) -> str:
+        return self.checks.operation
 
-def render(request: ApprovalRequest, *, refused: str | None = None) -> str:
+    @property
+    def from_revision(self) -> str | None:
+        return self.plan.current
+
+    @property
+    def to_revision(self) -> str | None:
+        return self.plan.target_revision
+
+    def text(self, *, refused: str | None = None) -> str:
+        return render(self, refused=refused)
+
+
+@dataclass(frozen=True)
+class RestoreApproval:
+    """A backup restored over the database's current state: every later write is lost."""
+
+    target: Target
+    backup: Backup
+    current: str | None
+    requested_by: str
+    deadline: datetime
+    operation: str = Operation.RESTORE
+
+    @property
+    def from_revision(self) -> str | None:
+        return self.current
+
+    @property
+    def to_revision(self) -> str | None:
+        return self.backup.revision
+
+    @property
+    def risk(self) -> Risk:
+        return Risk("high", ["every write since the backup is discarded"])
+
+    def text(self, *, refused: str | None = None) -> str:
+        return render_restore(self, refused=refused)
+
+
+def render(request: ChangeApproval, *, refused: str | None = None) -> str:
     plan, target = request.plan, request.target
     lines = []
     if refused:
@@ -81,7 +150,7 @@ def render(request: ApprovalRequest, *, refused: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _rollback(request: ApprovalRequest) -> list[str]:
+def _rollback(request: ChangeApproval) -> list[str]:
     if request.checks.operation == "downgrade":
         return [
             "- If the downgrade fails, or the application is not healthy afterwards, the backup "
@@ -124,8 +193,11 @@ def _sql(plan: Plan) -> list[str]:
             if shown and lines + text.count("\n") + 1 > MAX_SQL_LINES:
                 if block:
                     out += [f"`{group.revision}`", "", "```sql", *block, "```", ""]
-                return [*out, f"... and {total - shown} more statement(s): the full SQL is "
-                               f"in the artifact `migration-plan-{plan.target}`."]  # fmt: skip
+                return [
+                    *out,
+                    f"... and {total - shown} more statement(s): the full SQL is "
+                    f"in the artifact `migration-plan-{plan.target}`.",
+                ]
             block += [text, ""]
             lines += text.count("\n") + 2
             shown += 1
@@ -151,16 +223,16 @@ def _mib(count: float) -> str:
     return f"{count / 2**20:.1f} MiB"
 
 
-def render_restore(request: ApprovalRequest, *, backup: Backup, refused: str | None = None) -> str:
-    """The approval text for restoring ``backup`` over the target's current state."""
-    target = request.target
+def render_restore(request: RestoreApproval, *, refused: str | None = None) -> str:
+    """The approval text for restoring a backup over the target's current state."""
+    target, backup = request.target, request.backup
     lines = [f"> **The last answer was not accepted:** {refused}", ""] if refused else []
     lines += [
         "**Risk: HIGH**: every write since the backup is discarded",
         "",
         f"**Decision asked:** restore **{target.name}** from the backup taken "
         f"**{backup.created_at}** at revision `{backup.revision or 'base'}` (the database is "
-        f"at `{request.checks.current or 'base'}` now). The form's default is **reject**.",
+        f"at `{request.current or 'base'}` now). The form's default is **reject**.",
         "",
         *_deadline_and_database(request),
         f"| Backup | `{backup.path.name}` |",

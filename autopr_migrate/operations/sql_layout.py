@@ -56,7 +56,10 @@ def layout(statement: str, *, width: int = WIDTH) -> str:
     for line in pretty.rstrip(";").splitlines():
         indent = len(line) - len(line.lstrip())
         lines += textwrap.wrap(
-            line, width=width, subsequent_indent=" " * (indent + 4), break_long_words=False,
+            line,
+            width=width,
+            subsequent_indent=" " * (indent + 4),
+            break_long_words=False,
             break_on_hyphens=False,
-        ) or [""]  # fmt: skip
+        ) or [""]
     return "\n".join(lines) + ";"
