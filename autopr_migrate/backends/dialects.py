@@ -63,6 +63,8 @@ class Backend(Protocol):
     """One database engine: size, dump and restore, scratch copies, leftovers of failed builds."""
 
     name: str
+    # A plan Alembic cannot render offline may be recorded by upgrading a copy of the live file.
+    records_plans_on_a_live_copy: bool
 
     def size(self, connection: Connection, target: Target) -> int:
         """The database's size in bytes, as a backup or rehearsal would have to move it."""
@@ -108,7 +110,8 @@ class Backend(Protocol):
     def scratch_copy(
         self, target: Target, path: Path, *, jobs: int, directory: Path, prefix: str
     ) -> AbstractContextManager[Target]:
-        """The target, pointed at a throwaway copy of the dump, removed afterwards."""
+        """The target, pointed at a throwaway copy of the dump (a scratch database, dropped
+        afterwards; or a file in ``directory``, which the caller owns and removes)."""
         ...
 
     def may_create_databases(self, connection: Connection) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ _TYPE_KINDS = {"TYPE", "DOMAIN"}
 
 class PostgreSQL:
     name = "postgresql"
+    records_plans_on_a_live_copy = False
 
     def size(self, connection: Connection, target: Target) -> int:
         size = connection.scalar(text("SELECT pg_database_size(current_database())"))
@@ -273,20 +275,28 @@ def scratch_family(target: Target, prefix: str) -> str:
 
 def drop_stale_scratch_databases(connection: Connection, target: Target, prefix: str) -> list[str]:
     """Drop scratch copies of this database that a killed run left behind: nobody is connected
-    to them (a copy a live run still uses is left alone)."""
+    to them (a copy a live run still uses is left alone). Copies named the way earlier releases
+    named them (``<prefix><target>_<10 hex>``) count too."""
+    legacy = "^" + re.escape(f"{prefix}{target.name.replace('-', '_')}_") + "[0-9a-f]{10}$"
     stale = list(
         connection.execute(
             text(
-                "SELECT datname FROM pg_database d WHERE starts_with(datname, :family) AND NOT "
-                "EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)"
+                "SELECT datname FROM pg_database d WHERE (starts_with(datname, :family) OR "
+                "datname ~ :legacy) AND NOT EXISTS "
+                "(SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)"
             ),
-            {"family": scratch_family(target, prefix)},
+            {"family": scratch_family(target, prefix), "legacy": legacy},
         ).scalars()
     )
     connection.rollback()
+    dropped = []
     for name in stale:
-        autocommit(target, f'DROP DATABASE IF EXISTS "{name}"')
-    return stale
+        try:
+            autocommit(target, f'DROP DATABASE IF EXISTS "{name}"')
+        except DBAPIError:  # someone connected to it meanwhile: not stale after all
+            continue
+        dropped.append(name)
+    return dropped
 
 
 def autocommit(target: Target, statement: str) -> None:

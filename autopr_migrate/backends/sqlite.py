@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from autopr_migrate.targets.targets import Target
 
 class SQLite:
     name = "sqlite"
+    records_plans_on_a_live_copy = True
 
     def size(self, connection: Connection, target: Target) -> int:
         path = database_file(target)
@@ -38,14 +39,17 @@ class SQLite:
         self, connection: Connection, target: Target, *, wait_seconds: float
     ) -> Iterator[DatabaseLock]:
         """An exclusive ``flock`` on a file beside the database, which ``env.py`` takes too."""
-        try:
-            with hold_lock_file(target.url.database or "", wait_seconds=wait_seconds) as held:
-                yield DatabaseLock(connection, target, held.still_held)
-        except TimeoutError as exc:
-            raise LockUnavailable(
-                f"another process holds the migration lock file {exc} of target "
-                f"{target.name!r}; waited {wait_seconds:g} s"
-            ) from None
+        with ExitStack() as stack:
+            try:
+                held = stack.enter_context(
+                    hold_lock_file(target.url.database or "", wait_seconds=wait_seconds)
+                )
+            except TimeoutError as exc:
+                raise LockUnavailable(
+                    f"another process holds the migration lock file {exc} of target "
+                    f"{target.name!r}; waited {wait_seconds:g} s"
+                ) from None
+            yield DatabaseLock(connection, target, held.still_held)
 
     def ensure_locked(self, connection: Connection, target: Target) -> None:
         return  # the lock file is held by this process, whatever happened to the connection

@@ -16,7 +16,8 @@ from typing import Annotated, Literal
 import httpx
 from cyclopts import App, CycloptsError, Group, Parameter
 from prefect.settings import PREFECT_API_URL
-from rich.prompt import Confirm, Prompt
+from rich.console import Console
+from rich.markup import escape
 
 from autopr_migrate.analysis.analyzer import LintError
 from autopr_migrate.cli import approvals
@@ -181,11 +182,11 @@ def resolve_run(
         if action is None:
             lines("nothing changed")
             return ExitCode.NOTHING_DONE
-    elif not yes:
-        question = f"{action} ledger row {situation.row.id} of {found.masked_url}?"
-        if not Confirm.ask(question, default=False):
-            lines("nothing changed")
-            return ExitCode.NOTHING_DONE
+    elif not yes and _ask(
+        f"{action} ledger row {situation.row.id} of {found.masked_url}? [y/N] "
+    ) not in ("y", "yes"):
+        lines("nothing changed")
+        return ExitCode.NOTHING_DONE
     resolution = resolve(found, action)
     lines(resolution.lines)
     if resolution.row is not None:  # the dead run's Prefect side: Crashed, its slot freed
@@ -194,14 +195,19 @@ def resolve_run(
 
 
 def _ask_choice() -> str | None:
-    choices = {"r": "rolled-back", "s": "restore", "f": "failed", "n": None}
-    answer = Prompt.ask(
-        "[r] mark rolled back, re[s]tore the backup, [f] mark failed, [n]othing",
-        choices=list(choices),
-        default="n",
-        show_choices=False,
+    choices = {"r": "rolled-back", "s": "restore", "f": "failed"}
+    return choices.get(
+        _ask("[r] mark rolled back, re[s]tore the backup, [f] mark failed, [n]othing: ")
     )
-    return choices[answer]
+
+
+def _ask(question: str) -> str:
+    """The answer, trimmed and in lower case; "" for no answer (end of input too)."""
+    try:
+        answer = Console().input(escape(question))
+    except EOFError:
+        return ""
+    return answer.strip().lower()
 
 
 @app.command(group=APPROVALS)

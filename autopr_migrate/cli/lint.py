@@ -13,7 +13,7 @@ import json
 from autopr_migrate.analysis.analyzer import LintError
 from autopr_migrate.analysis.lint import lint_sql
 from autopr_migrate.analysis.model import LEVELS, LintReport
-from autopr_migrate.errors import ConfigurationError, MigrationError, describe
+from autopr_migrate.errors import ConfigurationError, MigrationError, RenderFailed, describe
 from autopr_migrate.history import commands as alembic_ops
 
 
@@ -35,15 +35,21 @@ def lint_revisions(start: str | None, end: str) -> LintReport:
     _refuse_reversed_range(start, end)
     try:
         sql = alembic_ops.render_sql("postgresql", start, end)
+    except RenderFailed as exc:
+        raise _unrenderable(exc) from None
     except MigrationError:
         raise
     except Exception as exc:  # a revision's own code failed while rendering
-        raise LintError(
-            f"the revisions could not be rendered as SQL offline ({describe(exc)[:200]}); "
-            f"a revision that reads the database (op.get_bind(), inspect()) cannot be linted "
-            f"offline: lint the range around it, or lint its SQL with --sql"
-        ) from None
+        raise _unrenderable(exc) from None
     return lint_sql(sql, flow_sets_timeouts=True)
+
+
+def _unrenderable(exc: Exception) -> LintError:
+    return LintError(
+        f"the revisions could not be rendered as SQL offline ({describe(exc)[:200]}); a revision "
+        f"that reads the database (op.get_bind(), inspect()) cannot be linted offline: lint the "
+        f"range around it, or lint its SQL with --sql"
+    )
 
 
 def _refuse_reversed_range(start: str | None, end: str) -> None:

@@ -18,9 +18,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from autopr_migrate.backends.engine import make_engine
-from autopr_migrate.errors import DatabaseUnreachable, ModelDrift, describe
+from autopr_migrate.errors import DatabaseUnreachable, describe
 from autopr_migrate.history import commands as alembic_ops
-from autopr_migrate.history.drift import model_drift
 
 Check = tuple[str, bool, str]
 
@@ -99,7 +98,5 @@ def _below(history: list[str], revision: str) -> str | None:
 
 
 def _no_drift(connection: Connection) -> str:
-    differences = model_drift(connection)
-    if differences:
-        raise ModelDrift(f"the models differ from the database at head: {'; '.join(differences)}")
+    alembic_ops.check_models(connection)
     return "no differences"

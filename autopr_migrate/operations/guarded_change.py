@@ -159,7 +159,7 @@ def guarded_change(run: GuardedRun, steps: Steps, change: Change) -> ChangeResul
                 application_expected=change.application_expected,
             )
     except Exception as exc:  # a probe that cannot prove health counts as unhealthy
-        reason = str(exc) if isinstance(exc, HealthCheckFailed) else problem_of(exc)
+        reason = str(exc) if isinstance(exc, HealthCheckFailed) else describe(exc)
         return _put_back(run, steps, change, reason)
     run.changing = False
     return ChangeResult(Status.SUCCEEDED, revision_seconds=seconds)

@@ -69,8 +69,10 @@ def render_planned_sql(target: Target, checks: PreflightReport, dialect: str | N
 def _render(target: Target, current: str | None, goal: str) -> str:
     try:
         return alembic_ops.render_sql(target.dialect, current, goal)
-    except OfflineRenderUnsupported:
-        pass  # SQLite batch mode reflects the live table when it must copy it; offline it cannot
+    except OfflineRenderUnsupported as exc:
+        # SQLite batch mode reflects the live table when it must copy it; offline it cannot.
+        if not backend_for(target).records_plans_on_a_live_copy:
+            raise PreflightRefused(f"the SQL could not be rendered: {exc}") from None
     except RenderFailed as exc:
         raise PreflightRefused(f"the SQL could not be rendered: {exc}") from None
     return _render_on_scratch_copy(target, goal)

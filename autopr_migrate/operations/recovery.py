@@ -34,6 +34,7 @@ class Recovery:
     restored: Restored | None = None
     stopped_at: Stage | None = None
     problem: str | None = None
+    error: Exception | None = None  # what stopped it, for a caller that answers by its type
 
     @property
     def succeeded(self) -> bool:
@@ -63,11 +64,11 @@ def restore_and_probe(
     try:
         with timeline.step("restore"):
             restored = steps.restore(target, backup, policy.backup, require_dump=require_dump)
+        rewrite_ledger()
     except BackupFailed as exc:  # with require_dump: the current state could not be kept
-        return Recovery(backup, stopped_at=Stage.DUMP, problem=str(exc))
+        return Recovery(backup, stopped_at=Stage.DUMP, problem=str(exc), error=exc)
     except Exception as exc:  # whatever broke, the caller decides what it means
-        return Recovery(backup, stopped_at=Stage.RESTORE, problem=problem_of(exc))
-    rewrite_ledger()
+        return Recovery(backup, stopped_at=Stage.RESTORE, problem=problem_of(exc), error=exc)
     try:
         with timeline.step("probe after restore"):
             steps.probe(
@@ -78,5 +79,5 @@ def restore_and_probe(
                 after="restore",
             )
     except Exception as exc:  # a probe that cannot prove health counts as unhealthy
-        return Recovery(backup, restored, stopped_at=Stage.PROBE, problem=problem_of(exc))
+        return Recovery(backup, restored, Stage.PROBE, problem_of(exc), exc)
     return Recovery(backup, restored)

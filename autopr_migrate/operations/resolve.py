@@ -25,6 +25,7 @@ from sqlalchemy import Connection, insert, select, update
 from autopr_migrate.backends.connections import connect
 from autopr_migrate.backends.registry import backend_for
 from autopr_migrate.errors import (
+    BackupFailed,
     ConfigurationError,
     LockUnavailable,
     PreflightRefused,
@@ -161,6 +162,8 @@ def _restore(target: Target, row: ledger.LedgerRow, steps: Steps) -> list[str]:
         require_dump=True,
     )
     if recovery.stopped_at in (Stage.DUMP, Stage.RESTORE):
+        if not isinstance(recovery.error, RestoreFailed | BackupFailed):
+            raise recovery.error  # not the restore's own failure: its own class and exit code
         raise RestoreFailed(f"{recovery.problem}; ledger row {row.id} still says running")
     if recovery.stopped_at == Stage.PROBE:  # restored, but the application does not come back
         message = (
@@ -171,7 +174,7 @@ def _restore(target: Target, row: ledger.LedgerRow, steps: Steps) -> list[str]:
     restored = recovery.restored
     message = (
         f"resolved by an operator: restored {backup.path.name}; the state before was "
-        f"dumped to {restored.before_restore_dump}"
+        f"{restored.state_before}"
     )
     _close_row(target, row, ledger.RESTORED, message)
     counts = (
@@ -182,7 +185,7 @@ def _restore(target: Target, row: ledger.LedgerRow, steps: Steps) -> list[str]:
     return [
         f"restored {backup.path.name} ({restored.method}, {restored.seconds:.1f} s): the "
         f"database is at {backup.revision or 'base'} and the application is healthy{counts}",
-        f"the state before the restore was dumped to {restored.before_restore_dump}",
+        f"the state before the restore was {restored.state_before}",
         f"ledger row {row.id} marked {ledger.RESTORED}",
     ]
 

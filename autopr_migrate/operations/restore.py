@@ -39,6 +39,13 @@ class Restored:
     method: str
     count_differences: list[str]
 
+    @property
+    def state_before(self) -> str:
+        """Where the state the restore replaced was kept."""
+        if self.before_restore_dump is None:
+            return "not kept: it could not be dumped first (see the run's log)"
+        return f"dumped to {self.before_restore_dump}"
+
 
 def verify_backup(backup: Backup) -> None:
     """The backup's file is there and matches its sidecar's sha256, or ``RestoreFailed``."""

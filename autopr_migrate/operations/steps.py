@@ -43,7 +43,7 @@ class Steps(Protocol):
         application_expected: bool = True,
         after: str = "",
     ) -> probe.ProbeResult:
-        """``after`` names what the probe follows ("undo", "restore"), for the run's UI."""
+        """``after`` names what the probe follows ("downgrade", "restore"), for the run's UI."""
         ...
 
     def restore(

@@ -83,8 +83,8 @@ def change_outcome(result: ChangeResult, change: Change, target_name: str) -> Ou
             result.status,
             f"{reason}; the downgrade did not help "
             f"({tried.get(WayBack.DOWNGRADE)}); restored backup "
-            f"{recovery.backup.path.name} (the broken state was dumped to "
-            f"{recovery.restored.before_restore_dump}): the database is at {start} and "
+            f"{recovery.backup.path.name} (the broken state was {recovery.restored.state_before}): "
+            f"the database is at {start} and "
             f"the application is healthy{_count_note(recovery)}",
         )
     backup = recovery.backup.path if recovery else "none"
@@ -134,8 +134,8 @@ def restore_outcome(
         )
     text = (
         f"restored {target_name} from {backup.path.name} (taken {backup.created_at}): at "
-        f"{_at(backup.revision)}, healthy; the state before was dumped to "
-        f"{recovery.restored.before_restore_dump}{_count_note(recovery)}"
+        f"{_at(backup.revision)}, healthy; the state before was "
+        f"{recovery.restored.state_before}{_count_note(recovery)}"
     )
     if requested:
         return Outcome(Status.SUCCEEDED, text, event=events.RESTORED)

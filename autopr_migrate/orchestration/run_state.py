@@ -58,7 +58,12 @@ class Run:
 
     @classmethod
     def begin(
-        cls, target: Target, policy: MigrationPolicy, requested_by: str, *, to_revision: str = ""
+        cls,
+        target: Target,
+        policy: MigrationPolicy,
+        requested_by: str,
+        *,
+        to_revision: str | None = None,
     ) -> Run:
         report = Report(target.name, target.masked_url, ledger.FAILED, "", to_revision=to_revision)
         return cls(target, policy, report, Timeline(), requested_by=requested_by)
