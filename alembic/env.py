@@ -55,6 +55,9 @@ def _configure(**kwargs: Any) -> None:
     on_version_apply = config.attributes.get("on_version_apply")
     if on_version_apply is not None:
         kwargs["on_version_apply"] = on_version_apply
+    # The migration tool says which version table its project keeps the revision in.
+    kwargs["version_table"] = config.attributes.get("version_table") or "alembic_version"
+    kwargs["version_table_schema"] = config.attributes.get("version_table_schema")
     context.configure(
         target_metadata=target_metadata,
         include_object=include_object,

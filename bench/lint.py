@@ -65,6 +65,7 @@ def bench_rehearsal(rows: int) -> None:
     from autopr_migrate.operations.probe import HealthSnapshot
     from autopr_migrate.operations.rehearse import rehearse
     from autopr_migrate.policy.parameters import RehearsalPolicy
+    from autopr_migrate.targets.project import default_project
     from autopr_migrate.targets.targets import resolve_target
 
     admin = make_engine(make_url(ADMIN_URL), poolclass=NullPool, isolation_level="AUTOCOMMIT")
@@ -76,7 +77,7 @@ def bench_rehearsal(rows: int) -> None:
     engine = make_engine(url, poolclass=NullPool)
     start = "e5c8f2a1d934"
     with engine.connect() as connection:
-        alembic_ops.upgrade(connection, start)
+        alembic_ops.upgrade(default_project(), connection, start)
     with engine.begin() as connection:
         connection.execute(text("INSERT INTO repositories (id, owner, name) VALUES (1, 'o', 'r')"))
         connection.execute(
@@ -91,16 +92,21 @@ def bench_rehearsal(rows: int) -> None:
         AUTOPR_DB_BENCHR_BACKUP_DIR=str(ROOT / ".bench-backups"),
     )
     target = resolve_target("benchr")
-    head = alembic_ops.heads()[0]
+    head = alembic_ops.heads(default_project())[0]
     checks = PreflightReport(
-        start, head, alembic_ops.pending(start, head), 0, 0, HealthSnapshot(200, "ok")
+        start,
+        head,
+        alembic_ops.pending(default_project(), start, head),
+        0,
+        0,
+        HealthSnapshot(200, "ok"),
     )
     started = time.perf_counter()
     result = rehearse(target, checks, RehearsalPolicy())
     rehearsal = time.perf_counter() - started
     with engine.connect() as connection:
         started = time.perf_counter()
-        alembic_ops.upgrade(connection, "head")
+        alembic_ops.upgrade(default_project(), connection, "head")
         direct = time.perf_counter() - started
     engine.dispose()
     with admin.connect() as connection:

@@ -56,11 +56,12 @@ def timed(fn: Callable[[], object]) -> float:
 
 def _seeded_sqlite(template: Path, rows: int = 50_000) -> None:
     from autopr_migrate.history import commands as alembic_ops
+    from autopr_migrate.targets.project import default_project
     from demo.seed import seed
 
     engine = make_engine(make_url(f"sqlite:///{template}"), poolclass=NullPool)
     with engine.connect() as connection:
-        alembic_ops.upgrade(connection, START)
+        alembic_ops.upgrade(default_project(), connection, START)
     with engine.begin() as connection:
         seed(connection)
         connection.execute(
@@ -83,6 +84,7 @@ def bench_sqlite(repeat: int) -> None:
     from autopr_migrate.flows.migrate import migrate
     from autopr_migrate.history import commands as alembic_ops
     from autopr_migrate.policy.parameters import ApprovalPolicy, MigrationPolicy
+    from autopr_migrate.targets.project import default_project
     from tests.support.servers import serve
 
     NO_APPROVAL = MigrationPolicy(approval=ApprovalPolicy(mode="never"))
@@ -100,7 +102,7 @@ def bench_sqlite(repeat: int) -> None:
         fresh()
         engine = make_engine(url, poolclass=NullPool)
         with engine.connect() as connection:
-            seconds = timed(lambda: alembic_ops.upgrade(connection, "head"))
+            seconds = timed(lambda: alembic_ops.upgrade(default_project(), connection, "head"))
         engine.dispose()
         return seconds
 
@@ -181,13 +183,14 @@ def _admin(sql: str) -> None:
 
 def _big_database(name: str, rows: int) -> str:
     from autopr_migrate.history import commands as alembic_ops
+    from autopr_migrate.targets.project import default_project
 
     _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     _admin(f'CREATE DATABASE "{name}"')
     url = make_url(ADMIN_URL).set(database=name)
     engine = make_engine(url, poolclass=NullPool)
     with engine.connect() as connection:
-        alembic_ops.upgrade(connection, "head")
+        alembic_ops.upgrade(default_project(), connection, "head")
     with engine.begin() as connection:
         for statement in (
             "INSERT INTO users (username, email) SELECT 'u'||g, 'u'||g||'@example.com' "

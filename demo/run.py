@@ -64,11 +64,12 @@ def _seed_database(url: str) -> None:
 
     from autopr.database import make_engine
     from autopr_migrate.history import commands as alembic_ops
+    from autopr_migrate.targets.project import default_project
     from demo.seed import seed
 
     engine = make_engine(make_url(url), poolclass=NullPool)
     with engine.connect() as connection:
-        alembic_ops.upgrade(connection, START_REVISION)
+        alembic_ops.upgrade(default_project(), connection, START_REVISION)
     with engine.begin() as connection:
         seed(connection)
     engine.dispose()

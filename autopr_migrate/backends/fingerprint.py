@@ -8,14 +8,16 @@ from sqlalchemy import Connection, inspect
 
 from autopr_migrate.model import LEDGER_TABLE
 
-IGNORED = {LEDGER_TABLE, "alembic_version"}
 
-
-def fingerprint(connection: Connection) -> dict[str, dict[str, Any]]:
-    """Tables with their columns, keys, indexes and constraints (names, types, nullability)."""
+def fingerprint(
+    connection: Connection, *, version_table: str = "alembic_version"
+) -> dict[str, dict[str, Any]]:
+    """Tables with their columns, keys, indexes and constraints (names, types, nullability);
+    the tool's ledger and the history's version table are bookkeeping, not schema."""
     inspector = inspect(connection)
     schema: dict[str, dict[str, Any]] = {}
-    for table in sorted(set(inspector.get_table_names()) - IGNORED):
+    ignored = {LEDGER_TABLE, version_table}
+    for table in sorted(set(inspector.get_table_names()) - ignored):
         schema[table] = {
             "columns": {
                 c["name"]: (str(c["type"]), c["nullable"], str(c.get("default")))

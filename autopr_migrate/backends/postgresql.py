@@ -31,7 +31,7 @@ from autopr_migrate.backends.migration_lock import (
     try_advisory_lock,
 )
 from autopr_migrate.errors import LockUnavailable
-from autopr_migrate.history.commands import current as database_revision
+from autopr_migrate.history import commands as alembic_ops
 from autopr_migrate.policy.parameters import BackupPolicy
 from autopr_migrate.targets.targets import Target
 
@@ -99,7 +99,7 @@ class PostgreSQL:
                 snapshot_reader = connection.execution_options(isolation_level="REPEATABLE READ")
                 with snapshot_reader.begin():
                     snapshot = snapshot_reader.scalar(text("SELECT pg_export_snapshot()"))
-                    revision = database_revision(snapshot_reader)
+                    revision = alembic_ops.current(target.project, snapshot_reader)
                     counts = row_counts(snapshot_reader)
                     path = path_for(revision, fmt)
                     args = [

@@ -69,7 +69,7 @@ class SQLite:
             raise OSError(f"the SQLite database {source_path} does not exist")
         source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
         try:
-            revision = _revision(source)
+            revision = _revision(source, target.project.version_table)
             path = path_for(revision, "sqlite")
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             os.close(descriptor)
@@ -138,13 +138,15 @@ def database_file(target: Target) -> Path:
     return Path(target.url.database or "")
 
 
-def _revision(connection: sqlite3.Connection) -> str | None:
+def _revision(connection: sqlite3.Connection, version_table: str) -> str | None:
+    """The revision in the project's version table (an identifier the project file checked)."""
     has_table = connection.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (version_table,)
     ).fetchone()
     if not has_table:
         return None
-    heads = sorted(row[0] for row in connection.execute("SELECT version_num FROM alembic_version"))
+    rows = connection.execute(f'SELECT version_num FROM "{version_table}"')
+    heads = sorted(row[0] for row in rows)
     return ",".join(heads) or None
 
 

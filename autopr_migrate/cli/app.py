@@ -42,6 +42,7 @@ from autopr_migrate.orchestration.secrets import secret_block
 from autopr_migrate.orchestration.setup import set_up, targets_to_set_up
 from autopr_migrate.policy.inputs import shown
 from autopr_migrate.policy.parameters import BackupPolicy
+from autopr_migrate.targets.project import Project, default_project, project_for
 from autopr_migrate.targets.targets import Target, default_target_name, resolve_target
 from autopr_migrate.targets.urls import parse_database_url
 
@@ -62,10 +63,19 @@ TargetOption = Annotated[
     str | None, Parameter(help="The target's name (default: AUTOPR_DEFAULT_TARGET, or 'default').")
 ]
 FormatOption = Annotated[Format, Parameter(help="text for people, json for machines.")]
+ProjectOf = Annotated[
+    str | None,
+    Parameter(help="Use this target's project's history (default: the default project)."),
+]
 
 
 def _target(name: str | None) -> Target:
     return resolve_target(name or default_target_name(), secrets=secret_block)
+
+
+def _project(target: str | None) -> Project:
+    """The history of ``target``'s project (no database URL needed); the default project."""
+    return project_for(target) if target else default_project()
 
 
 @app.command(group=TARGETS)
@@ -282,6 +292,7 @@ def lint(
     ] = None,
     assume_lock_timeout: bool = False,
     format: FormatOption = "text",
+    target: ProjectOf = None,
 ) -> int:
     """Lint revisions (or any PostgreSQL SQL) offline; the exit code is the risk level (0-3).
 
@@ -296,7 +307,7 @@ def lint(
         report = (
             lint_text(decode_sql(data), assume_lock_timeout=assume_lock_timeout)
             if sql is not None
-            else lint_revisions(start, end)
+            else lint_revisions(_project(target), start, end)
         )
     except OSError as exc:
         return _fail(f"cannot read {shown(sql)}: {exc.strerror}", ExitCode.NO_INPUT)
@@ -308,7 +319,9 @@ def lint(
 
 @app.command(group=GATES)
 def verify(
-    *, server: Annotated[str | None, Parameter(help="A PostgreSQL URL (.../postgres)")] = None
+    *,
+    server: Annotated[str | None, Parameter(help="A PostgreSQL URL (.../postgres)")] = None,
+    target: ProjectOf = None,
 ) -> int:
     """Check the schema history: one head, up/down/up on a throwaway database, no drift.
 
@@ -317,7 +330,7 @@ def verify(
     """
     parsed = parse_database_url(server, variable="--server") if server else None
     try:
-        results = verify_history(parsed)
+        results = verify_history(_project(target), parsed)
     except UnusableHistory as exc:
         return _fail(str(exc), ExitCode.DATA)
     for name, passed, detail in results:

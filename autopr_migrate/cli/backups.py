@@ -121,7 +121,7 @@ def run_restore_test(target: Target, name: str = "") -> RestoreTest:
                 scratch_copy(target, backup, Path(directory), prefix=RESTORE_TEST_PREFIX) as copy,
                 connect(copy) as connection,
             ):
-                revision = alembic_ops.current(connection)
+                revision = alembic_ops.current(target.project, connection)
                 counts = row_counts(connection)
         except Exception as exc:  # a restore that fails is exactly what this test is for
             result.problems.append(f"the restore failed: {describe(exc)}")

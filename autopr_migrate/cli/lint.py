@@ -15,9 +15,10 @@ from autopr_migrate.analysis.lint import lint_sql
 from autopr_migrate.analysis.model import LEVELS, LintReport
 from autopr_migrate.errors import ConfigurationError, MigrationError, RenderFailed, describe
 from autopr_migrate.history import commands as alembic_ops
+from autopr_migrate.targets.project import Project
 
 
-def lint_revisions(start: str | None, end: str) -> LintReport:
+def lint_revisions(project: Project, start: str | None, end: str) -> LintReport:
     """Lint what upgrading from ``start`` (None: base) to ``end`` runs, as the flow runs it.
 
     Raises:
@@ -29,12 +30,14 @@ def lint_revisions(start: str | None, end: str) -> LintReport:
         if spec is not None and not spec.strip():
             raise ConfigurationError(f"{option} is empty: name a revision, or leave it out")
     start, end = (
-        alembic_ops.identify(spec) if spec and spec not in ("base", "head", "heads") else spec
+        alembic_ops.identify(project, spec)
+        if spec and spec not in ("base", "head", "heads")
+        else spec
         for spec in (start, end)
     )
-    _refuse_reversed_range(start, end)
+    _refuse_reversed_range(project, start, end)
     try:
-        sql = alembic_ops.render_sql("postgresql", start, end)
+        sql = alembic_ops.render_sql(project, "postgresql", start, end)
     except RenderFailed as exc:
         raise _unrenderable(exc) from None
     except MigrationError:
@@ -52,15 +55,15 @@ def _unrenderable(exc: Exception) -> LintError:
     )
 
 
-def _refuse_reversed_range(start: str | None, end: str) -> None:
+def _refuse_reversed_range(project: Project, start: str | None, end: str) -> None:
     """A range that runs downwards is a mistake, not "low risk". (``--from`` equal to ``--to``
     is a change with no new revision: nothing to lint, and low.)"""
-    goal = alembic_ops.resolve(end, start) if end in ("head", "heads") else end
+    goal = alembic_ops.resolve(project, end, start) if end in ("head", "heads") else end
     if goal in ("base", None):
         raise ConfigurationError("--to base runs nothing: name a revision above --from")
     if start in ("head", "heads"):
-        start = alembic_ops.resolve(start, None)
-    if start in (None, "base") or start in alembic_ops.ancestors(goal):
+        start = alembic_ops.resolve(project, start, None)
+    if start in (None, "base") or start in alembic_ops.ancestors(project, goal):
         return
     raise ConfigurationError(f"--from {start} is not below --to {goal}: the range runs downwards")
 

@@ -42,9 +42,9 @@ class TargetStatus:
 def status_of(target: Target) -> TargetStatus:
     """The database's revision, the code's head, and the revisions an upgrade would run."""
     with connect(target) as connection:
-        current = alembic_ops.current(connection)
-    heads = alembic_ops.heads()
-    todo = alembic_ops.pending_if_known(current)
+        current = alembic_ops.current(target.project, connection)
+    heads = alembic_ops.heads(target.project)
+    todo = alembic_ops.pending_if_known(target.project, current)
     if todo is None:
         return TargetStatus(target.name, target.masked_url, current, heads)
     pending = [{"revision": info.revision, "message": info.message} for info in todo]

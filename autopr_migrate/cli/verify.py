@@ -20,6 +20,7 @@ from sqlalchemy.pool import NullPool
 from autopr_migrate.backends.engine import make_engine
 from autopr_migrate.errors import DatabaseUnreachable, describe
 from autopr_migrate.history import commands as alembic_ops
+from autopr_migrate.targets.project import Project
 
 Check = tuple[str, bool, str]
 
@@ -50,9 +51,9 @@ def throwaway_database(server: URL | None) -> Iterator[URL]:
         admin.dispose()
 
 
-def verify_history(server: URL | None = None) -> list[Check]:
+def verify_history(project: Project, server: URL | None = None) -> list[Check]:
     """(check, passed, detail) for each check; later checks are skipped when one fails."""
-    found = alembic_ops.heads()
+    found = alembic_ops.heads(project)
     checks: list[Check] = [("single head", len(found) == 1, ", ".join(found))]
     if len(found) != 1:
         return checks
@@ -61,11 +62,17 @@ def verify_history(server: URL | None = None) -> list[Check]:
         try:
             with engine.connect() as connection:
                 checks.append(
-                    _check("up, down, up one revision at a time", lambda: _round_trip(connection))
+                    _check(
+                        "up, down, up one revision at a time",
+                        lambda: _round_trip(project, connection),
+                    )
                 )
                 if checks[-1][1]:
                     checks.append(
-                        _check("models match the database at head", lambda: _no_drift(connection))
+                        _check(
+                            "models match the database at head",
+                            lambda: _no_drift(project, connection),
+                        )
                     )
         finally:
             engine.dispose()
@@ -79,13 +86,13 @@ def _check(name: str, run: Callable[[], str]) -> Check:
         return name, False, describe(exc)
 
 
-def _round_trip(connection: Connection) -> str:
-    history = [info.revision for info in alembic_ops.pending(None)]
+def _round_trip(project: Project, connection: Connection) -> str:
+    history = [info.revision for info in alembic_ops.pending(project, None)]
     for revision in history:
-        alembic_ops.upgrade(connection, revision)
-        alembic_ops.downgrade(connection, _below(history, revision))
-        alembic_ops.upgrade(connection, revision)
-        reached = alembic_ops.current(connection)
+        alembic_ops.upgrade(project, connection, revision)
+        alembic_ops.downgrade(project, connection, _below(history, revision))
+        alembic_ops.upgrade(project, connection, revision)
+        reached = alembic_ops.current(project, connection)
         connection.rollback()  # Alembic must find no transaction open (CONCURRENTLY needs none)
         if reached != revision:
             raise RuntimeError(f"{revision} did not come back after its downgrade")
@@ -97,6 +104,6 @@ def _below(history: list[str], revision: str) -> str | None:
     return history[index - 1] if index else None
 
 
-def _no_drift(connection: Connection) -> str:
-    alembic_ops.check_models(connection)
+def _no_drift(project: Project, connection: Connection) -> str:
+    alembic_ops.check_models(project, connection)
     return "no differences"

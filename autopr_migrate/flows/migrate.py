@@ -128,7 +128,7 @@ def _locked(run: Run, revision: str) -> Outcome:
     with run.timeline.step("window"):
         wait_for_window(target, policy.window, needed)
     with connect(target) as reader:
-        checksums = ledger_checksums(reader, checks, plan.checksums)
+        checksums = ledger_checksums(target.project, reader, checks, plan.checksums)
     change = Change.upgrade(checks, checksums)
     result = guarded_change(run, TaskSteps(), change)
     run.report.revision_seconds = result.revision_seconds

@@ -117,7 +117,7 @@ def _restore(run: Run, name: str) -> Outcome:
         chosen = find_backup(target, name)
         verify_backup(chosen)
         with connect(target) as connection:
-            current = alembic_ops.current(connection)
+            current = alembic_ops.current(target.project, connection)
     run.report.from_revision, run.report.to_revision = current, chosen.revision
     run.report.backup = chosen.path.name
     request = RestoreApproval(
@@ -127,7 +127,7 @@ def _restore(run: Run, name: str) -> Outcome:
         run.record_approval(await_approval(request, policy.approval))
     run.backup = chosen
     run.verify_locks("the restore")
-    refuse_if_moved(run.connection, current)
+    refuse_if_moved(target, run.connection, current)
     run.start_ledger({}, operation=Operation.RESTORE)
     run.changing = True
     recovery = restore_and_probe(

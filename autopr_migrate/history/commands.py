@@ -1,14 +1,19 @@
 """The one place in the library that calls Alembic: one function per operation.
 
-Each builds a ``Config`` from the history's ``alembic.ini``; operations that touch a database
-hand our own ``Connection`` to ``env.py`` through ``config.attributes["connection"]``, so the
-connection holding the migration lock and the session timeouts is the one that migrates.
+Each takes the ``Project`` whose history it reads and builds a ``Config`` from it (its
+``alembic.ini``, script and version locations, ``-x`` arguments, version table). Operations that
+touch a database hand our own ``Connection`` to ``env.py`` through
+``config.attributes["connection"]``, so the connection holding the migration lock and the
+session timeouts is the one that migrates; the project's environment variables are set while its
+``env.py`` runs.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
+import os
 import re
 import threading
 import warnings
@@ -34,7 +39,7 @@ from autopr_migrate.errors import (
     describe,
 )
 from autopr_migrate.policy.inputs import shown
-from autopr_migrate.targets.project import alembic_ini
+from autopr_migrate.targets.project import Project
 
 _RELATIVE = re.compile(r"^\+(\d+)$")
 # Alembic's `op` and `context` are process-wide proxies: two migrations running in threads of
@@ -55,14 +60,46 @@ class RevisionInfo:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
 
 
-def make_config(*, connection: Connection | None = None, **attributes: Any) -> Config:
-    """An Alembic config for the history, bound to ``connection`` if given."""
-    config = Config(str(alembic_ini()))
+def make_config(
+    project: Project, *, connection: Connection | None = None, **attributes: Any
+) -> Config:
+    """An Alembic config for the project's history, bound to ``connection`` if given."""
+    config = Config(str(project.config_file)) if project.config_file else Config()
+    if project.script_location:
+        config.set_main_option("script_location", project.script_location)
+    if project.version_locations:
+        config.set_main_option("path_separator", "os")
+        config.set_main_option("version_locations", os.pathsep.join(project.version_locations))
+    if project.x_arguments:
+        config.cmd_opts = argparse.Namespace(x=list(project.x_arguments))
     config.attributes["configure_logger"] = False
+    config.attributes["version_table"] = project.version_table
+    config.attributes["version_table_schema"] = project.version_table_schema
     if connection is not None:
         config.attributes["connection"] = connection
     config.attributes.update(attributes)
     return config
+
+
+@contextmanager
+def _running_env_py(project: Project, url: str = "") -> Iterator[None]:
+    """One history at a time in this process, with the environment its ``env.py`` reads."""
+    with _ALEMBIC:
+        saved = {name: os.environ.get(name) for name, _ in project.environment}
+        for name, value in project.environment:
+            os.environ[name] = value.replace("{url}", url)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def _url_of(connection: Connection) -> str:
+    return connection.engine.url.render_as_string(hide_password=False)
 
 
 class UnusableHistory(ConfigurationError):
@@ -81,20 +118,20 @@ class BrokenHistory(UnusableHistory):
         )
 
 
-def script_directory() -> ScriptDirectory:
+def script_directory(project: Project) -> ScriptDirectory:
     """The history's scripts, every revision file loaded.
 
     Raises:
         BrokenHistory: a revision's parent file is gone.
         UnusableHistory: the Alembic configuration is wrong, or a revision file fails to load.
     """
-    ini = alembic_ini()
     try:
-        script = ScriptDirectory.from_config(make_config())
+        script = ScriptDirectory.from_config(make_config(project))
     except Exception as exc:  # a missing file or directory, an unreadable ini: all Alembic's
         raise UnusableHistory(
-            f"the Alembic configuration {ini} is not usable ({describe(exc)[:200]}); fix it, "
-            f"or point AUTOPR_ALEMBIC_CONFIG at the project's alembic.ini"
+            f"the Alembic configuration of project {project.name!r} ({project.where()}) is not "
+            f"usable ({describe(exc)[:200]}); fix it, or point the target at its project "
+            f"(docs/projects.md)"
         ) from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Alembic warns, then fails with a bare KeyError
@@ -110,20 +147,25 @@ def script_directory() -> ScriptDirectory:
     return script
 
 
-def heads() -> list[str]:
+def heads(project: Project) -> list[str]:
     """The head revisions of the history this code ships."""
-    return list(script_directory().get_heads())
+    return list(script_directory(project).get_heads())
 
 
-def current(connection: Connection) -> str | None:
-    """The revision the database is at, ``None`` at base; several heads joined by commas."""
-    heads = MigrationContext.configure(connection).get_current_heads()
+def current(project: Project, connection: Connection) -> str | None:
+    """The revision the database is at in the project's version table, ``None`` at base;
+    several heads joined by commas."""
+    options = {
+        "version_table": project.version_table,
+        "version_table_schema": project.version_table_schema,
+    }
+    heads = MigrationContext.configure(connection, opts=options).get_current_heads()
     return ",".join(sorted(heads)) or None
 
 
-def is_known(revision: str) -> bool:
+def is_known(project: Project, revision: str) -> bool:
     """Whether ``revision`` names exactly one revision (the history's own errors propagate)."""
-    script = script_directory()
+    script = script_directory(project)
     try:
         return script.get_revision(revision) is not None
     except (CommandError, RevisionError):
@@ -134,25 +176,28 @@ def _info(script: Script) -> RevisionInfo:
     return RevisionInfo(script.revision, (script.doc or "").strip(), Path(script.path))
 
 
-def pending(current_revision: str | None, target: str = "heads") -> list[RevisionInfo]:
+def pending(
+    project: Project, current_revision: str | None, target: str = "heads"
+) -> list[RevisionInfo]:
     """Each revision an upgrade from ``current_revision`` to ``target`` runs, in order."""
-    revisions = script_directory().iterate_revisions(target, current_revision or "base")
+    revisions = script_directory(project).iterate_revisions(target, current_revision or "base")
     return [_info(script) for script in reversed(list(revisions))]
 
 
-def pending_if_known(current_revision: str | None) -> list[RevisionInfo] | None:
+def pending_if_known(project: Project, current_revision: str | None) -> list[RevisionInfo] | None:
     """``pending`` to the heads; None when the database's revision is not in this history."""
     try:
-        return pending(current_revision)
+        return pending(project, current_revision)
     except (CommandError, RevisionError):
         return None
 
 
-def ancestors(revision: str | None) -> set[str]:
+def ancestors(project: Project, revision: str | None) -> set[str]:
     """``revision`` and every revision below it."""
     if revision is None:
         return set()
-    return {script.revision for script in script_directory().iterate_revisions(revision, "base")}
+    walked = script_directory(project).iterate_revisions(revision, "base")
+    return {script.revision for script in walked}
 
 
 def multiple_heads_advice(found: list[str]) -> str:
@@ -162,13 +207,13 @@ def multiple_heads_advice(found: list[str]) -> str:
     )
 
 
-def resolve(spec: str, current_revision: str | None) -> str:
+def resolve(project: Project, spec: str, current_revision: str | None) -> str:
     """Turn ``head``, ``+N``, a revision id or a unique prefix into exactly one revision id.
 
     Raises:
         ConfigurationError: unknown, ambiguous, ``base``, or beyond the head.
     """
-    script = script_directory()
+    script = script_directory(project)
     found = list(script.get_heads())
     spec = (spec or "").strip()
     if spec in ("head", "heads"):
@@ -178,7 +223,7 @@ def resolve(spec: str, current_revision: str | None) -> str:
     relative = _RELATIVE.match(spec)
     if relative:
         steps = int(relative.group(1))
-        path = pending(current_revision, found[0] if len(found) == 1 else "heads")
+        path = pending(project, current_revision, found[0] if len(found) == 1 else "heads")
         if steps < 1 or steps > len(path):
             raise ConfigurationError(
                 f"revision {shown(spec)} is beyond the head: the database is {len(path)} "
@@ -193,13 +238,13 @@ def resolve(spec: str, current_revision: str | None) -> str:
     return _one_revision(script, spec, found)
 
 
-def identify(spec: str) -> str:
+def identify(project: Project, spec: str) -> str:
     """The full id of the revision ``spec`` (an id or a unique prefix) names.
 
     Raises:
         ConfigurationError: no revision, or several, start with ``spec``.
     """
-    script = script_directory()
+    script = script_directory(project)
     return _one_revision(script, spec.strip(), list(script.get_heads()))
 
 
@@ -225,13 +270,13 @@ def _one_revision(script: ScriptDirectory, spec: str, found: list[str]) -> str:
     return candidates[0]
 
 
-def render_sql(dialect: str, current_revision: str | None, target: str) -> str:
+def render_sql(project: Project, dialect: str, current_revision: str | None, target: str) -> str:
     """The SQL an upgrade from ``current_revision`` to ``target`` runs, in ``dialect``."""
     buffer = io.StringIO()
-    config = make_config(dialect=dialect)
+    config = make_config(project, dialect=dialect)
     config.output_buffer = buffer
     span = f"{current_revision}:{target}" if current_revision else target
-    with _ALEMBIC, _render_errors():
+    with _running_env_py(project, f"{dialect}://"), _render_errors():
         command.upgrade(config, span, sql=True)
     return buffer.getvalue()
 
@@ -246,15 +291,15 @@ def _render_errors() -> Iterator[None]:
         raise RenderFailed(str(exc)) from None
 
 
-def check_models(connection: Connection) -> None:
+def check_models(project: Project, connection: Connection) -> None:
     """``alembic check`` through the project's own ``env.py`` and its comparison settings.
 
     Raises:
         ModelDrift: autogenerate would write a revision: the models and the database differ.
     """
-    config = make_config(connection=connection)
+    config = make_config(project, connection=connection)
     config.stdout = io.StringIO()  # "No new upgrade operations detected." is our "ok"
-    with _ALEMBIC:
+    with _running_env_py(project, _url_of(connection)):
         try:
             command.check(config)
         except AutogenerateDiffsDetected as exc:
@@ -278,20 +323,32 @@ def _version_callback(on_revision: RevisionCallback | None) -> Callable[..., Non
 
 
 def upgrade(
-    connection: Connection, target: str, *, on_revision: RevisionCallback | None = None
+    project: Project,
+    connection: Connection,
+    target: str,
+    *,
+    on_revision: RevisionCallback | None = None,
 ) -> None:
     """Upgrade to ``target`` on ``connection``; ``on_revision`` hears of each applied revision."""
-    config = make_config(connection=connection, on_version_apply=_version_callback(on_revision))
-    with _ALEMBIC:
+    config = make_config(
+        project, connection=connection, on_version_apply=_version_callback(on_revision)
+    )
+    with _running_env_py(project, _url_of(connection)):
         command.upgrade(config, target)
 
 
 def downgrade(
-    connection: Connection, target: str | None, *, on_revision: RevisionCallback | None = None
+    project: Project,
+    connection: Connection,
+    target: str | None,
+    *,
+    on_revision: RevisionCallback | None = None,
 ) -> None:
     """Downgrade to ``target`` (``None``: base) on ``connection``."""
-    config = make_config(connection=connection, on_version_apply=_version_callback(on_revision))
-    with _ALEMBIC:
+    config = make_config(
+        project, connection=connection, on_version_apply=_version_callback(on_revision)
+    )
+    with _running_env_py(project, _url_of(connection)):
         command.downgrade(config, target or "base")
 
 
@@ -312,29 +369,33 @@ def has_downgrade(info: RevisionInfo) -> bool:
     return False
 
 
-def render_downgrade_sql(dialect: str, current_revision: str, target: str | None) -> str:
+def render_downgrade_sql(
+    project: Project, dialect: str, current_revision: str, target: str | None
+) -> str:
     """The SQL a downgrade from ``current_revision`` to ``target`` (None: base) runs."""
     buffer = io.StringIO()
-    config = make_config(dialect=dialect)
+    config = make_config(project, dialect=dialect)
     config.output_buffer = buffer
-    with _ALEMBIC, _render_errors():
+    with _running_env_py(project, f"{dialect}://"), _render_errors():
         command.downgrade(config, f"{current_revision}:{target or 'base'}", sql=True)
     return buffer.getvalue()
 
 
-def undone_by_downgrade(current_revision: str, target: str | None) -> list[RevisionInfo]:
+def undone_by_downgrade(
+    project: Project, current_revision: str, target: str | None
+) -> list[RevisionInfo]:
     """The revisions a downgrade from ``current_revision`` to ``target`` undoes, newest first."""
-    revisions = script_directory().iterate_revisions(current_revision, target or "base")
+    revisions = script_directory(project).iterate_revisions(current_revision, target or "base")
     return [_info(script) for script in revisions if script.revision != target]
 
 
-def parent(revision: str) -> str | None:
+def parent(project: Project, revision: str) -> str | None:
     """The revision below ``revision`` (None: base).
 
     Raises:
         ConfigurationError: ``revision`` is a merge point with several parents.
     """
-    below = script_directory().get_revision(revision).down_revision
+    below = script_directory(project).get_revision(revision).down_revision
     if isinstance(below, tuple | list):
         raise ConfigurationError(
             f"{revision} merges {', '.join(below)}: name the revision to go down to"

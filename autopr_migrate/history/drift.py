@@ -14,7 +14,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection
 
 from autopr_migrate.model import LEDGER_TABLE
-from autopr_migrate.targets.project import models_metadata
+from autopr_migrate.targets.project import Project
 
 TOOL_OWNED_TABLES = frozenset({LEDGER_TABLE})  # alembic/env.py hides the same from autogenerate
 
@@ -24,14 +24,22 @@ def _include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to
     return table not in TOOL_OWNED_TABLES
 
 
-def model_drift(connection: Connection) -> list[str]:
-    """One line per difference between the models and the database; empty when they agree."""
-    context = MigrationContext.configure(
-        connection,
-        opts={"include_object": _include, "compare_type": True, "compare_server_default": True},
-    )
+def model_drift(project: Project, connection: Connection) -> list[str] | None:
+    """One line per difference between the project's models and the database; empty when they
+    agree; None when the project declares no models."""
+    metadata = project.metadata()
+    if metadata is None:
+        return None
+    options = {
+        "include_object": _include,
+        "compare_type": True,
+        "compare_server_default": True,
+        "version_table": project.version_table,
+        "version_table_schema": project.version_table_schema,
+    }
+    context = MigrationContext.configure(connection, opts=options)
     try:
-        return [_describe(diff) for diff in _flatten(compare_metadata(context, models_metadata()))]
+        return [_describe(diff) for diff in _flatten(compare_metadata(context, metadata))]
     finally:
         connection.rollback()
 

@@ -16,12 +16,14 @@ from autopr_migrate.backends.session import (
 from autopr_migrate.errors import DowngradeFailed, DowngradeLockTimeout, describe
 from autopr_migrate.history import commands as alembic_ops
 from autopr_migrate.policy.parameters import LockPolicy
+from autopr_migrate.targets.project import Project
 from autopr_migrate.targets.targets import Target
 
 LOG = logging.getLogger(__name__)
 
 
 def downgrade_to(
+    project: Project,
     connection: Connection,
     revision: str | None,
     policy: LockPolicy,
@@ -38,11 +40,12 @@ def downgrade_to(
     try:
         with timeouts(connection, policy), alembic_logs_to(logger):
             alembic_ops.downgrade(
+                project,
                 connection,
                 revision,
                 on_revision=lambda rev, doc, _up: logger.info("downgraded %s (%s)", rev, doc),
             )
-        reached = alembic_ops.current(connection)
+        reached = alembic_ops.current(project, connection)
         end_transaction(connection)
     except Exception as exc:  # any failure inside a revision's downgrade() is ours to report
         end_transaction(connection)

@@ -117,8 +117,8 @@ class GuardedRun(Protocol):
         ...
 
 
-def refuse_if_moved(connection: Connection, start: str | None) -> None:
-    now = alembic_ops.current(connection)
+def refuse_if_moved(target: Target, connection: Connection, start: str | None) -> None:
+    now = alembic_ops.current(target.project, connection)
     connection.rollback()
     if now != start:
         raise PreflightRefused(
@@ -134,7 +134,7 @@ def guarded_change(run: GuardedRun, steps: Steps, change: Change) -> ChangeResul
     ``BackupFailed``.
     """
     run.verify_locks("the backup")
-    refuse_if_moved(run.connection, change.start)
+    refuse_if_moved(run.target, run.connection, change.start)
     with run.timeline.step("backup"):
         run.backup = steps.backup(
             run.target,
@@ -168,7 +168,7 @@ def guarded_change(run: GuardedRun, steps: Steps, change: Change) -> ChangeResul
 def _apply(run: GuardedRun, steps: Steps, change: Change) -> dict[str, float]:
     if change.operation == Operation.UPGRADE:
         return steps.upgrade(run.connection, run.target, change.goal, run.policy).durations
-    steps.downgrade(run.connection, change.goal, run.policy)
+    steps.downgrade(run.connection, run.target, change.goal, run.policy)
     return {}
 
 
@@ -180,7 +180,7 @@ def _after_failed_change(
         return _put_back(run, steps, change, problem_of(exc))
     reason = str(exc) if isinstance(exc, UpgradeFailed) else f"the upgrade failed: {describe(exc)}"
     with connect(run.target) as reader:
-        reached = alembic_ops.current(reader)
+        reached = alembic_ops.current(run.target.project, reader)
     if reached != change.start:
         return _put_back(run, steps, change, reason, reached=reached, partly_applied=True)
     try:
@@ -216,7 +216,7 @@ def _put_back(
         try:
             run.hold_database_lock()
             with run.timeline.step("downgrade"):
-                steps.downgrade(run.connection, change.start, run.policy)
+                steps.downgrade(run.connection, run.target, change.start, run.policy)
             with run.timeline.step("probe after downgrade"):
                 steps.probe(
                     run.target,

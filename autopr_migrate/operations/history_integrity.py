@@ -19,6 +19,7 @@ from sqlalchemy import Connection, select
 
 from autopr_migrate.history import commands as alembic_ops
 from autopr_migrate.store import ledger
+from autopr_migrate.targets.project import Project
 
 if TYPE_CHECKING:  # preflight reports the problems found here
     from autopr_migrate.operations.preflight import PreflightReport
@@ -56,15 +57,15 @@ def recorded_checksums(connection: Connection) -> dict[str, str]:
     return recorded
 
 
-def check_applied(connection: Connection) -> list[HistoryProblem]:
+def check_applied(project: Project, connection: Connection) -> list[HistoryProblem]:
     """Problems with the revisions the database has applied; empty when the history is intact."""
-    current = alembic_ops.current(connection)
+    current = alembic_ops.current(project, connection)
     recorded = recorded_checksums(connection)
     connection.rollback()
     if current is None:
         return []
     try:
-        alembic_ops.heads()
+        alembic_ops.heads(project)
     except alembic_ops.BrokenHistory as exc:
         return [
             HistoryProblem(
@@ -73,7 +74,7 @@ def check_applied(connection: Connection) -> list[HistoryProblem]:
                 "its revision file is gone, and the history below it no longer resolves",
             )
         ]
-    if not alembic_ops.is_known(current):
+    if not alembic_ops.is_known(project, current):
         return [
             HistoryProblem(
                 current,
@@ -83,7 +84,7 @@ def check_applied(connection: Connection) -> list[HistoryProblem]:
                 "migrated the database)",
             )
         ]
-    files = {info.revision: info.path for info in alembic_ops.pending(None, current)}
+    files = {info.revision: info.path for info in alembic_ops.pending(project, None, current)}
     problems = []
     for revision, path in files.items():
         if revision not in recorded:
@@ -109,7 +110,9 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def unrecorded_applied(connection: Connection, current: str | None) -> dict[str, str]:
+def unrecorded_applied(
+    project: Project, connection: Connection, current: str | None
+) -> dict[str, str]:
     """Checksums of applied revisions the ledger has no record of yet (plain ``alembic`` ran
     them): recorded by the next successful run, they are what later checks compare with."""
     recorded = recorded_checksums(connection)
@@ -118,16 +121,16 @@ def unrecorded_applied(connection: Connection, current: str | None) -> dict[str,
         return {}
     return {
         info.revision: info.sha256
-        for info in alembic_ops.pending(None, current)
+        for info in alembic_ops.pending(project, None, current)
         if info.revision not in recorded
     }
 
 
 def ledger_checksums(
-    connection: Connection, checks: PreflightReport, planned: dict[str, str]
+    project: Project, connection: Connection, checks: PreflightReport, planned: dict[str, str]
 ) -> dict[str, str]:
     """What a run's ledger row records: applied revisions no row has yet, the changed files the
     policy accepted, and the planned revisions."""
-    baseline = unrecorded_applied(connection, checks.current)
+    baseline = unrecorded_applied(project, connection, checks.current)
     accepted = {p.revision: p.current_sha256 for p in checks.accepted_history}
     return {**baseline, **accepted, **planned}

@@ -57,18 +57,20 @@ def render_planned_sql(target: Target, checks: PreflightReport, dialect: str | N
     if checks.operation == "downgrade":
         try:
             return alembic_ops.render_downgrade_sql(
-                dialect or target.dialect, checks.current, checks.target_revision
+                target.project, dialect or target.dialect, checks.current, checks.target_revision
             )
         except RenderFailed as exc:
             raise PreflightRefused(f"the downgrade SQL could not be rendered: {exc}") from None
     if dialect and dialect != target.dialect:
-        return alembic_ops.render_sql(dialect, checks.current, checks.target_revision)
+        return alembic_ops.render_sql(
+            target.project, dialect, checks.current, checks.target_revision
+        )
     return _render(target, checks.current, checks.target_revision)
 
 
 def _render(target: Target, current: str | None, goal: str) -> str:
     try:
-        return alembic_ops.render_sql(target.dialect, current, goal)
+        return alembic_ops.render_sql(target.project, target.dialect, current, goal)
     except OfflineRenderUnsupported as exc:
         # SQLite batch mode reflects the live table when it must copy it; offline it cannot.
         if not backend_for(target).records_plans_on_a_live_copy:
@@ -98,7 +100,7 @@ def _render_on_scratch_copy(target: Target, goal: str) -> str:
 
         try:
             with engine.connect() as connection:
-                alembic_ops.upgrade(connection, goal)
+                alembic_ops.upgrade(target.project, connection, goal)
         except Exception as exc:  # the upgrade fails before it touches anything real
             raise PreflightRefused(
                 f"the upgrade fails on a scratch copy of the database: {describe(exc)}; "

@@ -65,9 +65,9 @@ def preflight(
     checks = policy.preflight
     backend = backend_for(target)
     with connect(target, connect_timeout=checks.connect_timeout_seconds) as connection:
-        current = alembic_ops.current(connection)
+        current = alembic_ops.current(target.project, connection)
         logger.info("target %s (%s) is at %s", target.name, target.masked_url, current or "base")
-        target_revision = upgrade_goal(revision, current)
+        target_revision = upgrade_goal(target.project, revision, current)
         if current == target_revision:
             logger.info("already at %s: nothing to do", target_revision)
             return PreflightReport(current, target_revision, [], 0, 0, HealthSnapshot(200, "ok"))
@@ -81,7 +81,7 @@ def preflight(
     _refuse_long_transactions(long_transactions, checks.max_transaction_seconds)
     free = check_backup_directory(target, size, checks.free_space_factor)
     health = _check_health_before(target, current)
-    revisions = alembic_ops.pending(current, target_revision)
+    revisions = alembic_ops.pending(target.project, current, target_revision)
     logger.info(
         "%d revision(s) to apply: %s -> %s; database %d bytes, %d bytes free for the backup",
         len(revisions),
@@ -127,7 +127,7 @@ def refuse_changed_history(
     log: logging.Logger | logging.LoggerAdapter = LOG,
 ) -> list[HistoryProblem]:
     """Refuse when applied revision files changed, unless the policy accepts it with a reason."""
-    problems = check_applied(connection)
+    problems = check_applied(target.project, connection)
     if not problems:
         return []
     listed = "; ".join(problem.line() for problem in problems)
@@ -195,8 +195,8 @@ def downgrade_preflight(
     The application is checked but not required healthy: it may be why we go back.
     """
     with connect(target, connect_timeout=policy.preflight.connect_timeout_seconds) as connection:
-        current = alembic_ops.current(connection)
-        goal = downgrade_goal(revision, current, confirm_base=confirm_base)
+        current = alembic_ops.current(target.project, connection)
+        goal = downgrade_goal(target.project, revision, current, confirm_base=confirm_base)
         if goal == current:
             health = check_health(target.health_url, timeout=5)
             return PreflightReport(current, goal, [], 0, 0, health, operation="downgrade")
@@ -210,7 +210,7 @@ def downgrade_preflight(
         broken_indexes = frozenset(backend.invalid_indexes(connection))
     free = check_backup_directory(target, size, policy.preflight.free_space_factor)
     health = check_health(target.health_url, timeout=5)
-    undone = alembic_ops.undone_by_downgrade(current, goal)
+    undone = alembic_ops.undone_by_downgrade(target.project, current, goal)
     state = "healthy" if health.healthy else f"not healthy ({health.reason})"
     log.info(
         "downgrade %s -> %s undoes %d revision(s); the application is %s",

@@ -68,7 +68,7 @@ class ProbeResult:
 def _database_revision(target: Target) -> str | Exception | None:
     try:
         with connect(target, connect_timeout=5) as connection:
-            return alembic_ops.current(connection)
+            return alembic_ops.current(target.project, connection)
     except (DatabaseUnreachable, DBAPIError) as exc:
         return exc
 

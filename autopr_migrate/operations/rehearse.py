@@ -104,7 +104,7 @@ def rehearse(
 def _rehearse_on(scratch: Target, checks: PreflightReport) -> Rehearsal:
     result = Rehearsal()
     with connect(scratch) as connection:
-        before = fingerprint(connection)
+        before = fingerprint(connection, version_table=scratch.project.version_table)
         started = time.monotonic()
         clock = [started]
 
@@ -114,23 +114,26 @@ def _rehearse_on(scratch: Target, checks: PreflightReport) -> Rehearsal:
             clock[0] = now
 
         try:
-            alembic_ops.upgrade(connection, checks.target_revision, on_revision=applied)
+            alembic_ops.upgrade(
+                scratch.project, connection, checks.target_revision, on_revision=applied
+            )
         except Exception as exc:  # the copy shows the failure before production sees it
             result.failed = f"the upgrade fails: {describe(exc)}"
             return result
         result.upgrade_seconds = round(time.monotonic() - started, 3)
         try:
             started = time.monotonic()
-            alembic_ops.downgrade(connection, checks.current)
+            alembic_ops.downgrade(scratch.project, connection, checks.current)
             result.downgrade_seconds = round(time.monotonic() - started, 3)
         except Exception as exc:  # an irreversible plan is a finding, not a failure
             result.reversible = False
             result.schema_differences = [f"the downgrade fails: {describe(exc)}"]
             return result
-        result.schema_differences = differences(before, fingerprint(connection))
+        after = fingerprint(connection, version_table=scratch.project.version_table)
+        result.schema_differences = differences(before, after)
         result.reversible = not result.schema_differences
         try:
-            alembic_ops.upgrade(connection, checks.target_revision)
+            alembic_ops.upgrade(scratch.project, connection, checks.target_revision)
         except Exception as exc:  # up, down, then up again must work too
             result.failed = f"the second upgrade, after the downgrade, fails: {describe(exc)}"
     return result

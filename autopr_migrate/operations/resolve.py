@@ -78,7 +78,7 @@ def situation_of(target: Target) -> Situation:
     """The unfinished rows, where the database is, the application, the backups, the advice."""
     with connect(target) as connection:
         rows = ledger.unfinished(connection)
-        current = alembic_ops.current(connection)
+        current = alembic_ops.current(target.project, connection)
     snapshot = check_health(target.health_url, timeout=5)
     health = "answers 200" if snapshot.healthy else snapshot.reason
     lines = [

@@ -18,7 +18,7 @@ from autopr_migrate.backends import pgtools
 from autopr_migrate.backends.connections import connect, row_counts
 from autopr_migrate.backends.registry import backend_for
 from autopr_migrate.errors import BackupFailed, ConfigurationError, RestoreFailed, describe
-from autopr_migrate.history.commands import current as database_revision
+from autopr_migrate.history import commands as alembic_ops
 from autopr_migrate.model import LEDGER_TABLE
 from autopr_migrate.operations.backup import take_backup
 from autopr_migrate.policy.parameters import BackupPolicy
@@ -124,7 +124,7 @@ def verify_restored(target: Target, backup: Backup) -> list[str]:
     differs is reported, not treated as a failed restore.
     """
     with connect(target) as connection:
-        revision = database_revision(connection)
+        revision = alembic_ops.current(target.project, connection)
         counts = row_counts(connection)
         connection.rollback()
     if revision != backup.revision:

@@ -31,7 +31,7 @@ class Steps(Protocol):
     ) -> upgrade.UpgradeResult: ...
 
     def downgrade(
-        self, connection: Connection, revision: str | None, policy: MigrationPolicy
+        self, connection: Connection, target: Target, revision: str | None, policy: MigrationPolicy
     ) -> None: ...
 
     def probe(
@@ -69,12 +69,12 @@ class DirectSteps:
     def upgrade(
         self, connection: Connection, target: Target, goal: str, policy: MigrationPolicy
     ) -> upgrade.UpgradeResult:
-        return upgrade.apply_upgrade(connection, goal, policy.lock, log=self.log)
+        return upgrade.apply_upgrade(target.project, connection, goal, policy.lock, log=self.log)
 
     def downgrade(
-        self, connection: Connection, revision: str | None, policy: MigrationPolicy
+        self, connection: Connection, target: Target, revision: str | None, policy: MigrationPolicy
     ) -> None:
-        downgrade.downgrade_to(connection, revision, policy.lock, log=self.log)
+        downgrade.downgrade_to(target.project, connection, revision, policy.lock, log=self.log)
 
     def probe(
         self,

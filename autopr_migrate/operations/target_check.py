@@ -18,6 +18,7 @@ from autopr_migrate.policy.parameters import MigrationPolicy
 from autopr_migrate.store import ledger
 from autopr_migrate.store.catalog import age_hours
 from autopr_migrate.store.retention import judge
+from autopr_migrate.targets.project import Project
 from autopr_migrate.targets.targets import Target
 
 
@@ -45,12 +46,13 @@ def check_target(target: Target, policy: MigrationPolicy) -> TargetCheck:
     result = TargetCheck(target.name, target.masked_url)
     try:
         with connect(target, connect_timeout=policy.preflight.connect_timeout_seconds) as conn:
-            current = alembic_ops.current(conn)
+            project = target.project
+            current = alembic_ops.current(project, conn)
             conn.rollback()
             for area, look in (
-                ("revision", lambda: _revision(current)),
-                ("model drift", lambda: _drift(conn, current)),
-                ("applied revisions", lambda: _history(conn)),
+                ("revision", lambda: _revision(project, current)),
+                ("model drift", lambda: _drift(project, conn, current)),
+                ("applied revisions", lambda: _history(project, conn)),
                 ("ledger", lambda: _unfinished(conn, target)),
             ):
                 result.findings.append(_guarded(area, look, conn))
@@ -70,15 +72,15 @@ def _guarded(area: str, look, connection) -> Finding:
         return Finding(area, False, f"could not be checked: {message}")
 
 
-def _revision(current: str | None) -> Finding:
-    heads = alembic_ops.heads()
+def _revision(project: Project, current: str | None) -> Finding:
+    heads = alembic_ops.heads(project)
     if len(heads) != 1:
         return Finding("revision", False, alembic_ops.multiple_heads_advice(heads))
-    if current is not None and not alembic_ops.is_known(current):
+    if current is not None and not alembic_ops.is_known(project, current):
         return Finding("revision", False, f"at {current}, which this code does not know")
     if current == heads[0]:
         return Finding("revision", True, f"at head {current}")
-    pending = alembic_ops.pending(current, heads[0])
+    pending = alembic_ops.pending(project, current, heads[0])
     return Finding(
         "revision",
         False,
@@ -87,11 +89,15 @@ def _revision(current: str | None) -> Finding:
     )
 
 
-def _drift(connection, current: str | None) -> Finding:
-    heads = alembic_ops.heads()
+def _drift(project: Project, connection, current: str | None) -> Finding:
+    heads = alembic_ops.heads(project)
     if len(heads) != 1 or current != heads[0]:
         return Finding("model drift", True, "not compared: the database is not at head")
-    differences = model_drift(connection)
+    differences = model_drift(project, connection)
+    if differences is None:
+        return Finding(
+            "model drift", True, f"not compared: project {project.name!r} names no models"
+        )
     if not differences:
         return Finding("model drift", True, "the models match the database")
     return Finding(
@@ -103,8 +109,8 @@ def _drift(connection, current: str | None) -> Finding:
     )
 
 
-def _history(connection) -> Finding:
-    problems = check_applied(connection)
+def _history(project: Project, connection) -> Finding:
+    problems = check_applied(project, connection)
     if not problems:
         return Finding("applied revisions", True, "every recorded revision file is unchanged")
     return Finding(

@@ -23,6 +23,7 @@ from autopr_migrate.backends.session import (
 from autopr_migrate.errors import LockTimeout, UpgradeFailed, describe
 from autopr_migrate.history import commands as alembic_ops
 from autopr_migrate.policy.parameters import LockPolicy
+from autopr_migrate.targets.project import Project
 
 LOG = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class UpgradeResult:
 
 
 def apply_upgrade(
+    project: Project,
     connection: Connection,
     revision: str,
     policy: LockPolicy,
@@ -44,8 +46,8 @@ def apply_upgrade(
 ) -> UpgradeResult:
     """Upgrade to ``revision``; raise ``LockTimeout`` or ``UpgradeFailed`` on failure."""
     logger = log
-    start = alembic_ops.current(connection)
-    path = alembic_ops.pending(start, revision)
+    start = alembic_ops.current(project, connection)
+    path = alembic_ops.pending(project, start, revision)
     end_transaction(connection)
     result = UpgradeResult(start, revision)
     on_progress(0, len(path))
@@ -64,7 +66,7 @@ def apply_upgrade(
     logger.info("upgrading %s -> %s: %d revision(s)", start or "base", revision, len(path))
     try:
         with timeouts(connection, policy), alembic_logs_to(logger):
-            alembic_ops.upgrade(connection, revision, on_revision=applied)
+            alembic_ops.upgrade(project, connection, revision, on_revision=applied)
     except Exception as exc:
         end_transaction(connection)
         failed = path[len(result.durations)] if len(result.durations) < len(path) else None

@@ -90,7 +90,7 @@ class Run:
 
     def note_start(self) -> None:
         """Read the revision under the locks: what "nothing was changed" is checked against."""
-        self.found_at, self.found = alembic_ops.current(self.connection), True
+        self.found_at, self.found = alembic_ops.current(self.target.project, self.connection), True
         self.connection.rollback()  # never idle in a transaction through the approval pause
 
     @property
@@ -209,7 +209,7 @@ class Run:
 def current_revision(run: Run) -> str | None:
     """The database's revision, read on a fresh connection (the migrating one may be gone)."""
     with connect(run.target) as connection:
-        return alembic_ops.current(connection)
+        return alembic_ops.current(run.target.project, connection)
 
 
 def finish(run: Run, outcome: Outcome) -> None:

@@ -34,9 +34,9 @@ class TaskSteps:
         )
 
     def downgrade(
-        self, connection: Connection, revision: str | None, policy: MigrationPolicy
+        self, connection: Connection, target: Target, revision: str | None, policy: MigrationPolicy
     ) -> None:
-        downgrade_to.with_options(**lock_retries(policy))(connection, revision, policy.lock)
+        downgrade_to.with_options(**lock_retries(policy))(connection, target, revision, policy.lock)
 
     def probe(
         self,

@@ -10,6 +10,9 @@ For a target ``staging``:
   else ``./backups/staging``.
 - Production: ``AUTOPR_DB_STAGING_PRODUCTION=true``; targets named ``prod``/``production``
   are production unless it says false.
+- Project (its Alembic history): ``AUTOPR_DB_STAGING_PROJECT``, or
+  ``[tool.autopr-migrate.targets.staging]`` in the configuration file, else the default
+  project (``targets/project.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from sqlalchemy import URL
 from autopr_migrate.errors import ConfigurationError
 from autopr_migrate.masking import mask_secrets
 from autopr_migrate.policy.inputs import shown
+from autopr_migrate.targets.project import Project, default_project, project_for
 from autopr_migrate.targets.urls import DATABASE_URL_ENV, parse_database_url, render_url
 
 # A named secret's value, or None when there is none (Prefect Secret blocks, in orchestration).
@@ -49,6 +53,7 @@ class Target:
     backup_dir: Path
     production: bool = False
     backup_dir_variable: str = ""  # the variable that put backup_dir there; "" for the default
+    project: Project = field(default_factory=default_project)
 
     @property
     def masked_url(self) -> str:
@@ -138,6 +143,7 @@ def resolve_target(
         backup_dir=backup_dir,
         production=_production(name, prefix, environ),
         backup_dir_variable=variable,
+        project=project_for(name, environ),
     )
 
 

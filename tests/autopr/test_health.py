@@ -16,8 +16,8 @@ from sqlalchemy.pool import NullPool
 from autopr.config import Settings
 from autopr.database import make_engine
 from autopr.health import create_app
-from autopr_migrate.history.commands import heads
 from tests.support.alembic_run import upgrade
+from tests.support.history import heads
 from tests.support.servers import serve
 
 pytestmark = pytest.mark.both_dialects  # their behaviour differs by dialect

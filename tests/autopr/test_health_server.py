@@ -13,8 +13,8 @@ from sqlalchemy import URL
 from sqlalchemy.pool import NullPool
 
 from autopr.database import make_engine
-from autopr_migrate.history.commands import heads
 from tests.support.alembic_run import PROJECT_ROOT, upgrade
+from tests.support.history import heads
 
 
 def _free_port() -> int:

@@ -17,10 +17,10 @@ from autopr_migrate.errors import (
     MigrationError,
     PreflightRefused,
 )
-from autopr_migrate.history.commands import heads, pending
 from autopr_migrate.store import ledger
 from tests.flows.helpers import ledger_rows
 from tests.support.alembic_run import upgrade
+from tests.support.history import heads, pending
 
 HISTORY = [info.revision for info in pending(None)]
 

@@ -7,10 +7,10 @@ import json
 import httpx
 import pytest
 
-from autopr_migrate.history.commands import heads, pending
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, ledger_rows, schema
 from tests.support.alembic_run import revision_of
+from tests.support.history import heads, pending
 from tests.support.paused import migrate_approving
 from tests.support.prefect_api import run_artifacts, run_events
 from tests.support.revisions import (

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from autopr_migrate.analysis.lint import lint_sql
-from autopr_migrate.history import commands as alembic_ops
 from tests.lint.corpus import CASES, Case
+from tests.support.history import render_sql
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
@@ -35,7 +35,7 @@ def test_the_corpus_is_large_and_covers_every_level_and_lock() -> None:
 
 
 def test_the_history_lints_as_expected() -> None:
-    sql = alembic_ops.render_sql("postgresql", "8d2e4b7c9a05", "f19c7e25b0a3")
+    sql = render_sql("postgresql", "8d2e4b7c9a05", "f19c7e25b0a3")
     report = lint_sql(sql, flow_sets_timeouts=True)
     rules = {(f.rule, f.level) for f in report.findings if f.source == "autopr"}
     assert ("blocking-index", "medium") not in rules  # the CONCURRENTLY index blocks no writes

@@ -7,7 +7,7 @@ from sqlalchemy import URL, Engine
 from sqlalchemy.pool import NullPool
 
 from autopr.database import make_engine
-from autopr_migrate.history.commands import make_config
+from tests.support.history import make_config
 
 
 @pytest.fixture

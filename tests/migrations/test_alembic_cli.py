@@ -11,9 +11,9 @@ from sqlalchemy import URL, make_url
 from sqlalchemy.pool import NullPool
 
 from autopr.database import make_engine
-from autopr_migrate.history.commands import heads, pending
 from tests.support.alembic_run import alembic_cli, revision_of, upgrade
 from tests.support.databases import table_checksums
+from tests.support.history import heads, pending
 from tests.support.seed import seed
 
 pytestmark = pytest.mark.both_dialects  # their behaviour differs by dialect

@@ -9,9 +9,9 @@ from sqlalchemy import URL, Engine, inspect, text
 from sqlalchemy.pool import NullPool
 
 from autopr.database import make_engine
-from autopr_migrate.history.commands import heads, make_config, pending
 from tests.support.alembic_run import downgrade, revision_of, upgrade
 from tests.support.databases import table_checksums
+from tests.support.history import heads, make_config, pending
 from tests.support.seed import seed
 
 pytestmark = pytest.mark.both_dialects  # their behaviour differs by dialect

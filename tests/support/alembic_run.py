@@ -12,7 +12,7 @@ from sqlalchemy import URL, Engine
 
 from autopr.config import DATABASE_URL_ENV
 from autopr.database.schema import ALEMBIC_INI, database_revision
-from autopr_migrate.history.commands import make_config
+from tests.support.history import make_config
 
 PROJECT_ROOT = ALEMBIC_INI.parent
 ALEMBIC_BIN = Path(sys.executable).with_name("alembic")

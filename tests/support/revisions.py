@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from autopr_migrate.history.commands import heads
+from tests.support.history import heads
 
 TEMPLATE = '''"""{message}"""
 

@@ -13,8 +13,10 @@ from autopr_migrate.targets.targets import Target
 
 
 @task(name="downgrade", cache_policy=NO_CACHE, retry_condition_fn=retry_on_lock_timeout)
-def downgrade_to(connection: Connection, revision: str | None, policy: LockPolicy) -> None:
-    downgrade.downgrade_to(connection, revision, policy, log=get_run_logger())
+def downgrade_to(
+    connection: Connection, target: Target, revision: str | None, policy: LockPolicy
+) -> None:
+    downgrade.downgrade_to(target.project, connection, revision, policy, log=get_run_logger())
 
 
 @task(name="drop-invalid-indexes", cache_policy=NO_CACHE)

@@ -34,5 +34,5 @@ def apply_upgrade(
             )
 
     return upgrade.apply_upgrade(
-        connection, revision, policy, log=get_run_logger(), on_progress=show
+        target.project, connection, revision, policy, log=get_run_logger(), on_progress=show
     )
