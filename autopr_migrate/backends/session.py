@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -39,6 +40,20 @@ def retry_on_lock_timeout(task, task_run, state) -> bool:
 def end_transaction(connection: Connection) -> None:
     if connection.in_transaction():
         connection.rollback()
+
+
+def inherited_settings(policy: LockPolicy) -> dict[str, str]:
+    """Environment that gives every new PostgreSQL session of this process the run's timeouts.
+
+    libpq reads ``PGOPTIONS`` when it connects: a project's ``env.py`` that opens a connection
+    of its own (rather than using the one handed to it) still migrates under ``lock_timeout``
+    and ``statement_timeout``.
+    """
+    lock_ms = int(policy.lock_timeout_seconds * 1000)
+    statement_ms = int(policy.statement_timeout_seconds * 1000)
+    options = f"-c lock_timeout={lock_ms} -c statement_timeout={statement_ms}"
+    inherited = os.environ.get("PGOPTIONS", "").strip()
+    return {"PGOPTIONS": f"{inherited} {options}".strip()}
 
 
 @contextmanager

@@ -17,7 +17,7 @@ import os
 import re
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,12 +82,17 @@ def make_config(
 
 
 @contextmanager
-def _running_env_py(project: Project, url: str = "") -> Iterator[None]:
-    """One history at a time in this process, with the environment its ``env.py`` reads."""
+def _running_env_py(
+    project: Project, url: str = "", session: Mapping[str, str] | None = None
+) -> Iterator[None]:
+    """One history at a time in this process, with the environment its ``env.py`` reads, and
+    ``session``: variables every connection it opens inherits (the run's timeouts)."""
+    wanted = [(name, value.replace("{url}", url)) for name, value in project.environment]
+    wanted += list((session or {}).items())
     with _ALEMBIC:
-        saved = {name: os.environ.get(name) for name, _ in project.environment}
-        for name, value in project.environment:
-            os.environ[name] = value.replace("{url}", url)
+        saved = {name: os.environ.get(name) for name, _ in wanted}
+        for name, value in wanted:
+            os.environ[name] = value
         try:
             yield
         finally:
@@ -328,12 +333,14 @@ def upgrade(
     target: str,
     *,
     on_revision: RevisionCallback | None = None,
+    session: Mapping[str, str] | None = None,
 ) -> None:
-    """Upgrade to ``target`` on ``connection``; ``on_revision`` hears of each applied revision."""
+    """Upgrade to ``target`` on ``connection``; ``on_revision`` hears of each applied revision;
+    ``session`` is environment every connection ``env.py`` opens itself inherits."""
     config = make_config(
         project, connection=connection, on_version_apply=_version_callback(on_revision)
     )
-    with _running_env_py(project, _url_of(connection)):
+    with _running_env_py(project, _url_of(connection), session):
         command.upgrade(config, target)
 
 
@@ -343,12 +350,13 @@ def downgrade(
     target: str | None,
     *,
     on_revision: RevisionCallback | None = None,
+    session: Mapping[str, str] | None = None,
 ) -> None:
     """Downgrade to ``target`` (``None``: base) on ``connection``."""
     config = make_config(
         project, connection=connection, on_version_apply=_version_callback(on_revision)
     )
-    with _running_env_py(project, _url_of(connection)):
+    with _running_env_py(project, _url_of(connection), session):
         command.downgrade(config, target or "base")
 
 

@@ -10,6 +10,7 @@ from autopr_migrate.backends.connections import connect
 from autopr_migrate.backends.session import (
     alembic_logs_to,
     end_transaction,
+    inherited_settings,
     is_lock_timeout,
     timeouts,
 )
@@ -44,6 +45,7 @@ def downgrade_to(
                 connection,
                 revision,
                 on_revision=lambda rev, doc, _up: logger.info("downgraded %s (%s)", rev, doc),
+                session=inherited_settings(policy),
             )
         reached = alembic_ops.current(project, connection)
         end_transaction(connection)

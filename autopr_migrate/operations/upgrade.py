@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 from autopr_migrate.backends.session import (
     alembic_logs_to,
     end_transaction,
+    inherited_settings,
     is_lock_timeout,
     timeouts,
 )
@@ -66,7 +67,13 @@ def apply_upgrade(
     logger.info("upgrading %s -> %s: %d revision(s)", start or "base", revision, len(path))
     try:
         with timeouts(connection, policy), alembic_logs_to(logger):
-            alembic_ops.upgrade(project, connection, revision, on_revision=applied)
+            alembic_ops.upgrade(
+                project,
+                connection,
+                revision,
+                on_revision=applied,
+                session=inherited_settings(policy),
+            )
     except Exception as exc:
         end_transaction(connection)
         failed = path[len(result.durations)] if len(result.durations) < len(path) else None

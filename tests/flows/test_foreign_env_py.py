@@ -1,0 +1,94 @@
+"""A project whose ``env.py`` ignores the connection it is handed and opens its own.
+
+Real projects do this (an engine from ``connection.engine.url``, or from their own settings):
+the run's lock and statement timeouts must reach that session too.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.pool import NullPool
+
+from autopr_migrate.flows.migrate import migrate
+from tests.flows.conftest import fast_policy
+from tests.flows.helpers import at_head_with_rows
+from tests.support.alembic_run import PROJECT_ROOT, revision_of
+from tests.support.revisions import ADD_PRIORITY, add_revision
+
+HEAD = "f19c7e25b0a3"
+OWN_CONNECTION_ENV_PY = """
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+from autopr.database.models import Base
+
+config = context.config
+
+
+def run_migrations_offline():
+    context.configure(
+        dialect_name=config.attributes.get("dialect", "postgresql"),
+        target_metadata=Base.metadata,
+        literal_binds=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online():
+    handed = config.attributes.get("connection")  # looked at only for its URL
+    engine = create_engine(handed.engine.url, poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=Base.metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()
+"""
+
+
+@pytest.fixture
+def own_connection_project(migration_target, tmp_path, monkeypatch):
+    root = tmp_path / "own"
+    shutil.copytree(
+        PROJECT_ROOT / "alembic", root / "migrations", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (root / "migrations" / "env.py").write_text(OWN_CONNECTION_ENV_PY)
+    config = tmp_path / "autopr-migrate.toml"
+    config.write_text(
+        '[projects.own]\nscript_location = "own/migrations"\n[targets.app]\nproject = "own"\n'
+    )
+    monkeypatch.setenv("AUTOPR_MIGRATE_CONFIG", str(config))
+    return root / "migrations" / "versions"
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_lock_held_on_the_table_stops_an_env_py_with_its_own_connection(
+    own_connection_project, migration_target
+):
+    engine = at_head_with_rows(migration_target.engine())
+    add_revision(own_connection_project, "eeee00000101", ADD_PRIORITY, down=HEAD)
+    holder = create_engine(migration_target.url, poolclass=NullPool).connect()
+    holder.execute(text("SELECT count(*) FROM workflows"))  # holds ACCESS SHARE until rollback
+    policy = fast_policy(lock={"lock_timeout_seconds": 1, "lock_retries": 1})
+    started = time.monotonic()
+    try:
+        state = migrate(target="app", policy=policy, return_state=True)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert state.is_failed(), state.message
+    assert "waited longer than lock_timeout=1 s" in state.message
+    assert "nothing was changed" in state.message
+    assert time.monotonic() - started < 60
+    assert revision_of(engine) == HEAD
+    assert "priority" not in {c["name"] for c in inspect(engine).get_columns("workflows")}
