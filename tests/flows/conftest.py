@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prefect import get_client
+from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import URL, Engine
@@ -37,6 +40,18 @@ def prefect_api() -> Iterator[None]:
         temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
     ):
         yield
+
+
+@pytest.fixture(autouse=True)
+def fresh_concurrency_limits() -> Iterator[None]:
+    """Every test starts with no run's lease on ``migrate-<target>``: a run an earlier test left
+    going (paused, or killed) must not hold a later test's slot."""
+    yield
+    with get_client(sync_client=True) as client:
+        for limit in client.read_global_concurrency_limits(limit=200):
+            if limit.name.startswith("migrate-"):
+                with suppress(ObjectNotFound):
+                    client.delete_global_concurrency_limit_by_name(limit.name)
 
 
 @dataclass

@@ -81,7 +81,7 @@ def test_two_runs_on_one_target_never_migrate_at_once(migration_target, history)
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_run_on_another_target_is_not_blocked(migration_target, history, tmp_path, monkeypatch):
-    # Each upgrade takes 3 s and each run waits at most 1 s for its lock: both can only
+    # Each upgrade takes 3 s and each run waits at most 2 s for its lock: both can only
     # complete if neither waits for the other.
     engine = at_head_with_rows(migration_target.engine())
     other_url = migration_target.url.set(database=str(tmp_path / "other.db"))
@@ -106,7 +106,7 @@ def _concurrently(runs: dict[str, str]) -> dict[str, object]:
     def run(label: str, target: str) -> None:
         start.wait()
         states[label] = migrate(
-            target=target, policy=fast_policy(lock={"wait_seconds": 1}), return_state=True
+            target=target, policy=fast_policy(lock={"wait_seconds": 2}), return_state=True
         )
 
     threads = [threading.Thread(target=run, args=item) for item in runs.items()]
