@@ -19,9 +19,11 @@ from autopr_migrate.flows.migrate import migrate
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows
 from tests.support.alembic_run import PROJECT_ROOT, revision_of
+from tests.support.prefect_api import run_artifacts
 from tests.support.revisions import ADD_PRIORITY, add_revision
 
 HEAD = "f19c7e25b0a3"
+SLOW_ENOUGH = ("op.execute('SELECT pg_sleep(0.2)')", "pass")
 OWN_CONNECTION_ENV_PY = """
 from alembic import context
 from sqlalchemy import create_engine, pool
@@ -98,3 +100,19 @@ def test_a_lock_held_on_the_table_stops_an_env_py_with_its_own_connection(
     assert time.monotonic() - started < 60
     assert revision_of(engine) == HEAD
     assert "priority" not in {c["name"] for c in inspect(engine).get_columns("workflows")}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_per_revision_times_and_progress_without_the_env_py_hooks(
+    own_connection_project, migration_target
+):
+    at_head_with_rows(migration_target.engine())
+    first = add_revision(own_connection_project, "eeee00000102", ADD_PRIORITY, down=HEAD)
+    second = add_revision(own_connection_project, "eeee00000103", SLOW_ENOUGH, down=first)
+    state = migrate(target="app", policy=fast_policy(), return_state=True)
+    assert state.is_completed(), state.message
+    artifacts = run_artifacts(state.state_details.flow_run_id)
+    report = artifacts["migration-report-app"]
+    assert "## Revisions applied" in report
+    assert f"| `{first}` |" in report and f"| `{second}` |" in report
+    assert float(artifacts["migration-progress-app"]) == 100

@@ -30,6 +30,7 @@ from prefect.concurrency._sync import (
     release_concurrency_slots_with_lease,
 )
 from prefect.context import FlowRunContext
+from prefect.exceptions import ObjectAlreadyExists
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -51,10 +52,17 @@ def limit_name(target: Target) -> str:
 
 
 def ensure_limit(target: Target) -> str:
-    """Create the target's concurrency limit if it does not exist (idempotent)."""
+    """Create the target's concurrency limit if it does not exist (idempotent).
+
+    Two runs starting at once on a target nobody set up both find no limit and both create it
+    (Prefect's upsert is not atomic): the one that loses finds the limit made, which is fine.
+    """
     name = limit_name(target)
     with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(name, 1)
+        try:
+            client.upsert_global_concurrency_limit_by_name(name, 1)
+        except ObjectAlreadyExists:
+            client.upsert_global_concurrency_limit_by_name(name, 1)  # now it is an update
     return name
 
 
