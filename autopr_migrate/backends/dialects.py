@@ -65,6 +65,8 @@ class Backend(Protocol):
     name: str
     # A plan Alembic cannot render offline may be recorded by upgrading a copy of the live file.
     records_plans_on_a_live_copy: bool
+    # What a dump weighs against the live database (1: a plain copy).
+    dump_size_ratio: float
 
     def size(self, connection: Connection, target: Target) -> int:
         """The database's size in bytes, as a backup or rehearsal would have to move it."""

@@ -25,6 +25,7 @@ from autopr_migrate.targets.targets import Target
 class SQLite:
     name = "sqlite"
     records_plans_on_a_live_copy = True
+    dump_size_ratio = 1.0
 
     def size(self, connection: Connection, target: Target) -> int:
         path = database_file(target)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from autopr_migrate.backends.registry import backend_for
 from autopr_migrate.history import commands as alembic_ops
 from autopr_migrate.model import Operation, Risk
 from autopr_migrate.operations.plan import Plan
@@ -19,9 +20,7 @@ from autopr_migrate.store.backups import Backup
 from autopr_migrate.targets.targets import Target
 
 MAX_SQL_LINES = 80
-# What a compressed dump weighs against the live database, and how fast a restore goes,
-# as measured by bench/overhead.py (23 of 127 MiB; about 50 MiB/s with two jobs).
-DUMP_SIZE_RATIO = 0.2
+# How fast a restore goes, as measured by bench/overhead.py (about 50 MiB/s with two jobs).
 RESTORE_BYTES_PER_SECOND = 50 * 2**20
 
 
@@ -159,11 +158,8 @@ def _rollback(request: ChangeApproval) -> list[str]:
         ]
     missing = [i.revision for i in request.plan.revisions if not alembic_ops.has_downgrade(i)]
     size = request.checks.database_bytes
-    backup = (
-        f"about {_mib(size * DUMP_SIZE_RATIO)}"
-        if request.target.dialect == "postgresql"
-        else (f"{_mib(size)}")
-    )
+    ratio = backend_for(request.target).dump_size_ratio
+    backup = f"about {_mib(size * ratio)}" if ratio < 1 else _mib(size)
     restore_seconds = max(1, round(size / RESTORE_BYTES_PER_SECOND))
     undo = (
         "- A failed revision rolls back by itself; after a partial upgrade or a failed health "
