@@ -38,6 +38,7 @@ def analyze(
     lock_timeout_in_force: bool = False,
     columns: dict[tuple[str, str], ColumnFact] | None = None,
     utc_session: bool = False,
+    version_table: str = "alembic_version",
 ) -> Analysis:
     """Read a SQL script statement by statement.
 
@@ -45,6 +46,7 @@ def analyze(
         lock_timeout_in_force: whoever runs the SQL sets ``lock_timeout`` first.
         columns: the live database's columns; None when linting offline (facts unknown).
         utc_session: the session that migrates runs in UTC (``SHOW TimeZone``).
+        version_table: the table the history records its revision in.
 
     Raises:
         LintError: the SQL holds a NUL character or does not parse as PostgreSQL.
@@ -61,6 +63,7 @@ def analyze(
         dict(columns or {}),
         catalog_known=columns is not None,
         utc_session=utc_session,
+        version_table=version_table,
     )
     statements: list[Statement] = []
     for number, raw in enumerate(raws, start=1):

@@ -17,6 +17,7 @@ def lint_sql(
     flow_sets_timeouts: bool = False,
     squawk: bool = True,
     utc_session: bool = False,
+    version_table: str = "alembic_version",
 ) -> LintReport:
     """Findings and a risk level for ``sql``.
 
@@ -26,9 +27,14 @@ def lint_sql(
         flow_sets_timeouts: the SQL runs under the migrate flow, which sets ``lock_timeout``.
         utc_session: the session that runs it is in UTC (PostgreSQL then converts between
             ``timestamp`` and ``timestamptz`` without a rewrite).
+        version_table: the table the history records its revision in (bookkeeping).
     """
     analysis = analyze(
-        sql, lock_timeout_in_force=flow_sets_timeouts, columns=columns, utc_session=utc_session
+        sql,
+        lock_timeout_in_force=flow_sets_timeouts,
+        columns=columns,
+        utc_session=utc_session,
+        version_table=version_table,
     )
     findings: list[Finding] = []
     for hit in analysis.hits:

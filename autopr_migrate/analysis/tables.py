@@ -34,7 +34,6 @@ VOLATILE_FUNCTIONS = {
 }
 INTERVAL_ALL_FIELDS = 0x7FFF
 SERIAL_TYPES = {"serial", "bigserial", "smallserial", "serial4", "serial8", "serial2"}
-VERSION_TABLE = "alembic_version"  # Alembic's own bookkeeping: one row
 # ALTER TABLE subcommands that take less than ACCESS EXCLUSIVE (the ALTER TABLE page).
 _WEAKER = {
     At.AT_SetStatistics: SHARE_UPDATE_EXCLUSIVE,
@@ -461,7 +460,7 @@ def change_rows(node, st: Statement, walk: Walk) -> None:
     table = relation_name(node.relation)
     st.tables.append(table)
     walk.lock(st, ROW_EXCLUSIVE)
-    if table in walk.created or table == VERSION_TABLE:
+    if table in walk.created or table == walk.version_table:
         return
     where = getattr(node, "whereClause", None)
     if type(node).__name__ == "DeleteStmt" and where is None:

@@ -65,6 +65,7 @@ class Walk:
     columns: dict[tuple[str, str], ColumnFact] = field(default_factory=dict)
     catalog_known: bool = False  # the columns came from the live database
     utc_session: bool = False  # the migrating session's time zone is UTC
+    version_table: str = "alembic_version"  # Alembic's bookkeeping: one row, never a backfill
     in_transaction: bool = False
     created: set[str] = field(default_factory=set)
     sources: dict[str, str] = field(default_factory=dict)  # renamed table -> its live name

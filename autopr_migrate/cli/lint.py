@@ -44,7 +44,7 @@ def lint_revisions(project: Project, start: str | None, end: str) -> LintReport:
         raise
     except Exception as exc:  # a revision's own code failed while rendering
         raise _unrenderable(exc) from None
-    return lint_sql(sql, flow_sets_timeouts=True)
+    return lint_sql(sql, flow_sets_timeouts=True, version_table=project.version_table)
 
 
 def _unrenderable(exc: Exception) -> LintError:

@@ -144,7 +144,7 @@ def render(request: ChangeApproval, *, refused: str | None = None) -> str:
         "",
         "### SQL",
         "",
-        *_sql(plan),
+        *_sql(plan, request.target.project.version_table),
     ]
     return "\n".join(lines) + "\n"
 
@@ -176,9 +176,9 @@ def _rollback(request: ChangeApproval) -> list[str]:
     ]
 
 
-def _sql(plan: Plan) -> list[str]:
+def _sql(plan: Plan, version_table: str) -> list[str]:
     """Each revision's statements, laid out short; folded after MAX_SQL_LINES lines."""
-    groups = by_revision(plan.sql)
+    groups = by_revision(plan.sql, version_table=version_table)
     total = sum(len(group.statements) for group in groups)
     out: list[str] = []
     lines = shown = 0

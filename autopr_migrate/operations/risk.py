@@ -52,7 +52,14 @@ def _lint(target: Target, checks: PreflightReport) -> LintReport:
     with connect(target) as connection:
         sizes, columns = table_stats(connection, names), column_facts(connection, names)
         utc = session_is_utc(connection)
-    report = lint_sql(sql, sizes=sizes, columns=columns, flow_sets_timeouts=True, utc_session=utc)
+    report = lint_sql(
+        sql,
+        sizes=sizes,
+        columns=columns,
+        flow_sets_timeouts=True,
+        utc_session=utc,
+        version_table=target.project.version_table,
+    )
     if checks.operation == "downgrade":
         # Data a downgrade drops is gone for good unless a backup brings it back.
         for finding in report.findings:

@@ -17,7 +17,7 @@ from pglast.parser import ParseError
 
 WIDTH = 60
 _REVISION = re.compile(r"^-- Running (?:upgrade|downgrade) (\S*) -> (\S+)", re.MULTILINE)
-_BOOKKEEPING = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK)\b|alembic_version", re.IGNORECASE)
+_TRANSACTION = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK)\b", re.IGNORECASE)
 
 
 @dataclass
@@ -26,14 +26,17 @@ class RevisionSQL:
     statements: list[str] = field(default_factory=list)
 
 
-def by_revision(sql: str) -> list[RevisionSQL]:
-    """The statements of a rendered upgrade, grouped by the revision that runs them."""
+def by_revision(sql: str, *, version_table: str = "alembic_version") -> list[RevisionSQL]:
+    """The statements of a rendered upgrade, grouped by the revision that runs them; Alembic's
+    bookkeeping (transactions, the version table) left out."""
     parts = _REVISION.split(sql)
     groups: list[RevisionSQL] = []
     # split() yields: preamble, (from, to, body) * n
     for index in range(1, len(parts), 3):
         body = parts[index + 2]
-        statements = [s for s in _statements(body) if not _BOOKKEEPING.search(s)]
+        statements = [
+            s for s in _statements(body) if not _TRANSACTION.search(s) and version_table not in s
+        ]
         groups.append(RevisionSQL(parts[index + 1], statements))
     return groups
 

@@ -98,6 +98,14 @@ def test_a_declared_project_migrates_in_its_own_version_table(svc, migration_tar
     assert checked.is_completed(), checked.message
 
 
+def test_lint_of_a_project_treats_its_version_table_as_bookkeeping(svc, capsys):
+    main(["lint", "--target", "app", "--from", "e5c8f2a1d934", "--format", "json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["statements"], "the project's history was linted"
+    flagged = [f for f in report["findings"] if VERSION_TABLE in json.dumps(f)]
+    assert flagged == []
+
+
 def test_a_failed_probe_on_a_declared_project_is_rolled_back(svc, migration_target):
     engine = migration_target.engine()
     assert migrate_approving(target="app", policy=fast_policy()).is_completed()
