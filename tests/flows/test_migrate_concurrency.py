@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from prefect.flow_runs import resume_flow_run
 from sqlalchemy import text
 from sqlalchemy.pool import NullPool
 
@@ -15,6 +16,7 @@ from autopr_migrate.flows.migrate import migrate
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums, ledger_rows, schema
 from tests.support.alembic_run import revision_of
+from tests.support.paused import BackgroundRun
 from tests.support.prefect_api import task_run_counts
 from tests.support.revisions import ADD_PRIORITY, SLOW, add_revision
 from tests.support.servers import serve
@@ -81,8 +83,9 @@ def test_two_runs_on_one_target_never_migrate_at_once(migration_target, history)
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_run_on_another_target_is_not_blocked(migration_target, history, tmp_path, monkeypatch):
-    # Each upgrade takes 3 s and each run waits at most 2 s for its lock: both can only
-    # complete if neither waits for the other.
+    # A run on 'app' holds its locks while it waits for approval, for as long as the test
+    # likes; a run on 'other' meanwhile must not wait for them (if it did, it would wait out
+    # its 30 s and fail).
     engine = at_head_with_rows(migration_target.engine())
     other_url = migration_target.url.set(database=str(tmp_path / "other.db"))
     other_engine = at_head_with_rows(make_engine(other_url, poolclass=NullPool))
@@ -92,10 +95,19 @@ def test_a_run_on_another_target_is_not_blocked(migration_target, history, tmp_p
         monkeypatch.setenv("AUTOPR_DB_OTHER_URL", other_url.render_as_string())
         monkeypatch.setenv("AUTOPR_DB_OTHER_HEALTH_URL", f"{base_url}/health")
         monkeypatch.setenv("AUTOPR_DB_OTHER_BACKUP_DIR", str(tmp_path / "other-backups"))
-        states = _concurrently({"app": "app", "other": "other"})
+        holding = BackgroundRun(target="app", policy=fast_policy(approval={"mode": "always"}))
+        paused = holding.paused()
+        other = migrate(
+            target="other", policy=fast_policy(lock={"wait_seconds": 30}), return_state=True
+        )
+        assert other.is_completed(), other.message
+        assert revision_of(other_engine) == goal and revision_of(engine) != goal
+        resume_flow_run(
+            paused.id, run_input={"decision": "approve", "approver": "ops", "reason": "t"}
+        )
+        assert holding.result().is_completed()
     app.state.engine.dispose()
-    assert all(state.is_completed() for state in states.values()), states
-    assert revision_of(engine) == goal == revision_of(other_engine)
+    assert revision_of(engine) == goal
 
 
 def _concurrently(runs: dict[str, str]) -> dict[str, object]:
@@ -106,7 +118,7 @@ def _concurrently(runs: dict[str, str]) -> dict[str, object]:
     def run(label: str, target: str) -> None:
         start.wait()
         states[label] = migrate(
-            target=target, policy=fast_policy(lock={"wait_seconds": 2}), return_state=True
+            target=target, policy=fast_policy(lock={"wait_seconds": 5}), return_state=True
         )
 
     threads = [threading.Thread(target=run, args=item) for item in runs.items()]
