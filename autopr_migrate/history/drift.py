@@ -13,10 +13,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection
 
-from autopr_migrate.model import LEDGER_TABLE
+from autopr_migrate.model import TOOL_OWNED_TABLES
 from autopr_migrate.targets.project import Project
-
-TOOL_OWNED_TABLES = frozenset({LEDGER_TABLE})  # alembic/env.py hides the same from autogenerate
 
 
 def _include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:

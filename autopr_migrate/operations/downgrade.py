@@ -37,14 +37,13 @@ def downgrade_to(
         DowngradeLockTimeout: a statement waited too long for a lock (retried).
         DowngradeFailed: a downgrade step failed, or it stopped elsewhere.
     """
-    logger = log
     try:
-        with timeouts(connection, policy), alembic_logs_to(logger):
+        with timeouts(connection, policy), alembic_logs_to(log):
             alembic_ops.downgrade(
                 project,
                 connection,
                 revision,
-                on_revision=lambda rev, doc, _up: logger.info("downgraded %s (%s)", rev, doc),
+                on_revision=lambda rev, doc, _up: log.info("downgraded %s (%s)", rev, doc),
                 session=inherited_settings(policy),
             )
         reached = alembic_ops.current(project, connection)
@@ -55,7 +54,7 @@ def downgrade_to(
         raise kind(f"the downgrade to {revision or 'base'} failed: {describe(exc)}") from exc
     if reached != revision:
         raise DowngradeFailed(f"the downgrade stopped at {reached}, not {revision or 'base'}")
-    logger.info("database downgraded to %s", revision or "base")
+    log.info("database downgraded to %s", revision or "base")
 
 
 def drop_invalid_indexes(

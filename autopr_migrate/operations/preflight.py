@@ -61,15 +61,14 @@ def preflight(
     log: logging.Logger | logging.LoggerAdapter = LOG,
 ) -> PreflightReport:
     """Check the target and resolve ``revision``; raise a ``MigrationError`` to refuse."""
-    logger = log
     checks = policy.preflight
     backend = backend_for(target)
     with connect(target, connect_timeout=checks.connect_timeout_seconds) as connection:
         current = alembic_ops.current(target.project, connection)
-        logger.info("target %s (%s) is at %s", target.name, target.masked_url, current or "base")
+        log.info("target %s (%s) is at %s", target.name, target.masked_url, current or "base")
         target_revision = upgrade_goal(target.project, revision, current)
         if current == target_revision:
-            logger.info("already at %s: nothing to do", target_revision)
+            log.info("already at %s: nothing to do", target_revision)
             return PreflightReport(current, target_revision, [], 0, 0, HealthSnapshot(200, "ok"))
         refuse_unfinished_runs(connection, target)
         accepted = refuse_changed_history(
@@ -82,7 +81,7 @@ def preflight(
     free = check_backup_directory(target, size, checks.free_space_factor)
     health = _check_health_before(target, current)
     revisions = alembic_ops.pending(target.project, current, target_revision)
-    logger.info(
+    log.info(
         "%d revision(s) to apply: %s -> %s; database %d bytes, %d bytes free for the backup",
         len(revisions),
         current or "base",

@@ -46,7 +46,6 @@ def apply_upgrade(
     on_progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> UpgradeResult:
     """Upgrade to ``revision``; raise ``LockTimeout`` or ``UpgradeFailed`` on failure."""
-    logger = log
     start = alembic_ops.current(project, connection)
     path = alembic_ops.pending(project, start, revision)
     end_transaction(connection)
@@ -59,14 +58,12 @@ def apply_upgrade(
         result.durations[rev] = round(now - clock[0], 3)
         clock[0] = now
         done = len(result.durations)
-        logger.info(
-            "applied %d/%d: %s %s (%.2f s)", done, len(path), rev, doc, result.durations[rev]
-        )
+        log.info("applied %d/%d: %s %s (%.2f s)", done, len(path), rev, doc, result.durations[rev])
         on_progress(done, len(path))
 
-    logger.info("upgrading %s -> %s: %d revision(s)", start or "base", revision, len(path))
+    log.info("upgrading %s -> %s: %d revision(s)", start or "base", revision, len(path))
     try:
-        with timeouts(connection, policy), alembic_logs_to(logger):
+        with timeouts(connection, policy), alembic_logs_to(log):
             alembic_ops.upgrade(
                 project,
                 connection,

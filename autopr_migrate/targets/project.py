@@ -78,11 +78,6 @@ def default_project(environ: Mapping[str, str] | None = None) -> Project:
     return Project(config_file=Path(override or "alembic.ini").absolute(), models=models)
 
 
-def alembic_ini() -> Path:
-    """The default project's ``alembic.ini``: ``AUTOPR_ALEMBIC_CONFIG``, else ``./alembic.ini``."""
-    return default_project().config_file
-
-
 def load_metadata(spec: str, *, source: str = MODELS_METADATA_ENV) -> MetaData:
     """A ``MetaData`` named by ``module:attribute.path``."""
     module_name, _, attributes = spec.partition(":")
@@ -98,12 +93,6 @@ def load_metadata(spec: str, *, source: str = MODELS_METADATA_ENV) -> MetaData:
     if not isinstance(found, MetaData):
         raise ConfigurationError(f"{source} {shown(spec)} is not a MetaData")
     return found
-
-
-def models_metadata() -> MetaData:
-    """The default project's models (``AUTOPR_MODELS_METADATA``, by default AutoPR Engine's)."""
-    spec = os.environ.get(MODELS_METADATA_ENV, "").strip() or DEFAULT_MODELS_METADATA
-    return load_metadata(spec)
 
 
 class _ProjectEntry(BaseModel):

@@ -6,7 +6,7 @@ from typing import Any
 
 from alembic.config import Config
 
-from autopr_migrate.history import commands
+from autopr_migrate.history import commands, runtime
 from autopr_migrate.history.commands import RevisionInfo
 from autopr_migrate.targets.project import default_project
 
@@ -20,7 +20,7 @@ def pending(current: str | None, target: str = "heads") -> list[RevisionInfo]:
 
 
 def make_config(**attributes: Any) -> Config:
-    return commands.make_config(default_project(), **attributes)
+    return runtime.make_config(default_project(), **attributes)
 
 
 def render_sql(dialect: str, current: str | None, target: str) -> str:
