@@ -59,6 +59,15 @@ class LongTransaction:
     query: str
 
 
+@dataclass(frozen=True)
+class SessionFacts:
+    """Which database a session is on, and the settings a migration must run under."""
+
+    database: str
+    session_id: str
+    settings: dict[str, str]
+
+
 class Backend(Protocol):
     """One database engine: size, dump and restore, scratch copies, leftovers of failed builds."""
 
@@ -126,4 +135,8 @@ class Backend(Protocol):
 
     def long_transactions(self, connection: Connection, older_than: float) -> list[LongTransaction]:
         """Transactions of other sessions open longer than ``older_than`` seconds."""
+        ...
+
+    def session_facts(self, connection: Connection) -> SessionFacts:
+        """The session's database and its lock and statement timeouts, as the server sees them."""
         ...

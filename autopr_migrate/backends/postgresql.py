@@ -22,7 +22,13 @@ from sqlalchemy.exc import DBAPIError, PendingRollbackError, SQLAlchemyError
 
 from autopr_migrate.backends import pgtools
 from autopr_migrate.backends.connections import connect, row_counts, target_engine
-from autopr_migrate.backends.dialects import DatabaseLock, Dump, DumpPath, LongTransaction
+from autopr_migrate.backends.dialects import (
+    DatabaseLock,
+    Dump,
+    DumpPath,
+    LongTransaction,
+    SessionFacts,
+)
 from autopr_migrate.backends.files import remove_path
 from autopr_migrate.backends.migration_lock import (
     MIGRATION_LOCK_KEY,
@@ -219,6 +225,24 @@ class PostgreSQL:
             )
             for r in rows
         ]
+
+    def session_facts(self, connection: Connection) -> SessionFacts:
+        row = connection.execute(
+            text(
+                "SELECT pg_backend_pid() AS pid, current_database() AS database, "
+                "coalesce(inet_server_port(), 0) AS port, "
+                "current_setting('lock_timeout') AS lock_timeout, "
+                "current_setting('statement_timeout') AS statement_timeout"
+            )
+        ).one()
+        return SessionFacts(
+            database=f"{row.database} (port {row.port})" if row.port else row.database,
+            session_id=f"pid {row.pid}",
+            settings={
+                "lock_timeout": row.lock_timeout,
+                "statement_timeout": row.statement_timeout,
+            },
+        )
 
 
 BACKEND = PostgreSQL()

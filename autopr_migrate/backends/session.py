@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from autopr_migrate.errors import DowngradeLockTimeout, LockTimeout
+from autopr_migrate.history.runtime import SessionSettings
 from autopr_migrate.masking import mask_secrets
 from autopr_migrate.policy.parameters import LockPolicy
 
@@ -42,18 +43,28 @@ def end_transaction(connection: Connection) -> None:
         connection.rollback()
 
 
-def inherited_settings(policy: LockPolicy) -> dict[str, str]:
-    """Environment that gives every new PostgreSQL session of this process the run's timeouts.
+def inherited_settings(policy: LockPolicy) -> SessionSettings:
+    """The run's timeouts for every session a project's ``env.py`` opens while it runs.
 
-    libpq reads ``PGOPTIONS`` when it connects: a project's ``env.py`` that opens a connection
-    of its own (rather than using the one handed to it) still migrates under ``lock_timeout``
-    and ``statement_timeout``.
+    A project's ``env.py`` that opens a connection of its own (rather than using the one handed
+    to it) still migrates under ``lock_timeout`` and ``statement_timeout``: each connection a
+    SQLAlchemy engine hands out meanwhile is given them, whatever its driver, and libpq also
+    reads them from ``PGOPTIONS`` when it connects.
     """
     lock_ms = int(policy.lock_timeout_seconds * 1000)
     statement_ms = int(policy.statement_timeout_seconds * 1000)
     options = f"-c lock_timeout={lock_ms} -c statement_timeout={statement_ms}"
     inherited = os.environ.get("PGOPTIONS", "").strip()
-    return {"PGOPTIONS": f"{inherited} {options}".strip()}
+    return SessionSettings(
+        environment={"PGOPTIONS": f"{inherited} {options}".strip()},
+        statements={
+            "postgresql": (
+                f"SET lock_timeout = {lock_ms}",
+                f"SET statement_timeout = {statement_ms}",
+            ),
+            "sqlite": (f"PRAGMA busy_timeout = {lock_ms}",),
+        },
+    )
 
 
 @contextmanager

@@ -15,7 +15,13 @@ from pathlib import Path
 
 from sqlalchemy import Connection
 
-from autopr_migrate.backends.dialects import DatabaseLock, Dump, DumpPath, LongTransaction
+from autopr_migrate.backends.dialects import (
+    DatabaseLock,
+    Dump,
+    DumpPath,
+    LongTransaction,
+    SessionFacts,
+)
 from autopr_migrate.backends.migration_lock import hold_lock_file
 from autopr_migrate.errors import LockUnavailable
 from autopr_migrate.policy.parameters import BackupPolicy
@@ -130,6 +136,16 @@ class SQLite:
 
     def long_transactions(self, connection: Connection, older_than: float) -> list[LongTransaction]:
         return []  # one writer at a time: a long writer shows up as the migration lock's wait
+
+    def session_facts(self, connection: Connection) -> SessionFacts:
+        files = {row[1]: row[2] for row in connection.exec_driver_sql("PRAGMA database_list")}
+        busy = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+        raw = connection.connection.dbapi_connection
+        return SessionFacts(
+            database=str(Path(files.get("main") or ":memory:").resolve()),
+            session_id=f"connection {id(raw):x}",
+            settings={"busy_timeout": f"{busy} ms"},
+        )
 
 
 BACKEND = SQLite()

@@ -14,12 +14,14 @@ import hashlib
 import io
 import re
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
+from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from alembic.script.revision import RevisionError
@@ -35,6 +37,7 @@ from autopr_migrate.errors import (
 )
 from autopr_migrate.history.runtime import (
     RevisionCallback,
+    SessionSettings,
     make_config,
     running_env_py,
     url_of,
@@ -45,6 +48,7 @@ from autopr_migrate.policy.inputs import shown
 from autopr_migrate.targets.project import Project
 
 _RELATIVE = re.compile(r"^\+(\d+)$")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -231,7 +235,7 @@ def _one_revision(script: ScriptDirectory, spec: str, found: list[str]) -> str:
 def render_sql(project: Project, dialect: str, current_revision: str | None, target: str) -> str:
     """The SQL an upgrade from ``current_revision`` to ``target`` runs, in ``dialect``."""
     buffer = io.StringIO()
-    config = make_config(project, dialect=dialect)
+    config = make_config(project, url=f"{dialect}://", dialect=dialect)
     config.output_buffer = buffer
     span = f"{current_revision}:{target}" if current_revision else target
     with running_env_py(project, f"{dialect}://"), _render_errors():
@@ -247,6 +251,32 @@ def _render_errors() -> Iterator[None]:
         if "--sql mode" in str(exc):
             raise OfflineRenderUnsupported(str(exc)) from None
         raise RenderFailed(str(exc)) from None
+
+
+def on_migrating_connection(
+    project: Project,
+    connection: Connection,
+    inspect: Callable[[Connection], T],
+    *,
+    session: SessionSettings | None = None,
+) -> T | None:
+    """Run the project's ``env.py`` as an upgrade would, without migrating (``alembic current``
+    does the same), and ``inspect`` the connection it configures Alembic's context with: the
+    session that would migrate. None when ``env.py`` never reaches ``run_migrations``."""
+    script = script_directory(project)
+    config = make_config(project, connection=connection)
+    seen: list[T] = []
+
+    def look(_heads, context: MigrationContext) -> list:
+        seen.append(inspect(context.connection))
+        return []
+
+    with (
+        running_env_py(project, url_of(connection), session),
+        EnvironmentContext(config, script, fn=look, dont_mutate=True),
+    ):
+        script.run_env()
+    return seen[0] if seen else None
 
 
 def check_models(project: Project, connection: Connection) -> None:
@@ -270,11 +300,11 @@ def upgrade(
     target: str,
     *,
     on_revision: RevisionCallback | None = None,
-    session: Mapping[str, str] | None = None,
+    session: SessionSettings | None = None,
 ) -> None:
     """Upgrade to ``target`` on ``connection``; ``on_revision`` hears of each applied revision
     (once, whether or not the project's ``env.py`` passes Alembic's ``on_version_apply`` on);
-    ``session`` is environment every connection ``env.py`` opens itself inherits."""
+    ``session`` is what every connection ``env.py`` opens itself carries."""
     heard: set[str] = set()
 
     def once(revision: str, doc: str, is_upgrade: bool) -> None:
@@ -302,7 +332,7 @@ def downgrade(
     target: str | None,
     *,
     on_revision: RevisionCallback | None = None,
-    session: Mapping[str, str] | None = None,
+    session: SessionSettings | None = None,
 ) -> None:
     """Downgrade to ``target`` (``None``: base) on ``connection``."""
     config = make_config(
@@ -334,7 +364,7 @@ def render_downgrade_sql(
 ) -> str:
     """The SQL a downgrade from ``current_revision`` to ``target`` (None: base) runs."""
     buffer = io.StringIO()
-    config = make_config(project, dialect=dialect)
+    config = make_config(project, url=f"{dialect}://", dialect=dialect)
     config.output_buffer = buffer
     with running_env_py(project, f"{dialect}://"), _render_errors():
         command.downgrade(config, f"{current_revision}:{target or 'base'}", sql=True)

@@ -14,10 +14,11 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine, event, make_url
 
 from autopr_migrate.targets.project import Project
 
@@ -26,6 +27,19 @@ from autopr_migrate.targets.project import Project
 ALEMBIC = threading.Lock()
 
 RevisionCallback = Callable[[str, str, bool], None]
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """What every session ``env.py`` opens while it runs must carry (the run's timeouts).
+
+    ``environment`` is inherited by drivers that read it (libpq's ``PGOPTIONS``);
+    ``statements`` run on every connection a SQLAlchemy engine of this process hands out
+    meanwhile, keyed by dialect name, so any driver's sessions carry them.
+    """
+
+    environment: Mapping[str, str] = field(default_factory=dict)
+    statements: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def version_callback(on_revision: RevisionCallback | None) -> Callable[..., None] | None:
@@ -42,10 +56,17 @@ def version_callback(on_revision: RevisionCallback | None) -> Callable[..., None
 
 
 def make_config(
-    project: Project, *, connection: Connection | None = None, **attributes: Any
+    project: Project, *, connection: Connection | None = None, url: str = "", **attributes: Any
 ) -> Config:
-    """An Alembic config for the project's history, bound to ``connection`` if given."""
+    """An Alembic config for the project's history, bound to ``connection`` if given.
+
+    ``sqlalchemy.url`` is the target's (``url``, else the connection's): the stock ``env.py``
+    builds its engine from it.
+    """
     config = Config(str(project.config_file)) if project.config_file else Config()
+    url = url or (url_of(connection) if connection is not None else "")
+    if url:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     if project.script_location:
         config.set_main_option("script_location", project.script_location)
     if project.version_locations:
@@ -64,13 +85,14 @@ def make_config(
 
 @contextmanager
 def running_env_py(
-    project: Project, url: str = "", session: Mapping[str, str] | None = None
+    project: Project, url: str = "", session: SessionSettings | None = None
 ) -> Iterator[None]:
     """One history at a time in this process, with the environment its ``env.py`` reads, and
-    ``session``: variables every connection it opens inherits (the run's timeouts)."""
-    wanted = [(name, value.replace("{url}", url)) for name, value in project.environment]
-    wanted += list((session or {}).items())
-    with ALEMBIC:
+    ``session``: what every connection it opens carries (the run's timeouts)."""
+    session = session or SessionSettings()
+    wanted = [(name, project_value(value, url)) for name, value in project.environment]
+    wanted += list(session.environment.items())
+    with ALEMBIC, _every_new_session_runs(session.statements):
         saved = {name: os.environ.get(name) for name, _ in wanted}
         for name, value in wanted:
             os.environ[name] = value
@@ -82,6 +104,47 @@ def running_env_py(
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+
+
+_URL_WITH_DRIVER = re.compile(r"\{url:([A-Za-z0-9_+]+)\}")
+
+
+def project_value(value: str, url: str) -> str:
+    """A project's environment value with ``{url}`` (the target's URL) and ``{url:DRIVER}``
+    (the same URL with another driver, ``{url:postgresql+asyncpg}``) filled in."""
+
+    def with_driver(match: re.Match[str]) -> str:
+        if not url:
+            return f"{match.group(1)}://"
+        return make_url(url).set(drivername=match.group(1)).render_as_string(hide_password=False)
+
+    return _URL_WITH_DRIVER.sub(with_driver, value.replace("{url}", url))
+
+
+@contextmanager
+def _every_new_session_runs(statements: Mapping[str, tuple[str, ...]]) -> Iterator[None]:
+    if not statements:
+        yield
+        return
+
+    def apply(connection: Connection) -> None:
+        wanted = statements.get(connection.dialect.name, ())
+        if not wanted:
+            return
+        raw = connection.connection.dbapi_connection
+        cursor = raw.cursor()
+        try:
+            for statement in wanted:
+                cursor.execute(statement)
+        finally:
+            cursor.close()
+        raw.commit()
+
+    event.listen(Engine, "engine_connect", apply)
+    try:
+        yield
+    finally:
+        event.remove(Engine, "engine_connect", apply)
 
 
 def url_of(connection: Connection) -> str:

@@ -123,6 +123,11 @@ def render_plan(target: Target, checks: PreflightReport, sql: str, risk: Risk | 
         f"- **Database size:** {_size(checks.database_bytes)}; "
         f"{_size(checks.free_bytes)} free for the backup in `{target.backup_dir}`",
         f"- **Application before:** {_health_line(checks)}",
+        *(
+            [f"- **Session:** the project's env.py {checks.migrating_session}"]
+            if checks.migrating_session
+            else []
+        ),
         "",
         "## Revisions",
         "",

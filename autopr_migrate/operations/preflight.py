@@ -19,6 +19,7 @@ from autopr_migrate.history import commands as alembic_ops
 from autopr_migrate.history.commands import RevisionInfo
 from autopr_migrate.history.revisions import downgrade_goal, upgrade_goal
 from autopr_migrate.operations.history_integrity import HistoryProblem, check_applied
+from autopr_migrate.operations.migrating_session import prove_migrating_session
 from autopr_migrate.operations.probe import HealthSnapshot, check_health
 from autopr_migrate.policy.parameters import MigrationPolicy
 from autopr_migrate.store import ledger
@@ -42,6 +43,7 @@ class PreflightReport:
     invalid_indexes: frozenset[str] = frozenset()
     operation: str = "upgrade"
     accepted_history: tuple[HistoryProblem, ...] = ()
+    migrating_session: str = ""
 
     @property
     def nothing_to_do(self) -> bool:
@@ -74,6 +76,8 @@ def preflight(
         accepted = refuse_changed_history(
             connection, target, policy.risk.changed_history_reason, log=log
         )
+        session = prove_migrating_session(target, connection, policy.lock)
+        log.info("the project's env.py %s", session.line())
         size = backend.size(connection, target)
         long_transactions = backend.long_transactions(connection, checks.long_transaction_seconds)
         broken_indexes = frozenset(backend.invalid_indexes(connection))
@@ -99,6 +103,7 @@ def preflight(
         long_transactions,
         broken_indexes,
         accepted_history=tuple(accepted),
+        migrating_session=session.line(),
     )
 
 
@@ -204,6 +209,7 @@ def downgrade_preflight(
         accepted = refuse_changed_history(
             connection, target, policy.risk.changed_history_reason, log=log
         )
+        session = prove_migrating_session(target, connection, policy.lock)
         backend = backend_for(target)
         size = backend.size(connection, target)
         broken_indexes = frozenset(backend.invalid_indexes(connection))
@@ -229,4 +235,5 @@ def downgrade_preflight(
         broken_indexes,
         operation="downgrade",
         accepted_history=tuple(accepted),
+        migrating_session=session.line(),
     )

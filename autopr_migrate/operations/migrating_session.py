@@ -1,0 +1,90 @@
+"""Which session a project's ``env.py`` migrates on, proven before anything changes.
+
+The project's ``env.py`` is run as an upgrade would run it, without migrating, and the
+connection it hands Alembic is asked which database it is on and which timeouts it carries.
+A history whose ``env.py`` migrates another database, or strips the run's timeouts, is refused
+with what to change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from autopr_migrate.backends.dialects import SessionFacts
+from autopr_migrate.backends.registry import backend_for
+from autopr_migrate.backends.session import end_transaction, inherited_settings, timeouts
+from autopr_migrate.errors import PreflightRefused, describe
+from autopr_migrate.history import commands as alembic_ops
+from autopr_migrate.policy.parameters import LockPolicy
+from autopr_migrate.targets.targets import Target
+
+_HOW_TO_FIX = (
+    "let env.py migrate on the connection the tool hands it (config.attributes['connection']) "
+    "or on an engine built from the sqlalchemy.url option; docs/projects.md"
+)
+
+
+@dataclass(frozen=True)
+class MigratingSession:
+    facts: SessionFacts
+    is_the_runs_connection: bool
+
+    def line(self) -> str:
+        whose = (
+            "the run's own connection"
+            if self.is_the_runs_connection
+            else "a connection the project's env.py opens itself"
+        )
+        settings = ", ".join(f"{name} {value}" for name, value in self.facts.settings.items())
+        return f"migrates on {whose} ({self.facts.session_id}, {settings})"
+
+
+def prove_migrating_session(
+    target: Target, connection: Connection, policy: LockPolicy
+) -> MigratingSession:
+    """The session the project's ``env.py`` would migrate on, carrying the run's settings.
+
+    Raises:
+        PreflightRefused: ``env.py`` fails, reaches no migration, migrates another database, or
+            its session lacks the run's lock or statement timeout.
+    """
+    facts_of = backend_for(target).session_facts
+    with timeouts(connection, policy):
+        expected = facts_of(connection)
+        end_transaction(connection)
+        try:
+            seen = alembic_ops.on_migrating_connection(
+                target.project, connection, facts_of, session=inherited_settings(policy)
+            )
+        except Exception as exc:  # the project's own code: whatever it raises is the reason
+            raise PreflightRefused(
+                f"the env.py of project {target.project.name!r} fails before migrating "
+                f"({describe(exc)[:200]}); fix it, or {_HOW_TO_FIX}"
+            ) from None
+        finally:
+            end_transaction(connection)
+    if seen is None:
+        raise PreflightRefused(
+            f"the env.py of project {target.project.name!r} reaches no migration online "
+            f"(context.run_migrations() is never called); {_HOW_TO_FIX}"
+        )
+    if seen.database != expected.database:
+        raise PreflightRefused(
+            f"the env.py of project {target.project.name!r} would migrate database "
+            f"{seen.database!r}, not target {target.name!r}'s {expected.database!r}; "
+            f"{_HOW_TO_FIX}, or give it the target's URL through the project's environment"
+        )
+    lost = [
+        f"{name} is {seen.settings.get(name)!r}, the run sets {value!r}"
+        for name, value in expected.settings.items()
+        if seen.settings.get(name) != value
+    ]
+    if lost:
+        raise PreflightRefused(
+            f"the session the env.py of project {target.project.name!r} migrates on does not "
+            f"carry the run's settings ({'; '.join(lost)}): env.py changes them; remove its "
+            f"own SET of those settings, or {_HOW_TO_FIX}"
+        )
+    return MigratingSession(seen, seen.session_id == expected.session_id)
