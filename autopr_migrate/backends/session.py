@@ -20,11 +20,11 @@ _LOCK_NOT_AVAILABLE = "55P03"
 
 def is_lock_timeout(exc: BaseException) -> bool:
     """A statement gave up waiting for a lock (PostgreSQL lock_timeout, SQLite busy)."""
-    if not isinstance(exc, DBAPIError):
-        return False
-    return getattr(exc.orig, "pgcode", None) == _LOCK_NOT_AVAILABLE or (
-        "database is locked" in str(exc.orig)
-    )
+    inner = getattr(exc, "orig", None) or exc
+    code = getattr(inner, "pgcode", None) or getattr(inner, "sqlstate", None)
+    if code == _LOCK_NOT_AVAILABLE:
+        return True  # any driver's, or reported from a project's own process
+    return isinstance(exc, DBAPIError) and "database is locked" in str(exc.orig)
 
 
 def retry_on_lock_timeout(task, task_run, state) -> bool:

@@ -19,8 +19,7 @@ def approval_text_for(
     checks = preflight(target, revision, policy)
     if checks.nothing_to_do:
         return f"target {target.name} is already at {checks.current}: nothing to do\n"
-    risk = risk_of(lint_plan(target, checks))
-    request = ChangeApproval(
-        target, build_plan(target, checks, risk), checks, "", deadline_for(policy.approval), risk
-    )
+    plan = build_plan(target, checks)
+    risk = risk_of(lint_plan(target, checks, plan), unknown_sql=plan.planned.unknown)
+    request = ChangeApproval(target, plan, checks, "", deadline_for(policy.approval), risk)
     return request.text()

@@ -39,7 +39,7 @@ from autopr_migrate.orchestration.run_state import Run, refused_at_start
 from autopr_migrate.orchestration.secrets import secret_block
 from autopr_migrate.orchestration.steps.approval import await_approval, deadline_for
 from autopr_migrate.orchestration.steps.lint_plan import lint_plan
-from autopr_migrate.orchestration.steps.plan import plan_migration
+from autopr_migrate.orchestration.steps.plan import plan_migration, publish_plan
 from autopr_migrate.orchestration.steps.preflight import preflight
 from autopr_migrate.orchestration.steps.prune import prune_backups
 from autopr_migrate.orchestration.steps.rehearse import rehearse
@@ -110,9 +110,14 @@ def _locked(run: Run, revision: str) -> Outcome:
     with run.timeline.step("rehearse"):
         rehearsal = rehearse(target, checks, policy.rehearsal)
     require(rehearsal, policy.rehearsal)
-    risk = risk_of(findings, rehearsal)
     with run.timeline.step("plan"):
-        plan = plan_migration(target, checks, risk)
+        plan = plan_migration(target, checks, rehearsal.recorded)
+    if plan.planned.recorded and plan.planned.dialect == "postgresql":
+        with run.timeline.step("lint recorded SQL"):
+            findings = lint_plan(target, checks, plan)
+        gate(findings, policy.risk, log=get_run_logger())
+    risk = risk_of(findings, rehearsal, plan.planned.unknown)
+    publish_plan(target, checks, plan, risk)
     request = ChangeApproval(
         target,
         plan,

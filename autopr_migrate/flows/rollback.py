@@ -35,7 +35,7 @@ from autopr_migrate.orchestration.run_state import Run, refused_at_start
 from autopr_migrate.orchestration.secrets import secret_block
 from autopr_migrate.orchestration.steps.approval import await_approval, deadline_for
 from autopr_migrate.orchestration.steps.lint_plan import lint_plan
-from autopr_migrate.orchestration.steps.plan import plan_migration
+from autopr_migrate.orchestration.steps.plan import plan_migration, publish_plan
 from autopr_migrate.orchestration.steps.rollback_checks import downgrade_preflight
 from autopr_migrate.orchestration.task_steps import TaskSteps
 from autopr_migrate.policy.inputs import TARGET_NAME, bounded, check_run_inputs
@@ -99,9 +99,10 @@ def _downgrade(run: Run, revision: str, confirm_base: bool) -> Outcome:
     with run.timeline.step("lint"):
         findings = lint_plan(target, checks)
     gate(findings, policy.risk, log=get_run_logger())
-    risk = risk_of(findings)
     with run.timeline.step("plan"):
-        plan = plan_migration(target, checks, risk)
+        plan = plan_migration(target, checks)
+    risk = risk_of(findings, unknown_sql=plan.planned.unknown)
+    publish_plan(target, checks, plan, risk)
     request = ChangeApproval(
         target, plan, checks, run.requested_by, deadline_for(policy.approval), risk
     )

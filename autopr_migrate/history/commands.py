@@ -15,7 +15,7 @@ import io
 import re
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -35,6 +35,8 @@ from autopr_migrate.errors import (
     RenderFailed,
     describe,
 )
+from autopr_migrate.history.isolated import in_own_process, on_url, shared
+from autopr_migrate.history.recording import statements_by_revision
 from autopr_migrate.history.runtime import (
     RevisionCallback,
     SessionSettings,
@@ -234,6 +236,12 @@ def _one_revision(script: ScriptDirectory, spec: str, found: list[str]) -> str:
 
 def render_sql(project: Project, dialect: str, current_revision: str | None, target: str) -> str:
     """The SQL an upgrade from ``current_revision`` to ``target`` runs, in ``dialect``."""
+    if project.isolated:
+        return in_own_process(
+            project,
+            f"{dialect}://",
+            lambda _: render_sql(shared(project), dialect, current_revision, target),
+        )
     buffer = io.StringIO()
     config = make_config(project, url=f"{dialect}://", dialect=dialect)
     config.output_buffer = buffer
@@ -241,6 +249,27 @@ def render_sql(project: Project, dialect: str, current_revision: str | None, tar
     with running_env_py(project, f"{dialect}://"), _render_errors():
         command.upgrade(config, span, sql=True)
     return buffer.getvalue()
+
+
+def render_each(
+    project: Project, dialect: str, spans: list[tuple[str, str | None, str | None]]
+) -> list[str | RenderFailed]:
+    """Each ``(operation, start, goal)`` span's SQL in ``dialect``, or why it did not render;
+    one process for all of them when the project runs in its own."""
+    if project.isolated:
+        return in_own_process(
+            project, f"{dialect}://", lambda _: render_each(shared(project), dialect, spans)
+        )
+    rendered: list[str | RenderFailed] = []
+    for operation, start, goal in spans:
+        try:
+            if operation == "downgrade":
+                rendered.append(render_downgrade_sql(project, dialect, start or "", goal))
+            else:
+                rendered.append(render_sql(project, dialect, start, goal or "heads"))
+        except RenderFailed as exc:
+            rendered.append(exc)
+    return rendered
 
 
 @contextmanager
@@ -251,6 +280,8 @@ def _render_errors() -> Iterator[None]:
         if "--sql mode" in str(exc):
             raise OfflineRenderUnsupported(str(exc)) from None
         raise RenderFailed(str(exc)) from None
+    except Exception as exc:  # a revision's own code needs a database offline mode lacks
+        raise OfflineRenderUnsupported(describe(exc)) from None
 
 
 def on_migrating_connection(
@@ -263,6 +294,18 @@ def on_migrating_connection(
     """Run the project's ``env.py`` as an upgrade would, without migrating (``alembic current``
     does the same), and ``inspect`` the connection it configures Alembic's context with: the
     session that would migrate. None when ``env.py`` never reaches ``run_migrations``."""
+    if project.isolated:
+        url = url_of(connection)
+        return in_own_process(
+            project,
+            url,
+            lambda _: on_url(
+                url,
+                session,
+                lambda own: on_migrating_connection(shared(project), own, inspect, session=session),
+            ),
+            session=session,
+        )
     script = script_directory(project)
     config = make_config(project, connection=connection)
     seen: list[T] = []
@@ -285,6 +328,14 @@ def check_models(project: Project, connection: Connection) -> None:
     Raises:
         ModelDrift: autogenerate would write a revision: the models and the database differ.
     """
+    if project.isolated:
+        url = url_of(connection)
+        in_own_process(
+            project,
+            url,
+            lambda _: on_url(url, None, lambda own: check_models(shared(project), own)),
+        )
+        return
     config = make_config(project, connection=connection)
     config.stdout = io.StringIO()  # "No new upgrade operations detected." is our "ok"
     with running_env_py(project, url_of(connection)):
@@ -301,10 +352,15 @@ def upgrade(
     *,
     on_revision: RevisionCallback | None = None,
     session: SessionSettings | None = None,
+    recorded: dict[str, list[str]] | None = None,
 ) -> None:
     """Upgrade to ``target`` on ``connection``; ``on_revision`` hears of each applied revision
     (once, whether or not the project's ``env.py`` passes Alembic's ``on_version_apply`` on);
-    ``session`` is what every connection ``env.py`` opens itself carries."""
+    ``session`` is what every connection ``env.py`` opens itself carries; ``recorded``, if
+    given, receives each applied revision's statements."""
+    if project.isolated:
+        _upgrade_in_own_process(project, connection, target, on_revision, session, recorded)
+        return
     heard: set[str] = set()
 
     def once(revision: str, doc: str, is_upgrade: bool) -> None:
@@ -322,8 +378,58 @@ def upgrade(
     with (
         running_env_py(project, url_of(connection), session),
         version_writes(project, written),
+        (
+            statements_by_revision(project, connection.engine.url.database or "")
+            if recorded is not None
+            else nullcontext({})
+        ) as statements,
     ):
-        command.upgrade(config, target)
+        try:
+            command.upgrade(config, target)
+        finally:
+            if recorded is not None:
+                recorded.update(statements)
+
+
+def _upgrade_in_own_process(
+    project: Project,
+    connection: Connection,
+    target: str,
+    on_revision: RevisionCallback | None,
+    session: SessionSettings | None,
+    recorded: dict[str, list[str]] | None,
+) -> None:
+    url = url_of(connection)
+
+    def upgrade_here(emit) -> dict[str, list[str]]:
+        statements: dict[str, list[str]] = {}
+
+        def tell(*applied) -> None:
+            emit("revision", applied)
+
+        def work(own: Connection) -> None:
+            try:
+                upgrade(
+                    shared(project),
+                    own,
+                    target,
+                    on_revision=tell,
+                    session=session,
+                    recorded=statements,
+                )
+            finally:
+                emit("recorded", statements)
+
+        on_url(url, session, work)
+        return statements
+
+    def hear(kind: str, payload) -> None:
+        if kind == "revision" and on_revision is not None:
+            on_revision(*payload)
+        elif kind == "recorded" and recorded is not None:
+            recorded.update(payload)
+
+    in_own_process(project, url, upgrade_here, session=session, on_event=hear)
 
 
 def downgrade(
@@ -335,6 +441,27 @@ def downgrade(
     session: SessionSettings | None = None,
 ) -> None:
     """Downgrade to ``target`` (``None``: base) on ``connection``."""
+    if project.isolated:
+        url = url_of(connection)
+
+        def downgrade_here(emit) -> None:
+            def tell(*undone) -> None:
+                emit("revision", undone)
+
+            on_url(
+                url,
+                session,
+                lambda own: downgrade(
+                    shared(project), own, target, on_revision=tell, session=session
+                ),
+            )
+
+        def hear(_kind: str, payload) -> None:
+            if on_revision is not None:
+                on_revision(*payload)
+
+        in_own_process(project, url, downgrade_here, session=session, on_event=hear)
+        return
     config = make_config(
         project, connection=connection, on_version_apply=version_callback(on_revision)
     )

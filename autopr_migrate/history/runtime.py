@@ -151,7 +151,7 @@ def url_of(connection: Connection) -> str:
     return connection.engine.url.render_as_string(hide_password=False)
 
 
-_VERSION_WRITTEN = re.compile(r"(?:SET version_num\s*=\s*|VALUES\s*\()'([^']+)'", re.IGNORECASE)
+VERSION_WRITTEN = re.compile(r"(?:SET version_num\s*=\s*|VALUES\s*\()'([^']+)'", re.IGNORECASE)
 
 
 @contextmanager
@@ -160,7 +160,7 @@ def version_writes(project: Project, written: Callable[[str], None]) -> Iterator
     this process (an ``env.py`` may open its own): the end of that revision's ``upgrade()``."""
 
     def listen(_conn, _cursor, statement: str, *_: Any) -> None:
-        if project.version_table in statement and (found := _VERSION_WRITTEN.search(statement)):
+        if project.version_table in statement and (found := VERSION_WRITTEN.search(statement)):
             written(found.group(1))
 
     event.listen(Engine, "after_cursor_execute", listen)

@@ -179,6 +179,7 @@ def _rollback(request: ChangeApproval) -> list[str]:
 def _sql(plan: Plan, version_table: str) -> list[str]:
     """Each revision's statements, laid out short; folded after MAX_SQL_LINES lines."""
     groups = by_revision(plan.sql, version_table=version_table)
+    unknown = set(plan.planned.unknown)
     total = sum(len(group.statements) for group in groups)
     out: list[str] = []
     lines = shown = 0
@@ -199,6 +200,8 @@ def _sql(plan: Plan, version_table: str) -> list[str]:
             shown += 1
         if block:
             out += [f"`{group.revision}`", "", "```sql", *block[:-1], "```", ""]
+        elif group.revision in unknown:
+            out += [f"`{group.revision}`: **SQL unknown**: read its code before approving", ""]
         else:
             out += [f"`{group.revision}`: no SQL of its own", ""]
     return out

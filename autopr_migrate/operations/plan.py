@@ -1,28 +1,83 @@
 """The plan: the SQL for exactly ``current:target`` in the target's dialect, and what we know.
 
 Rendered with Alembic's offline mode, so it is the SQL the upgrade will run, revision by
-revision. The flow stores it as the Markdown artifact ``migration-plan-<target>``.
+revision. A revision that cannot render offline (it reads the database) is taken from what it
+ran on a scratch copy (the rehearsal's; on SQLite a copy of the file made here), and is
+otherwise "SQL unknown": the risk is then at least high, so a person decides. The flow stores
+the plan as the Markdown artifact ``migration-plan-<target>``.
 """
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
 from pathlib import Path
 
-from sqlalchemy import event
 from sqlalchemy.pool import NullPool
 
 from autopr_migrate.backends.engine import make_engine
 from autopr_migrate.backends.registry import backend_for
-from autopr_migrate.errors import OfflineRenderUnsupported, PreflightRefused, RenderFailed, describe
+from autopr_migrate.errors import PreflightRefused, RenderFailed, describe
 from autopr_migrate.history import commands as alembic_ops
 from autopr_migrate.history.commands import RevisionInfo
+from autopr_migrate.history.recording import statements_by_revision
 from autopr_migrate.model import Risk
 from autopr_migrate.operations.preflight import PreflightReport
 from autopr_migrate.targets.targets import Target
 
-_NOT_PLANNED = ("PRAGMA", "SELECT", "BEGIN", "COMMIT", "ROLLBACK")
+
+class SqlSource(StrEnum):
+    RENDERED = "rendered"  # by Alembic offline: exactly what will run
+    RECORDED = "recorded"  # executed on a scratch copy of the database, and heard
+    UNKNOWN = "unknown"  # neither: a person must read the revision
+
+
+@dataclass(frozen=True)
+class RevisionSql:
+    """One step of the plan's SQL (or, rendered in one piece, all of it)."""
+
+    start: str | None
+    goal: str | None
+    revision: str  # whose upgrade() or downgrade() the step runs
+    source: SqlSource
+    sql: str = ""
+    reason: str = ""
+
+    def text(self, operation: str) -> str:
+        if self.source == SqlSource.RENDERED:
+            return self.sql
+        header = f"-- Running {operation} {self.start or 'base'} -> {self.goal or 'base'}"
+        if self.source == SqlSource.UNKNOWN:
+            return (
+                f"{header}\n\n-- SQL unknown for revision {self.revision}: it cannot be "
+                f"rendered offline ({self.reason}) and was not recorded on a copy; read its "
+                f"{operation}() before approving\n"
+            )
+        return (
+            f"{header}\n\n-- recorded by running it on a scratch copy of the database (it "
+            f"cannot be rendered offline: {self.reason})\n\n{self.sql}\n"
+        )
+
+
+@dataclass(frozen=True)
+class PlannedSql:
+    dialect: str
+    operation: str
+    steps: tuple[RevisionSql, ...]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(step.text(self.operation) for step in self.steps)
+
+    @property
+    def unknown(self) -> list[str]:
+        return [s.revision for s in self.steps if s.source == SqlSource.UNKNOWN]
+
+    @property
+    def recorded(self) -> list[str]:
+        return [s.revision for s in self.steps if s.source == SqlSource.RECORDED]
 
 
 @dataclass(frozen=True)
@@ -31,58 +86,115 @@ class Plan:
     current: str | None
     target_revision: str
     revisions: list[RevisionInfo]
-    sql: str
-    markdown: str
+    planned: PlannedSql
+
+    @property
+    def sql(self) -> str:
+        return self.planned.text
 
     @property
     def checksums(self) -> dict[str, str]:
         return {info.revision: info.sha256 for info in self.revisions}
 
 
-def build_plan(target: Target, checks: PreflightReport, risk: Risk | None = None) -> Plan:
-    """Render the SQL for exactly ``current:target`` and the plan's Markdown."""
-    sql = render_planned_sql(target, checks)
+def build_plan(
+    target: Target, checks: PreflightReport, recorded: Mapping[str, str] | None = None
+) -> Plan:
+    """The SQL for exactly ``current:target``: rendered offline where Alembic can, else
+    ``recorded`` (revision -> SQL heard on a scratch copy), else unknown."""
     return Plan(
         target.name,
         checks.current,
         checks.target_revision,
         checks.revisions,
-        sql,
-        render_plan(target, checks, sql, risk),
+        planned_sql(target, checks, recorded=recorded),
     )
 
 
-def render_planned_sql(target: Target, checks: PreflightReport, dialect: str | None = None) -> str:
-    """The SQL the plan runs, in ``dialect`` (default: the target's)."""
-    if checks.operation == "downgrade":
-        try:
-            return alembic_ops.render_downgrade_sql(
-                target.project, dialect or target.dialect, checks.current, checks.target_revision
-            )
-        except RenderFailed as exc:
-            raise PreflightRefused(f"the downgrade SQL could not be rendered: {exc}") from None
-    if dialect and dialect != target.dialect:
-        return alembic_ops.render_sql(
-            target.project, dialect, checks.current, checks.target_revision
-        )
-    return _render(target, checks.current, checks.target_revision)
+def planned_sql(
+    target: Target,
+    checks: PreflightReport,
+    dialect: str | None = None,
+    recorded: Mapping[str, str] | None = None,
+) -> PlannedSql:
+    """The SQL the plan runs, in ``dialect`` (default: the target's), step by step."""
+    dialect = dialect or target.dialect
+    operation = checks.operation
+    project = target.project
+    whole = alembic_ops.render_each(
+        project, dialect, [(operation, checks.current, checks.target_revision)]
+    )[0]
+    if isinstance(whole, str):
+        step = RevisionSql(checks.current, checks.target_revision, "", SqlSource.RENDERED, whole)
+        return PlannedSql(dialect, operation, (step,))
+    spans = _spans(target, checks)
+    rendered = alembic_ops.render_each(project, dialect, spans)
+    steps = [
+        _step(span, revision_sql, recorded or {})
+        for span, revision_sql in zip(spans, rendered, strict=True)
+    ]
+    if (
+        operation == "upgrade"
+        and dialect == target.dialect
+        and any(step.source == SqlSource.UNKNOWN for step in steps)
+        and backend_for(target).records_plans_on_a_live_copy
+    ):
+        steps = _record_unknown_on_a_copy(target, checks, steps)
+    return PlannedSql(dialect, operation, tuple(steps))
 
 
-def _render(target: Target, current: str | None, goal: str) -> str:
+def _spans(target: Target, checks: PreflightReport) -> list[tuple[str, str | None, str | None]]:
+    """One ``(operation, from, to)`` per revision of the plan."""
+    spans: list[tuple[str, str | None, str | None]] = []
+    start = checks.current
+    for info in checks.revisions:
+        if checks.operation == "downgrade":
+            below = alembic_ops.parent(target.project, info.revision)
+            spans.append(("downgrade", info.revision, below))
+        else:
+            spans.append(("upgrade", start, info.revision))
+            start = info.revision
+    return spans
+
+
+def _step(
+    span: tuple[str, str | None, str | None],
+    rendered: str | RenderFailed,
+    recorded: Mapping[str, str],
+) -> RevisionSql:
+    operation, start, goal = span
+    runs = (start if operation == "downgrade" else goal) or ""
+    if isinstance(rendered, str):
+        return RevisionSql(start, goal, runs, SqlSource.RENDERED, rendered)
+    reason = describe(rendered)[:160]
+    if operation == "upgrade" and runs in recorded:
+        return RevisionSql(start, goal, runs, SqlSource.RECORDED, recorded[runs], reason)
+    return RevisionSql(start, goal, runs, SqlSource.UNKNOWN, reason=reason)
+
+
+def _record_unknown_on_a_copy(
+    target: Target, checks: PreflightReport, steps: list[RevisionSql]
+) -> list[RevisionSql]:
+    """SQLite: upgrade a throwaway copy of the live file and hear what each revision runs."""
     try:
-        return alembic_ops.render_sql(target.project, target.dialect, current, goal)
-    except OfflineRenderUnsupported as exc:
-        # SQLite batch mode reflects the live table when it must copy it; offline it cannot.
-        if not backend_for(target).records_plans_on_a_live_copy:
-            raise PreflightRefused(f"the SQL could not be rendered: {exc}") from None
-    except RenderFailed as exc:
-        raise PreflightRefused(f"the SQL could not be rendered: {exc}") from None
-    return _render_on_scratch_copy(target, goal)
+        heard = record_upgrade_on_a_copy(target, checks.target_revision)
+    except PreflightRefused as exc:
+        return [
+            replace(step, reason=f"{step.reason}; {exc}")
+            if step.source == SqlSource.UNKNOWN
+            else step
+            for step in steps
+        ]
+    return [
+        replace(step, source=SqlSource.RECORDED, sql=heard[step.revision])
+        if step.source == SqlSource.UNKNOWN and step.revision in heard
+        else step
+        for step in steps
+    ]
 
 
-def _render_on_scratch_copy(target: Target, goal: str) -> str:
-    """Apply the upgrade to a throwaway copy of the SQLite file and record the SQL it runs."""
-    statements: list[str] = []
+def record_upgrade_on_a_copy(target: Target, goal: str) -> dict[str, str]:
+    """Revision -> the statements it runs, heard while upgrading a copy of the SQLite file."""
     live = Path(target.url.database or "")
     with (
         tempfile.TemporaryDirectory(prefix="autopr-plan-") as scratch,
@@ -91,28 +203,24 @@ def _render_on_scratch_copy(target: Target, goal: str) -> str:
         ) as copy,
     ):
         engine = make_engine(copy.url, poolclass=NullPool)
-
-        @event.listens_for(engine, "before_cursor_execute")
-        def record(_conn, _cursor, statement, parameters, _context, _many) -> None:
-            if not statement.lstrip().upper().startswith(_NOT_PLANNED):
-                suffix = f"  -- parameters: {parameters}" if parameters else ""
-                statements.append(f"{statement.strip()};{suffix}")
-
         try:
-            with engine.connect() as connection:
-                alembic_ops.upgrade(target.project, connection, goal)
+            with (
+                statements_by_revision(copy.project, copy.url.database or "") as heard,
+                engine.connect() as connection,
+            ):
+                alembic_ops.upgrade(copy.project, connection, goal)
         except Exception as exc:  # the upgrade fails before it touches anything real
             raise PreflightRefused(
-                f"the upgrade fails on a scratch copy of the database: {describe(exc)}; "
-                f"nothing was changed"
+                f"the upgrade fails on a scratch copy of the database: {describe(exc)}"
             ) from None
         finally:
             engine.dispose()
-    header = "-- SQLite: rendered by applying the upgrade to a scratch copy of the database"
-    return "\n\n".join([header, *statements]) + "\n"
+    return {revision: "\n".join(statements) for revision, statements in heard.items()}
 
 
-def render_plan(target: Target, checks: PreflightReport, sql: str, risk: Risk | None = None) -> str:
+def render_plan(
+    target: Target, checks: PreflightReport, plan: Plan, risk: Risk | None = None
+) -> str:
     lines = [
         f"# Migration plan: {target.name} ({checks.operation})",
         "",
@@ -152,8 +260,34 @@ def render_plan(target: Target, checks: PreflightReport, sql: str, risk: Risk | 
                 for t in checks.long_transactions
             ),
         ]
-    lines += ["", "## SQL", "", "```sql", sql.strip(), "```", ""]
+    lines += [
+        *_sources_lines(plan.planned),
+        "",
+        "## SQL",
+        "",
+        "```sql",
+        plan.sql.strip(),
+        "```",
+        "",
+    ]
     return "\n".join(lines)
+
+
+def _sources_lines(planned: PlannedSql) -> list[str]:
+    if not planned.recorded and not planned.unknown:
+        return []
+    lines = ["", "## Where the SQL comes from", ""]
+    if planned.recorded:
+        lines.append(
+            f"- Recorded on a scratch copy of the database (Alembic cannot render them "
+            f"offline): {', '.join(planned.recorded)}"
+        )
+    if planned.unknown:
+        lines.append(
+            f"- **SQL unknown** (neither rendered nor recorded): {', '.join(planned.unknown)}; "
+            f"read these revisions' code before approving"
+        )
+    return lines
 
 
 def _risk_lines(risk: Risk) -> list[str]:

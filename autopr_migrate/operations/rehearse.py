@@ -42,6 +42,8 @@ class Rehearsal:
     schema_differences: list[str] = field(default_factory=list)
     skipped: str | None = None
     failed: str | None = None
+    # revision -> the statements its upgrade ran on the copy, for plans that cannot render
+    recorded: dict[str, str] = field(default_factory=dict)
 
     def line(self) -> str:
         if self.skipped:
@@ -113,13 +115,20 @@ def _rehearse_on(scratch: Target, checks: PreflightReport) -> Rehearsal:
             result.revision_seconds[revision] = round(now - clock[0], 3)
             clock[0] = now
 
+        heard: dict[str, list[str]] = {}
         try:
             alembic_ops.upgrade(
-                scratch.project, connection, checks.target_revision, on_revision=applied
+                scratch.project,
+                connection,
+                checks.target_revision,
+                on_revision=applied,
+                recorded=heard,
             )
         except Exception as exc:  # the copy shows the failure before production sees it
             result.failed = f"the upgrade fails: {describe(exc)}"
             return result
+        finally:
+            result.recorded = {rev: "\n".join(statements) for rev, statements in heard.items()}
         result.upgrade_seconds = round(time.monotonic() - started, 3)
         try:
             started = time.monotonic()

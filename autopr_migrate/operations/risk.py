@@ -15,7 +15,7 @@ from autopr_migrate.analysis.model import LintReport, worst
 from autopr_migrate.backends.connections import connect
 from autopr_migrate.errors import PreflightRefused, RenderFailed
 from autopr_migrate.model import Risk
-from autopr_migrate.operations.plan import render_planned_sql
+from autopr_migrate.operations.plan import Plan, planned_sql
 from autopr_migrate.operations.preflight import PreflightReport
 from autopr_migrate.operations.rehearse import Rehearsal
 from autopr_migrate.policy.parameters import RiskPolicy
@@ -25,14 +25,20 @@ LOG = logging.getLogger(__name__)
 
 
 def lint_plan(
-    target: Target, checks: PreflightReport, *, log: logging.Logger | logging.LoggerAdapter = LOG
+    target: Target,
+    checks: PreflightReport,
+    plan: Plan | None = None,
+    *,
+    log: logging.Logger | logging.LoggerAdapter = LOG,
 ) -> LintReport | None:
     """Findings for the plan's PostgreSQL SQL, sized against the target's tables.
 
+    The SQL is ``plan``'s when it is PostgreSQL (it may hold statements recorded on a copy),
+    else rendered offline; a revision whose SQL is unknown is not in it (``risk_of`` says so).
     None when the SQL cannot be analyzed: the risk is then unknown (and needs approval).
     """
     try:
-        report = _lint(target, checks)
+        report = _lint(target, checks, plan)
     except (LintError, RenderFailed) as exc:
         log.warning("lint could not analyze the plan: %s", exc)
         return None
@@ -46,8 +52,11 @@ def lint_plan(
     return report
 
 
-def _lint(target: Target, checks: PreflightReport) -> LintReport:
-    sql = render_planned_sql(target, checks, dialect="postgresql")
+def _lint(target: Target, checks: PreflightReport, plan: Plan | None) -> LintReport:
+    if plan is not None and plan.planned.dialect == "postgresql":
+        sql = plan.sql
+    else:
+        sql = planned_sql(target, checks, dialect="postgresql").text
     names = {table for statement in analyze(sql).statements for table in statement.tables}
     with connect(target) as connection:
         sizes, columns = table_stats(connection, names), column_facts(connection, names)
@@ -89,8 +98,16 @@ def _row(report: LintReport, finding) -> dict:
     }
 
 
-def risk_of(report: LintReport | None, rehearsal: Rehearsal | None = None) -> Risk:
-    """The approval text's risk section: the level, the rehearsal, the worst findings."""
+def risk_of(
+    report: LintReport | None,
+    rehearsal: Rehearsal | None = None,
+    unknown_sql: list[str] | tuple[str, ...] = (),
+) -> Risk:
+    """The approval text's risk section: the level, the rehearsal, the worst findings.
+
+    A revision whose SQL is unknown (``unknown_sql``) makes the risk at least high: a person
+    reads it and decides, whatever the approval mode.
+    """
     if report is None:
         level, lines = "unknown", ["the SQL could not be analyzed: read it before approving"]
     elif not report.findings:
@@ -111,6 +128,14 @@ def risk_of(report: LintReport | None, rehearsal: Rehearsal | None = None) -> Ri
             level = worst([level, "high"])
         elif rehearsal.reversible is False:
             level = worst([level, "medium"])
+    if unknown_sql:
+        level = "high" if level == "unknown" else worst([level, "high"])
+        lines = [
+            f"**SQL unknown for revision{'s' if len(unknown_sql) > 1 else ''} "
+            f"{', '.join(unknown_sql)}**: not renderable offline, not recorded on a copy; "
+            f"read the code before approving",
+            *lines,
+        ]
     return Risk(level, lines, rehearsal.line() if rehearsal else None)
 
 

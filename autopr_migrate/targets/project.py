@@ -55,6 +55,8 @@ class Project:
     version_table_schema: str | None = None
     models: str | None = None
     environment: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # env.py runs in a fresh process per command (settings its package caches, global state)
+    isolated: bool = False
     declared_in: str = ""  # where it was configured, for error messages
 
     def where(self) -> str:
@@ -106,6 +108,9 @@ class _ProjectEntry(BaseModel):
     version_table_schema: str | None = None
     models: str | None = None
     environment: dict[str, str] = Field(default_factory=dict)
+    isolated: bool | None = Field(
+        None, description="Run env.py in a fresh process; default: when environment is set."
+    )
 
     @field_validator("version_table", "version_table_schema")
     @classmethod
@@ -217,5 +222,6 @@ def _project(name: str, entry: _ProjectEntry, path: Path) -> Project:
         version_table_schema=entry.version_table_schema,
         models=entry.models,
         environment=tuple(sorted(entry.environment.items())),
+        isolated=bool(entry.environment) if entry.isolated is None else entry.isolated,
         declared_in=f"{path} [tool.autopr-migrate.projects.{name}]",
     )

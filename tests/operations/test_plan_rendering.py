@@ -1,13 +1,18 @@
-"""A revision Alembic cannot render offline: recorded on a copy or refused, never a crash."""
+"""Revisions Alembic cannot render offline: recorded on a copy, or "SQL unknown", never a crash."""
 
 from __future__ import annotations
 
 import pytest
 
 from autopr_migrate.cli.app import main
-from autopr_migrate.errors import ExitCode, PreflightRefused
-from autopr_migrate.operations.plan import render_planned_sql
+from autopr_migrate.errors import ExitCode
+from autopr_migrate.history.recording import with_parameters
+from autopr_migrate.model import RiskLevel
+from autopr_migrate.operations.plan import SqlSource, build_plan
 from autopr_migrate.operations.preflight import preflight
+from autopr_migrate.operations.rehearse import rehearse
+from autopr_migrate.operations.risk import lint_plan, risk_of
+from autopr_migrate.policy.parameters import RehearsalPolicy
 from autopr_migrate.targets.targets import resolve_target
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums
@@ -21,23 +26,77 @@ RECREATE = (
     """with op.batch_alter_table("workflows", recreate="always") as batch:
     batch.drop_column("extra")""",
 )
+# A revision that inspects the live schema first: offline there is none.
+INSPECTS = (
+    """columns = [c["name"] for c in sa.inspect(op.get_bind()).get_columns("workflows")]
+if "extra" not in columns:
+    op.add_column("workflows", sa.Column("extra", sa.Integer(), nullable=True))""",
+    'op.drop_column("workflows", "extra")',
+)
+# A data migration that reads the database: offline there is no database to read.
+READS_THE_DATABASE = (
+    """bind = op.get_bind()
+count = bind.execute(sa.text("SELECT count(*) FROM workflows")).scalar()
+bind.execute(
+    sa.text("UPDATE workflows SET name = name || :suffix WHERE id > :low"),
+    {"suffix": f" ({count})", "low": 0},
+)
+op.create_index("ix_workflows_name_read", "workflows", ["name"])""",
+    'op.drop_index("ix_workflows_name_read", table_name="workflows")',
+)
 
 
 @pytest.mark.both_dialects
-def test_a_plan_that_cannot_render_offline_is_recorded_or_refused(migration_target, history):
+def test_a_revision_that_cannot_render_offline_is_recorded_on_a_copy(migration_target, history):
     engine = at_head_with_rows(migration_target.engine())
     before, start = checksums(engine), revision_of(engine)
-    add_revision(history, "cccc00000001", RECREATE)
+    add_revision(history, "cccc00000001", READS_THE_DATABASE)
+    add_revision(history, "cccc00000002", INSPECTS)
     target = resolve_target("app")
     checks = preflight(target, "head", fast_policy())
-    if target.dialect == "sqlite":
-        sql = render_planned_sql(target, checks)
-        assert "rendered by applying the upgrade to a scratch copy" in sql
-        assert "extra" in sql
+
+    offline_only = build_plan(target, checks)
+    if target.dialect == "sqlite":  # a copy of the file is made right there
+        assert offline_only.planned.recorded == ["cccc00000001", "cccc00000002"]
     else:
-        with pytest.raises(PreflightRefused, match="the SQL could not be rendered"):
-            render_planned_sql(target, checks)
+        assert offline_only.planned.unknown == ["cccc00000001", "cccc00000002"]
+        assert "SQL unknown for revision cccc00000001" in offline_only.sql
+        risk = risk_of(lint_plan(target, checks, offline_only), None, offline_only.planned.unknown)
+        assert risk.level == RiskLevel.HIGH
+        assert "SQL unknown for revisions cccc00000001, cccc00000002" in risk.summary[0]
+
+    rehearsal = rehearse(target, checks, RehearsalPolicy(enabled=True))
+    assert rehearsal.failed is None and set(rehearsal.recorded) >= {"cccc00000001"}
+    plan = build_plan(target, checks, rehearsal.recorded)
+    sources = {step.revision: step.source for step in plan.planned.steps}
+    assert sources["cccc00000001"] == sources["cccc00000002"] == SqlSource.RECORDED
+    assert plan.planned.unknown == []
+    assert "recorded by running it on a scratch copy" in plan.sql
+    assert "ix_workflows_name_read" in plan.sql and "extra" in plan.sql
+    # The data migration's parameters are written in: the recorded SQL reads as what ran.
+    assert "|| ' (" in plan.sql and "WHERE id > 0" in plan.sql
+    if target.dialect == "postgresql":
+        report = lint_plan(target, checks, plan)
+        assert report is not None
+        rules = {finding.rule for finding in report.findings}
+        assert {"blocking-index", "unbatched-backfill"} <= rules  # both read from recorded SQL
     assert checksums(engine) == before and revision_of(engine) == start
+
+
+def test_parameters_are_written_in_as_literals():
+    assert (
+        with_parameters(
+            "UPDATE t SET a = %(a)s WHERE b = %(b)s AND c LIKE 'x%%'", {"a": "it's", "b": None}
+        )
+        == "UPDATE t SET a = 'it''s' WHERE b = NULL AND c LIKE 'x%';"
+    )
+    assert (
+        with_parameters("INSERT INTO t VALUES (?, ?)", (1, True))
+        == "INSERT INTO t VALUES (1, TRUE);"
+    )
+    assert with_parameters("SELECT $2, $1", [1, "b"]) == "SELECT 'b', 1;"
+    many = with_parameters("INSERT INTO t VALUES (%(a)s)", [{"a": 1}, {"a": 2}], True)
+    assert many == "INSERT INTO t VALUES (1);  -- the first of 2 parameter sets"
 
 
 def test_lint_of_a_range_that_cannot_render_offline_is_a_data_error(history, capsys):

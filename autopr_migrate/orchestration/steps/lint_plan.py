@@ -8,13 +8,16 @@ from prefect.cache_policies import NO_CACHE
 
 from autopr_migrate.analysis.model import LintReport
 from autopr_migrate.operations import risk
+from autopr_migrate.operations.plan import Plan
 from autopr_migrate.operations.preflight import PreflightReport
 from autopr_migrate.targets.targets import Target
 
 
 @task(name="lint", cache_policy=NO_CACHE)
-def lint_plan(target: Target, checks: PreflightReport) -> LintReport | None:
-    report = risk.lint_plan(target, checks, log=get_run_logger())
+def lint_plan(
+    target: Target, checks: PreflightReport, plan: Plan | None = None
+) -> LintReport | None:
+    report = risk.lint_plan(target, checks, plan, log=get_run_logger())
     if report is not None:
         create_table_artifact(
             table=risk.finding_rows(report),
