@@ -104,18 +104,20 @@ def _locked(run: Run, revision: str) -> Outcome:
     run.report.from_revision, run.report.to_revision = checks.current, checks.target_revision
     if checks.nothing_to_do:
         return Outcome(NOTHING_TO_DO, f"target {target.name} is already at {checks.current}")
+    with run.timeline.step("plan"):
+        plan = plan_migration(target, checks)
     with run.timeline.step("lint"):
-        findings = lint_plan(target, checks)
+        findings = lint_plan(target, checks, plan)
     gate(findings, policy.risk, log=get_run_logger())
     with run.timeline.step("rehearse"):
         rehearsal = rehearse(target, checks, policy.rehearsal)
     require(rehearsal, policy.rehearsal)
-    with run.timeline.step("plan"):
-        plan = plan_migration(target, checks, rehearsal.recorded)
-    if plan.planned.recorded and plan.planned.dialect == "postgresql":
-        with run.timeline.step("lint recorded SQL"):
-            findings = lint_plan(target, checks, plan)
-        gate(findings, policy.risk, log=get_run_logger())
+    if plan.planned.unknown and rehearsal.recorded:
+        plan = plan.with_recorded(rehearsal.recorded)
+        if plan.planned.recorded and plan.planned.dialect == "postgresql":
+            with run.timeline.step("lint recorded SQL"):
+                findings = lint_plan(target, checks, plan)
+            gate(findings, policy.risk, log=get_run_logger())
     risk = risk_of(findings, rehearsal, plan.planned.unknown)
     publish_plan(target, checks, plan, risk)
     request = ChangeApproval(

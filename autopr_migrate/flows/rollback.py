@@ -96,11 +96,11 @@ def _downgrade(run: Run, revision: str, confirm_base: bool) -> Outcome:
     run.report.from_revision, run.report.to_revision = checks.current, checks.target_revision
     if checks.target_revision == checks.current:
         return Outcome(NOTHING_TO_DO, f"target {target.name} is already at {checks.current}")
-    with run.timeline.step("lint"):
-        findings = lint_plan(target, checks)
-    gate(findings, policy.risk, log=get_run_logger())
     with run.timeline.step("plan"):
         plan = plan_migration(target, checks)
+    with run.timeline.step("lint"):
+        findings = lint_plan(target, checks, plan)
+    gate(findings, policy.risk, log=get_run_logger())
     risk = risk_of(findings, unknown_sql=plan.planned.unknown)
     publish_plan(target, checks, plan, risk)
     request = ChangeApproval(

@@ -251,25 +251,39 @@ def render_sql(project: Project, dialect: str, current_revision: str | None, tar
     return buffer.getvalue()
 
 
-def render_each(
-    project: Project, dialect: str, spans: list[tuple[str, str | None, str | None]]
-) -> list[str | RenderFailed]:
-    """Each ``(operation, start, goal)`` span's SQL in ``dialect``, or why it did not render;
-    one process for all of them when the project runs in its own."""
+def render_whole_or_each(
+    project: Project,
+    dialect: str,
+    whole: tuple[str, str | None, str | None],
+    spans: list[tuple[str, str | None, str | None]],
+) -> str | list[str | RenderFailed]:
+    """The SQL of the ``whole`` ``(operation, start, goal)`` span in ``dialect``; if that does
+    not render, each of ``spans``' SQL or why it did not render (one process for all of it
+    when the project runs in its own)."""
     if project.isolated:
         return in_own_process(
-            project, f"{dialect}://", lambda _: render_each(shared(project), dialect, spans)
+            project,
+            f"{dialect}://",
+            lambda _: render_whole_or_each(shared(project), dialect, whole, spans),
         )
+    try:
+        return _render_span(project, dialect, whole)
+    except RenderFailed:
+        pass
     rendered: list[str | RenderFailed] = []
-    for operation, start, goal in spans:
+    for span in spans:
         try:
-            if operation == "downgrade":
-                rendered.append(render_downgrade_sql(project, dialect, start or "", goal))
-            else:
-                rendered.append(render_sql(project, dialect, start, goal or "heads"))
+            rendered.append(_render_span(project, dialect, span))
         except RenderFailed as exc:
             rendered.append(exc)
     return rendered
+
+
+def _render_span(project: Project, dialect: str, span: tuple[str, str | None, str | None]) -> str:
+    operation, start, goal = span
+    if operation == "downgrade":
+        return render_downgrade_sql(project, dialect, start or "", goal)
+    return render_sql(project, dialect, start, goal or "heads")
 
 
 @contextmanager

@@ -96,43 +96,47 @@ class Plan:
     def checksums(self) -> dict[str, str]:
         return {info.revision: info.sha256 for info in self.revisions}
 
+    def with_recorded(self, recorded: Mapping[str, str]) -> Plan:
+        """The plan with each upgrade step of unknown SQL that ``recorded`` (revision -> the
+        statements it ran on a scratch copy) holds filled in."""
+        if self.planned.operation != "upgrade":
+            return self
+        steps = _filled_in(list(self.planned.steps), recorded)
+        return replace(self, planned=replace(self.planned, steps=tuple(steps)))
 
-def build_plan(
-    target: Target, checks: PreflightReport, recorded: Mapping[str, str] | None = None
-) -> Plan:
-    """The SQL for exactly ``current:target``: rendered offline where Alembic can, else
-    ``recorded`` (revision -> SQL heard on a scratch copy), else unknown."""
+
+def _filled_in(steps: list[RevisionSql], recorded: Mapping[str, str]) -> list[RevisionSql]:
+    return [
+        replace(step, source=SqlSource.RECORDED, sql=recorded[step.revision])
+        if step.source == SqlSource.UNKNOWN and step.revision in recorded
+        else step
+        for step in steps
+    ]
+
+
+def build_plan(target: Target, checks: PreflightReport) -> Plan:
+    """The SQL for exactly ``current:target``, rendered offline where Alembic can (on SQLite
+    else recorded on a copy of the file), else unknown until ``with_recorded``."""
     return Plan(
         target.name,
         checks.current,
         checks.target_revision,
         checks.revisions,
-        planned_sql(target, checks, recorded=recorded),
+        planned_sql(target, checks),
     )
 
 
-def planned_sql(
-    target: Target,
-    checks: PreflightReport,
-    dialect: str | None = None,
-    recorded: Mapping[str, str] | None = None,
-) -> PlannedSql:
+def planned_sql(target: Target, checks: PreflightReport, dialect: str | None = None) -> PlannedSql:
     """The SQL the plan runs, in ``dialect`` (default: the target's), step by step."""
     dialect = dialect or target.dialect
     operation = checks.operation
-    project = target.project
-    whole = alembic_ops.render_each(
-        project, dialect, [(operation, checks.current, checks.target_revision)]
-    )[0]
-    if isinstance(whole, str):
-        step = RevisionSql(checks.current, checks.target_revision, "", SqlSource.RENDERED, whole)
-        return PlannedSql(dialect, operation, (step,))
+    whole = (operation, checks.current, checks.target_revision)
     spans = _spans(target, checks)
-    rendered = alembic_ops.render_each(project, dialect, spans)
-    steps = [
-        _step(span, revision_sql, recorded or {})
-        for span, revision_sql in zip(spans, rendered, strict=True)
-    ]
+    rendered = alembic_ops.render_whole_or_each(target.project, dialect, whole, spans)
+    if isinstance(rendered, str):
+        step = RevisionSql(checks.current, checks.target_revision, "", SqlSource.RENDERED, rendered)
+        return PlannedSql(dialect, operation, (step,))
+    steps = [_step(span, sql) for span, sql in zip(spans, rendered, strict=True)]
     if (
         operation == "upgrade"
         and dialect == target.dialect
@@ -157,19 +161,12 @@ def _spans(target: Target, checks: PreflightReport) -> list[tuple[str, str | Non
     return spans
 
 
-def _step(
-    span: tuple[str, str | None, str | None],
-    rendered: str | RenderFailed,
-    recorded: Mapping[str, str],
-) -> RevisionSql:
+def _step(span: tuple[str, str | None, str | None], rendered: str | RenderFailed) -> RevisionSql:
     operation, start, goal = span
     runs = (start if operation == "downgrade" else goal) or ""
     if isinstance(rendered, str):
         return RevisionSql(start, goal, runs, SqlSource.RENDERED, rendered)
-    reason = describe(rendered)[:160]
-    if operation == "upgrade" and runs in recorded:
-        return RevisionSql(start, goal, runs, SqlSource.RECORDED, recorded[runs], reason)
-    return RevisionSql(start, goal, runs, SqlSource.UNKNOWN, reason=reason)
+    return RevisionSql(start, goal, runs, SqlSource.UNKNOWN, reason=describe(rendered)[:160])
 
 
 def _record_unknown_on_a_copy(
@@ -185,12 +182,7 @@ def _record_unknown_on_a_copy(
             else step
             for step in steps
         ]
-    return [
-        replace(step, source=SqlSource.RECORDED, sql=heard[step.revision])
-        if step.source == SqlSource.UNKNOWN and step.revision in heard
-        else step
-        for step in steps
-    ]
+    return _filled_in(steps, heard)
 
 
 def record_upgrade_on_a_copy(target: Target, goal: str) -> dict[str, str]:

@@ -67,7 +67,7 @@ def test_a_revision_that_cannot_render_offline_is_recorded_on_a_copy(migration_t
 
     rehearsal = rehearse(target, checks, RehearsalPolicy(enabled=True))
     assert rehearsal.failed is None and set(rehearsal.recorded) >= {"cccc00000001"}
-    plan = build_plan(target, checks, rehearsal.recorded)
+    plan = offline_only.with_recorded(rehearsal.recorded)
     sources = {step.revision: step.source for step in plan.planned.steps}
     assert sources["cccc00000001"] == sources["cccc00000002"] == SqlSource.RECORDED
     assert plan.planned.unknown == []

@@ -13,10 +13,8 @@ from autopr_migrate.targets.targets import Target
 
 
 @task(name="plan-migration", cache_policy=NO_CACHE)
-def plan_migration(
-    target: Target, checks: PreflightReport, recorded: dict[str, str] | None = None
-) -> Plan:
-    plan = build_plan(target, checks, recorded)
+def plan_migration(target: Target, checks: PreflightReport) -> Plan:
+    plan = build_plan(target, checks)
     planned = plan.planned
     get_run_logger().info(
         "plan: %d revision(s), %d lines of %s SQL%s%s",
@@ -36,3 +34,10 @@ def publish_plan(target: Target, checks: PreflightReport, plan: Plan, risk: Risk
         key=f"migration-plan-{target.name}",
         description=f"{checks.current or 'base'} -> {checks.target_revision} on {target.name}",
     )
+    planned = plan.planned
+    if planned.recorded or planned.unknown:
+        get_run_logger().info(
+            "plan SQL recorded on a copy: %s; unknown: %s",
+            ", ".join(planned.recorded) or "none",
+            ", ".join(planned.unknown) or "none",
+        )
