@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from autopr_migrate.backends.dialects import SessionFacts
-from autopr_migrate.backends.registry import backend_for
+from autopr_migrate.backends.registry import session_facts
 from autopr_migrate.backends.session import end_transaction, inherited_settings, timeouts
 from autopr_migrate.errors import PreflightRefused, describe
 from autopr_migrate.history import commands as alembic_ops
@@ -50,13 +50,12 @@ def prove_migrating_session(
         PreflightRefused: ``env.py`` fails, reaches no migration, migrates another database, or
             its session lacks the run's lock or statement timeout.
     """
-    facts_of = backend_for(target).session_facts
     with timeouts(connection, policy):
-        expected = facts_of(connection)
+        expected = session_facts(connection)
         end_transaction(connection)
         try:
             seen = alembic_ops.on_migrating_connection(
-                target.project, connection, facts_of, session=inherited_settings(policy)
+                target.project, connection, session_facts, session=inherited_settings(policy)
             )
         except Exception as exc:  # the project's own code: whatever it raises is the reason
             raise PreflightRefused(
