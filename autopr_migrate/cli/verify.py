@@ -20,6 +20,7 @@ from sqlalchemy.pool import NullPool
 from autopr_migrate.backends.engine import make_engine
 from autopr_migrate.errors import DatabaseUnreachable, describe
 from autopr_migrate.history import commands as alembic_ops
+from autopr_migrate.history.isolated import in_own_process, on_url, shared
 from autopr_migrate.targets.project import Project
 
 Check = tuple[str, bool, str]
@@ -58,24 +59,31 @@ def verify_history(project: Project, server: URL | None = None) -> list[Check]:
     if len(found) != 1:
         return checks
     with throwaway_database(server) as url:
+        if project.isolated:  # one process of its own for all of it, not three per revision
+            address = url.render_as_string(hide_password=False)
+            checks += in_own_process(
+                project,
+                address,
+                lambda _: on_url(address, None, lambda own: _checks_on(shared(project), own)),
+            )
+            return checks
         engine = make_engine(url, poolclass=NullPool)
         try:
             with engine.connect() as connection:
-                checks.append(
-                    _check(
-                        "up, down, up one revision at a time",
-                        lambda: _round_trip(project, connection),
-                    )
-                )
-                if checks[-1][1]:
-                    checks.append(
-                        _check(
-                            "models match the database at head",
-                            lambda: _no_drift(project, connection),
-                        )
-                    )
+                checks += _checks_on(project, connection)
         finally:
             engine.dispose()
+    return checks
+
+
+def _checks_on(project: Project, connection: Connection) -> list[Check]:
+    checks = [
+        _check("up, down, up one revision at a time", lambda: _round_trip(project, connection))
+    ]
+    if checks[-1][1]:
+        checks.append(
+            _check("models match the database at head", lambda: _no_drift(project, connection))
+        )
     return checks
 
 

@@ -21,6 +21,7 @@ from autopr_migrate.backends.fingerprint import differences, fingerprint
 from autopr_migrate.backends.registry import backend_for
 from autopr_migrate.errors import BackupFailed, PreflightRefused, describe
 from autopr_migrate.history import commands as alembic_ops
+from autopr_migrate.history.isolated import in_own_process, shared
 from autopr_migrate.operations.backup import take_backup
 from autopr_migrate.operations.preflight import PreflightReport
 from autopr_migrate.operations.scratch import scratch_copy
@@ -95,12 +96,22 @@ def rehearse(
                 log=log,
             )
             with scratch_copy(target, dump, Path(scratch_dir), prefix=SCRATCH_PREFIX) as scratch:
-                result = _rehearse_on(scratch, checks)
+                result = _rehearse_on_copy(scratch, checks)
         except (BackupFailed, pgtools.ToolError, sqlite3.Error) as exc:
             return Rehearsal(failed=f"the copy could not be made: {exc}")
     result.rows = sum(dump.row_counts.values())
     log.info("%s", result.line())
     return result
+
+
+def _rehearse_on_copy(scratch: Target, checks: PreflightReport) -> Rehearsal:
+    """Up, down and up again; for a project run in processes of its own, all in one."""
+    project = scratch.project
+    if not project.isolated:
+        return _rehearse_on(scratch, checks)
+    url = scratch.url.render_as_string(hide_password=False)
+    here = replace(scratch, project=shared(project))
+    return in_own_process(project, url, lambda _: _rehearse_on(here, checks))
 
 
 def _rehearse_on(scratch: Target, checks: PreflightReport) -> Rehearsal:

@@ -15,10 +15,14 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
+from autopr_migrate.errors import PreflightRefused
 from autopr_migrate.flows.migrate import migrate
+from autopr_migrate.operations.preflight import preflight
+from autopr_migrate.targets.targets import resolve_target
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows
 from tests.support.alembic_run import PROJECT_ROOT, revision_of
+from tests.support.databases import create_database, drop_database
 from tests.support.prefect_api import run_artifacts
 from tests.support.revisions import ADD_PRIORITY, add_revision
 
@@ -60,19 +64,78 @@ else:
 """
 
 
-@pytest.fixture
-def own_connection_project(migration_target, tmp_path, monkeypatch):
+def _project_with(env_py: str, tmp_path, monkeypatch):
     root = tmp_path / "own"
     shutil.copytree(
         PROJECT_ROOT / "alembic", root / "migrations", ignore=shutil.ignore_patterns("__pycache__")
     )
-    (root / "migrations" / "env.py").write_text(OWN_CONNECTION_ENV_PY)
+    (root / "migrations" / "env.py").write_text(env_py)
     config = tmp_path / "autopr-migrate.toml"
     config.write_text(
         '[projects.own]\nscript_location = "own/migrations"\n[targets.app]\nproject = "own"\n'
     )
     monkeypatch.setenv("AUTOPR_MIGRATE_CONFIG", str(config))
     return root / "migrations" / "versions"
+
+
+@pytest.fixture
+def own_connection_project(migration_target, tmp_path, monkeypatch):
+    return _project_with(OWN_CONNECTION_ENV_PY, tmp_path, monkeypatch)
+
+
+OPENS = "engine = create_engine(handed.engine.url, poolclass=pool.NullPool)"
+CONFIGURES = "context.configure(connection=connection, target_metadata=Base.metadata)"
+UNSUPPORTED = {
+    "strips-the-timeouts": (
+        OWN_CONNECTION_ENV_PY.replace(
+            CONFIGURES, f'connection.exec_driver_sql("SET lock_timeout = 0")\n        {CONFIGURES}'
+        ),
+        "does not carry the run's settings (lock_timeout is '0', the run sets '2s')",
+    ),
+    "another-database": (
+        OWN_CONNECTION_ENV_PY.replace(
+            OPENS,
+            'import os\n    engine = create_engine(os.environ["OTHER_DATABASE_URL"], '
+            "poolclass=pool.NullPool)",
+        ),
+        "would migrate database 'autopr_other_",
+    ),
+    "never-migrates": (
+        OWN_CONNECTION_ENV_PY.replace("    run_migrations_online()", "    pass"),
+        "reaches no migration online (context.run_migrations() is never called)",
+    ),
+}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("case", sorted(UNSUPPORTED))
+def test_an_env_py_that_would_migrate_without_the_runs_guarantees_is_refused_at_preflight(
+    case, migration_target, postgresql_admin_url, tmp_path, monkeypatch
+):
+    env_py, reason = UNSUPPORTED[case]
+    _project_with(env_py, tmp_path, monkeypatch)
+    other = create_database(postgresql_admin_url, prefix="autopr_other")
+    monkeypatch.setenv("OTHER_DATABASE_URL", other.render_as_string(hide_password=False))
+    try:
+        with pytest.raises(PreflightRefused) as refused:
+            preflight(resolve_target("app"), "head", fast_policy())
+        assert reason in str(refused.value)
+        assert "docs/projects.md" in str(refused.value)
+        for url in (migration_target.url, other):
+            engine = create_engine(url, poolclass=NullPool)
+            assert inspect(engine).get_table_names() == []  # nothing migrated anywhere
+            engine.dispose()
+    finally:
+        drop_database(postgresql_admin_url, other.database)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_preflight_names_the_session_an_env_py_opens_itself(own_connection_project):
+    checks = preflight(resolve_target("app"), "head", fast_policy())
+    assert checks.migrating_session.startswith(
+        "migrates on a connection the project's env.py opens itself (pid "
+    )
+    assert "lock_timeout 2s, statement_timeout" in checks.migrating_session
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
