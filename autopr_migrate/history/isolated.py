@@ -33,6 +33,7 @@ from sqlalchemy.pool import NullPool
 
 from autopr_migrate.errors import MigrationError, describe
 from autopr_migrate.history.runtime import SessionSettings, project_value
+from autopr_migrate.masking import mask_secrets
 from autopr_migrate.targets.project import Project
 
 T = TypeVar("T")
@@ -82,7 +83,7 @@ def run_isolated(
             tail = errors.read().decode(errors="replace").strip().splitlines()[-_LAST_ERROR_LINES:]
             raise IsolatedFailure(
                 f"the project's env.py process ended with exit code {child.returncode} before "
-                f"answering: {' | '.join(tail)[:400] or 'no output'}"
+                f"answering: {mask_secrets(' | '.join(tail))[:400] or 'no output'}"
             )
     kind, value = outcome
     if kind == "raise":

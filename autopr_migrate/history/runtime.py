@@ -15,10 +15,11 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, event, make_url
+from sqlalchemy import URL, Connection, Engine, event, make_url
 
 from autopr_migrate.targets.project import Project
 
@@ -92,7 +93,7 @@ def running_env_py(
     session = session or SessionSettings()
     wanted = [(name, project_value(value, url)) for name, value in project.environment]
     wanted += list(session.environment.items())
-    with ALEMBIC, _every_new_session_runs(session.statements):
+    with ALEMBIC, _every_new_session_runs(session.statements, url):
         saved = {name: os.environ.get(name) for name, _ in wanted}
         for name, value in wanted:
             os.environ[name] = value
@@ -122,14 +123,17 @@ def project_value(value: str, url: str) -> str:
 
 
 @contextmanager
-def _every_new_session_runs(statements: Mapping[str, tuple[str, ...]]) -> Iterator[None]:
-    if not statements:
+def _every_new_session_runs(statements: Mapping[str, tuple[str, ...]], url: str) -> Iterator[None]:
+    """``statements`` on each connection to the database at ``url`` handed out meanwhile (a
+    connection of this process to any other database is left alone)."""
+    if not statements or not url:
         yield
         return
+    database = _database_of(make_url(url))
 
     def apply(connection: Connection) -> None:
         wanted = statements.get(connection.dialect.name, ())
-        if not wanted:
+        if not wanted or _database_of(connection.engine.url) != database:
             return
         raw = connection.connection.dbapi_connection
         cursor = raw.cursor()
@@ -145,6 +149,12 @@ def _every_new_session_runs(statements: Mapping[str, tuple[str, ...]]) -> Iterat
         yield
     finally:
         event.remove(Engine, "engine_connect", apply)
+
+
+def _database_of(url: URL) -> str:
+    if url.get_backend_name() == "sqlite":
+        return str(Path(url.database or "").resolve()) if url.database else ""
+    return url.database or ""
 
 
 def url_of(connection: Connection) -> str:
