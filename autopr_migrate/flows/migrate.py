@@ -22,6 +22,7 @@ from autopr_migrate.operations.guarded_change import Change, guarded_change
 from autopr_migrate.operations.history_integrity import ledger_checksums
 from autopr_migrate.operations.rehearse import require
 from autopr_migrate.operations.risk import gate, risk_of
+from autopr_migrate.operations.rollout import require_approved_plan
 from autopr_migrate.operations.rules import (
     needed_time,
     require_person_for_production,
@@ -37,7 +38,11 @@ from autopr_migrate.orchestration.outcome import (
 )
 from autopr_migrate.orchestration.run_state import Run, refused_at_start
 from autopr_migrate.orchestration.secrets import secret_block
-from autopr_migrate.orchestration.steps.approval import await_approval, deadline_for
+from autopr_migrate.orchestration.steps.approval import (
+    await_approval,
+    deadline_for,
+    fleet_member_approval,
+)
 from autopr_migrate.orchestration.steps.lint_plan import lint_plan
 from autopr_migrate.orchestration.steps.plan import plan_migration, publish_plan
 from autopr_migrate.orchestration.steps.preflight import preflight
@@ -46,7 +51,7 @@ from autopr_migrate.orchestration.steps.rehearse import rehearse
 from autopr_migrate.orchestration.steps.window import wait_for_window
 from autopr_migrate.orchestration.task_steps import TaskSteps
 from autopr_migrate.policy.inputs import REVISION, TARGET_NAME, check_run_inputs
-from autopr_migrate.policy.parameters import MigrationPolicy
+from autopr_migrate.policy.parameters import FleetApproval, MigrationPolicy
 from autopr_migrate.targets.targets import default_target_name, resolve_target
 
 
@@ -65,11 +70,13 @@ def migrate(
     revision: str = "head",
     requested_by: str = "",
     policy: MigrationPolicy | None = None,
+    fleet_approval: FleetApproval | None = None,
 ) -> State:
     """Upgrade a target database to ``revision`` (``head``, ``+1``, an id or a prefix).
 
     ``requested_by`` names who asked for the run: with four eyes (the default) it is required,
-    and they may not approve it.
+    and they may not approve it. ``fleet_approval``: the run is a fleet's member, whose plan a
+    person approved for the whole fleet; it applies that plan only, without asking again.
     """
     mask_logging()
     policy = policy or MigrationPolicy()
@@ -82,7 +89,7 @@ def migrate(
     except Exception as exc:  # bad input, or a Secret block that could not be read
         return refused_at_start(exc)
     run = Run.begin(resolved, policy, requested_by, to_revision=revision)
-    outcome = run.under_locks(lambda: _locked(run, revision))
+    outcome = run.under_locks(lambda: _locked(run, revision, fleet_approval))
     if outcome.status == Status.SUCCEEDED:
         _prune(run)
     get_run_logger().info("%s: %s", outcome.status, outcome.message)
@@ -97,7 +104,7 @@ def _prune(run: Run) -> None:
         get_run_logger().warning("backup retention did not run: %s", describe(exc))
 
 
-def _locked(run: Run, revision: str) -> Outcome:
+def _locked(run: Run, revision: str, fleet_approval: FleetApproval | None) -> Outcome:
     target, policy = run.target, run.policy
     with run.timeline.step("preflight"):
         checks = run.checks = preflight(target, revision, policy)
@@ -129,8 +136,14 @@ def _locked(run: Run, revision: str) -> Outcome:
         risk,
         windows_text(policy.window),
     )
-    with run.timeline.step("approval"):
-        run.record_approval(await_approval(request, policy.approval))
+    if fleet_approval is not None:
+        require_approved_plan(
+            fleet_approval, checks.current, checks.target_revision, plan.checksums
+        )
+        run.record_approval(fleet_member_approval(fleet_approval))
+    else:
+        with run.timeline.step("approval"):
+            run.record_approval(await_approval(request, policy.approval))
     needed = needed_time(policy.window, rehearsal.upgrade_seconds, checks.database_bytes)
     with run.timeline.step("window"):
         wait_for_window(target, policy.window, needed)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from prefect.events import emit_event
 
 from autopr_migrate.masking import mask_secrets
-from autopr_migrate.targets.targets import Target
 
 STARTED = "autopr.migration.started"
 SUCCEEDED = "autopr.migration.succeeded"
@@ -19,6 +18,24 @@ APPROVED = "autopr.migration.approved"
 REJECTED = "autopr.migration.rejected"
 APPROVAL_EXPIRED = "autopr.migration.approval-expired"
 CHECK_FAILED = "autopr.migration.check-failed"
+FLEET_STARTED = "autopr.fleet.started"
+FLEET_WAVE_DONE = "autopr.fleet.wave-done"
+FLEET_BUDGET_EXCEEDED = "autopr.fleet.budget-exceeded"
+FLEET_STOPPED = "autopr.fleet.stopped"
+FLEET_DONE = "autopr.fleet.done"
+
+
+class Subject(Protocol):
+    """What an event is about: a target's database, or a fleet."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def resource_id(self) -> str: ...
+
+    @property
+    def dialect(self) -> str: ...
 
 
 def _masked(value: Any) -> Any:
@@ -31,7 +48,7 @@ def _masked(value: Any) -> Any:
     return value
 
 
-def emit(target: Target, event: str, **payload: Any) -> None:
+def emit(target: Subject, event: str, **payload: Any) -> None:
     """Emit ``event`` on the target's resource ``autopr.database.<name>``."""
     emit_event(
         event=event,

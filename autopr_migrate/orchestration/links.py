@@ -23,3 +23,7 @@ def resume_instructions(run_id: UUID, run_name: str) -> dict[str, str]:
         "approve_command": f"autopr-migrate approve {run_name} --as NAME --reason TEXT",
         "reject_command": f"autopr-migrate reject {run_name} --as NAME --reason TEXT",
     }
+
+
+def flow_run_url(run_id: UUID) -> str:
+    return f"{ui_base()}/runs/flow-run/{run_id}"

@@ -15,3 +15,20 @@ def secret_block(block_name: str) -> str | None:
     except (ValueError, KeyError):
         return None
     return str(value).strip() or None
+
+
+def secret_block_names() -> list[str]:
+    """Target names that have a Secret block ``autopr-db-<name>`` (none without a Prefect API)."""
+    if not PREFECT_API_URL.value():
+        return []
+    from prefect import get_client
+    from prefect.client.schemas.filters import BlockDocumentFilter, BlockTypeFilter
+
+    with get_client(sync_client=True) as client:
+        documents = client.read_block_documents(
+            block_type_filter=BlockTypeFilter(slug={"any_": ["secret"]}),
+            block_document_filter=BlockDocumentFilter(is_anonymous={"eq_": False}),
+            include_secrets=False,
+        )
+    prefix = "autopr-db-"
+    return sorted(d.name[len(prefix) :] for d in documents if d.name and d.name.startswith(prefix))

@@ -227,3 +227,56 @@ class MigrationPolicy(_Policy):
     preflight: PreflightPolicy = PreflightPolicy()
     backup: BackupPolicy = BackupPolicy()
     probe: ProbePolicy = ProbePolicy()
+
+
+class RolloutPolicy(_Policy):
+    """How a fleet rolls one approved change out: canary, waves, parallelism, error budget."""
+
+    canary: int = Field(1, ge=0, le=100, description="Targets migrated first (the smallest).")
+    wave_size: int = Field(
+        0, ge=0, le=10_000, description="Targets per wave after the canary; 0: wave_percent."
+    )
+    wave_percent: float = Field(
+        25, gt=0, le=100, description="With wave_size 0: each wave's share of the rest."
+    )
+    parallel: int = Field(4, ge=1, le=256, description="Member runs at once, fleet-wide.")
+    max_failures: int = Field(
+        0, ge=0, le=10_000, description="Failed members tolerated; one more stops new starts."
+    )
+    max_failure_percent: float | None = Field(
+        None, ge=0, le=100, description="Or: the failed share of the fleet tolerated."
+    )
+    approve_each_wave: bool = Field(False, description="Pause for a person between waves.")
+    on_excluded: Literal["skip", "refuse"] = Field(
+        "skip",
+        description="Members the census leaves out (drifted, unreachable, unknown revision, "
+        "unfinished run): skip them, or refuse the whole fleet.",
+    )
+    member_deployment: str = Field(
+        "migrate/migrate-fleet-member",
+        max_length=200,
+        description="The deployment each member's migrate run is started from (its work pool "
+        "decides which workers may take it).",
+    )
+    member_timeout_seconds: int = Field(
+        6 * 3600, ge=10, le=7 * 86400, description="How long a member run may take."
+    )
+
+
+class FleetPolicy(_Policy):
+    """A fleet: how it rolls out, and the policy every member's migration runs under."""
+
+    rollout: RolloutPolicy = RolloutPolicy()
+    migration: MigrationPolicy = MigrationPolicy()
+
+
+class FleetApproval(_Policy):
+    """A fleet's approval, handed to each member run: it checks that it is about to apply the
+    plan that was approved, and records who approved it instead of asking again."""
+
+    fleet_id: str = Field(..., max_length=64)
+    approved_by: PersonName
+    reason: str = Field("", max_length=inputs.REASON)
+    from_revision: str | None = Field(None, max_length=inputs.REVISION)
+    to_revision: str = Field(..., max_length=inputs.REVISION)
+    plan_digest: str = Field(..., min_length=64, max_length=64)

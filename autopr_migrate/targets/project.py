@@ -131,7 +131,8 @@ class _ProjectEntry(BaseModel):
 class _TargetEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    project: str
+    project: str | None = None
+    labels: list[str] = Field(default_factory=list, description="For fleet selection.")
 
 
 class _Settings(BaseModel):
@@ -139,6 +140,28 @@ class _Settings(BaseModel):
 
     projects: dict[str, _ProjectEntry] = Field(default_factory=dict)
     targets: dict[str, _TargetEntry] = Field(default_factory=dict)
+    groups: dict[str, list[str]] = Field(
+        default_factory=dict, description="Named lists of targets (names or globs) for fleets."
+    )
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What the configuration file says about targets, for choosing a fleet's members."""
+
+    labels: dict[str, tuple[str, ...]]  # target -> its labels
+    groups: dict[str, tuple[str, ...]]  # group -> its members (names or globs)
+    where: str
+
+
+def declared(environ: Mapping[str, str] | None = None) -> Declared:
+    path = config_file(os.environ if environ is None else environ)
+    settings = _settings(path)
+    return Declared(
+        labels={name: tuple(entry.labels) for name, entry in settings.targets.items()},
+        groups={name: tuple(members) for name, members in settings.groups.items()},
+        where=str(path or "pyproject.toml"),
+    )
 
 
 def config_file(environ: Mapping[str, str] | None = None) -> Path | None:
@@ -186,7 +209,7 @@ def project_for(target: str, environ: Mapping[str, str] | None = None) -> Projec
     variable = f"AUTOPR_DB_{target.upper().replace('-', '_')}_PROJECT"
     named = environ.get(variable, "").strip()
     if not named and target in settings.targets:
-        named = settings.targets[target].project
+        named = settings.targets[target].project or ""
     if not named or (named == DEFAULT_PROJECT and DEFAULT_PROJECT not in settings.projects):
         return default_project(environ)
     entry = settings.projects.get(named)

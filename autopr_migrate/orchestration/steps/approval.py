@@ -30,7 +30,7 @@ from autopr_migrate.operations.rules import refusal
 from autopr_migrate.orchestration import events
 from autopr_migrate.orchestration.links import resume_instructions
 from autopr_migrate.policy import inputs
-from autopr_migrate.policy.parameters import ApprovalPolicy
+from autopr_migrate.policy.parameters import ApprovalPolicy, FleetApproval
 from autopr_migrate.targets.targets import Target
 
 REQUEST_KEY = "autopr-approval-request"
@@ -62,6 +62,13 @@ class Approval:
     approver: str
     reason: str
     by_policy: bool = False
+
+
+def fleet_member_approval(approval: FleetApproval) -> Approval:
+    """A fleet member's approval: the person who approved the fleet, and which fleet."""
+    reason = f"fleet {approval.fleet_id}" + (f": {approval.reason}" if approval.reason else "")
+    get_run_logger().info("approved for fleet %s by %s", approval.fleet_id, approval.approved_by)
+    return Approval(approval.approved_by, reason)
 
 
 def await_approval(request: ApprovalRequest, policy: ApprovalPolicy) -> Approval:

@@ -1,0 +1,167 @@
+"""The fleet flow: one approved change rolled out to many databases, canary first, in waves.
+
+Census (read-only, in parallel) -> one plan per starting revision, on its largest member ->
+one approval -> window -> waves of member runs started from the member deployment (any worker
+of its pool may take each), under the error budget -> the fleet report. Run again under the same
+``fleet_id``, it continues where it stopped: member runs are created under an idempotency key, so
+a member that ran keeps its run, and nothing is applied twice.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from prefect.states import Completed, Failed, State
+
+from autopr_migrate.errors import describe
+from autopr_migrate.masking import mask_logging
+from autopr_migrate.operations.fleet_plan import (
+    FleetRequest,
+    FleetSubject,
+    GroupPlan,
+    needed_seconds,
+)
+from autopr_migrate.operations.rollout import waves
+from autopr_migrate.operations.rules import require_requester, windows_text
+from autopr_migrate.orchestration import events
+from autopr_migrate.orchestration.fleet_members import cancel_waiting, start_member
+from autopr_migrate.orchestration.fleet_rollout import Rollout, publish_report, run_waves
+from autopr_migrate.orchestration.steps.approval import await_approval, deadline_for
+from autopr_migrate.orchestration.steps.fleet import (
+    census_of,
+    check_fleet_inputs,
+    fleet_members,
+    plan_groups,
+    wave_approval,
+)
+from autopr_migrate.orchestration.steps.window import wait_for_window
+from autopr_migrate.policy.parameters import FleetApproval, FleetPolicy
+
+
+def _run_name() -> str:
+    parameters = flow_run.parameters
+    return f"fleet-{parameters.get('fleet_id') or str(flow_run.id)[:8]}"
+
+
+def _cancel_members(flow, flow_run_, state) -> None:
+    fleet_id = flow_run_.parameters.get("fleet_id") or str(flow_run_.id)[:8]
+    cancel_waiting(fleet_id)
+
+
+@flow(name="fleet", flow_run_name=_run_name, on_cancellation=[_cancel_members])
+def fleet(
+    targets: list[str],
+    revision: str = "head",
+    requested_by: str = "",
+    fleet_id: str = "",
+    policy: FleetPolicy | None = None,
+) -> State:
+    """Upgrade every selected target to ``revision``: names, globs (``tenant-*``),
+    ``group:<name>`` or ``label:<name>``; ``fleet_id`` resumes an earlier fleet."""
+    mask_logging()
+    policy = policy or FleetPolicy()
+    fleet_id = fleet_id or str(flow_run.id)[:8]
+    subject = FleetSubject(fleet_id)
+    logger = get_run_logger()
+    try:
+        check_fleet_inputs(revision=revision, requested_by=requested_by, fleet_id=fleet_id)
+        require_requester(policy.migration.approval, requested_by, flow="fleet")
+        chosen = fleet_members(targets)
+        census = census_of(chosen, fleet_id, policy.rollout)
+        groups = plan_groups(chosen, census, revision, policy.migration)
+    except Exception as exc:  # bad input, a refused plan: nothing was started
+        return Failed(message=f"{describe(exc)}; no member was started")
+    pending = [g for g in groups if g.plan is not None]
+    members = [m for m in census.included if any(m.target in g.members for g in pending)]
+    order = waves(members, policy.rollout)
+    events.emit(subject, events.FLEET_STARTED, members=len(members), excluded=len(census.excluded))
+    if not members:
+        return Completed(
+            message=_summary(census, None, "nothing to do: every member is at the goal")
+        )
+    request = FleetRequest(
+        subject,
+        requested_by,
+        deadline_for(policy.migration.approval),
+        census,
+        tuple(groups),
+        tuple(tuple(w) for w in order),
+        policy.rollout,
+        windows_text(policy.migration.window),
+    )
+    try:
+        approval = await_approval(request, policy.migration.approval)
+        wait_for_window(chosen[members[0].target], policy.migration.window, _needed(groups, policy))
+    except Exception as exc:  # rejected, expired, outside the window: nothing was started
+        return Failed(message=f"{describe(exc)}; no member was started")
+    approvals = {
+        target: FleetApproval(
+            fleet_id=fleet_id,
+            approved_by=approval.approver,
+            reason=approval.reason,
+            from_revision=group.from_revision,
+            to_revision=group.to_revision,
+            plan_digest=group.digest,
+        )
+        for group in pending
+        for target in group.members
+    }
+    member_policy = policy.migration.model_copy(
+        update={"rehearsal": policy.migration.rehearsal.model_copy(update={"enabled": False})}
+    )
+    rollout = Rollout(subject, {m.target: m.group for m in members})
+    run_waves(
+        rollout,
+        order,
+        policy.rollout,
+        lambda target: start_member(
+            fleet_id=fleet_id,
+            target=target,
+            revision=approvals[target].to_revision,
+            requested_by=requested_by or f"fleet {fleet_id}",
+            policy=member_policy,
+            approval=approvals[target],
+            deployment=policy.rollout.member_deployment,
+        ),
+        before_wave=lambda number, wave: wave_approval(request, policy, number, wave),
+    )
+    untouched = [m.target for m in members if m.target not in rollout.runs]
+    publish_report(rollout, untouched)
+    message = _summary(census, rollout, rollout.stopped)
+    events.emit(
+        subject,
+        events.FLEET_DONE,
+        succeeded=len(rollout.succeeded),
+        failed=len(rollout.failed),
+        untouched=len(untouched),
+    )
+    logger.info("%s", message)
+    return (
+        Failed(message=message) if rollout.failed or rollout.stopped else Completed(message=message)
+    )
+
+
+def _needed(groups: list[GroupPlan], policy: FleetPolicy) -> timedelta:
+    """The window must still have room for the slowest group's rehearsed upgrade."""
+    window = policy.migration.window
+    seconds = [needed_seconds(group, window) for group in groups if group.plan is not None]
+    return timedelta(seconds=max(seconds, default=0))
+
+
+def _summary(census, rollout: Rollout | None, stopped: str) -> str:
+    parts = []
+    if rollout is not None:
+        parts.append(f"{len(rollout.succeeded)} member(s) upgraded, {len(rollout.failed)} failed")
+    if census.excluded:
+        parts.append(
+            f"{len(census.excluded)} left out ({', '.join(m.target for m in census.excluded)})"
+        )
+    if stopped:
+        parts.append(f"stopped: {stopped}")
+    return "; ".join(parts)
+
+
+if __name__ == "__main__":
+    fleet()

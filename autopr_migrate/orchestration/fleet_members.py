@@ -1,0 +1,134 @@
+"""A fleet's members as Prefect runs: started from a deployment, read back, cancelled.
+
+Each member is its own ``migrate`` run created with ``run_deployment`` on the member
+deployment's work pool, so any worker on any machine may take it. The run is created under the
+idempotency key ``autopr-fleet-<fleet>-<target>``: a fleet run again under the same id gets the
+same member runs back instead of new ones, so nothing is applied twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from prefect import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.deployments import run_deployment
+from prefect.states import Cancelled
+
+from autopr_migrate.policy.parameters import FleetApproval, MigrationPolicy
+
+WAITING = {StateType.SCHEDULED, StateType.PENDING, StateType.PAUSED}
+
+
+def fleet_tag(fleet_id: str) -> str:
+    return f"autopr-fleet:{fleet_id}"
+
+
+@dataclass(frozen=True)
+class MemberRun:
+    target: str
+    flow_run_id: UUID
+    state: str
+    final: bool
+    succeeded: bool
+    message: str
+    started: datetime | None
+    ended: datetime | None
+    worker: str
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started and self.ended:
+            return round((self.ended - self.started).total_seconds(), 1)
+        return None
+
+
+def start_member(
+    *,
+    fleet_id: str,
+    target: str,
+    revision: str,
+    requested_by: str,
+    policy: MigrationPolicy,
+    approval: FleetApproval,
+    deployment: str,
+) -> UUID:
+    """The member's run (created now, or the one an earlier attempt of the fleet created)."""
+    run = run_deployment(
+        name=deployment,
+        parameters={
+            "target": target,
+            "revision": revision,
+            "requested_by": requested_by,
+            "policy": policy.model_dump(mode="json"),
+            "fleet_approval": approval.model_dump(mode="json"),
+        },
+        timeout=0,
+        tags=[fleet_tag(fleet_id), f"autopr-target:{target}"],
+        idempotency_key=f"autopr-fleet-{fleet_id}-{target}",
+        as_subflow=False,
+    )
+    return run.id
+
+
+def read_members(runs: dict[str, UUID]) -> dict[str, MemberRun]:
+    """Each member's run as the Prefect API has it now."""
+    if not runs:
+        return {}
+    with get_client(sync_client=True) as client:
+        found = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id={"any_": list(runs.values())})
+        )
+    by_id = {run.id: run for run in found}
+    return {
+        target: _member(target, by_id[run_id]) for target, run_id in runs.items() if run_id in by_id
+    }
+
+
+def members_of(fleet_id: str) -> dict[str, MemberRun]:
+    """Every member run a fleet created, found by its tag (for status and cancellation)."""
+    with get_client(sync_client=True) as client:
+        found = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[fleet_tag(fleet_id)]))
+        )
+    out = {}
+    for run in found:
+        target = next((t.split(":", 1)[1] for t in run.tags if t.startswith("autopr-target:")), "")
+        out[target] = _member(target, run)
+    return out
+
+
+def cancel_waiting(fleet_id: str) -> list[str]:
+    """Cancel the fleet's member runs no worker has started yet; their targets."""
+    cancelled = []
+    with get_client(sync_client=True) as client:
+        for target, member in members_of(fleet_id).items():
+            if member.state in {t.value for t in (StateType.SCHEDULED, StateType.PENDING)}:
+                client.set_flow_run_state(
+                    member.flow_run_id, Cancelled(message=f"fleet {fleet_id} was cancelled")
+                )
+                cancelled.append(target)
+    return cancelled
+
+
+def _member(target: str, run: FlowRun) -> MemberRun:
+    state = run.state
+    state_type = state.type if state else StateType.SCHEDULED
+    return MemberRun(
+        target=target,
+        flow_run_id=run.id,
+        state=state_type.value,
+        final=bool(state and state.is_final()),
+        succeeded=bool(state and state.is_completed()),
+        message=(state.message or "") if state else "",
+        started=run.start_time,
+        ended=run.end_time,
+        worker=_worker_of(run),
+    )
+
+
+def _worker_of(run: FlowRun) -> str:
+    return str(run.infrastructure_pid or "")

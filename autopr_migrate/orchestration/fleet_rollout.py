@@ -1,0 +1,153 @@
+"""The waves of a fleet, run: members started from their deployment, watched, counted.
+
+At most ``parallel`` member runs are in flight at once; the next member starts when one
+ends. After each member that fails the error budget is checked: once it is exceeded no member
+is started any more, the members already running finish (each puts its own database back if
+it fails), and the rest stay untouched. A failed canary stops the fleet. The report table and
+the progress artifact are updated as members end; events mark the waves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from prefect import get_run_logger
+from prefect.artifacts import (
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+
+from autopr_migrate.operations.fleet_plan import FleetSubject
+from autopr_migrate.operations.rollout import budget_exceeded
+from autopr_migrate.orchestration import events
+from autopr_migrate.orchestration.fleet_members import MemberRun, read_members
+from autopr_migrate.orchestration.links import flow_run_url
+from autopr_migrate.policy.parameters import RolloutPolicy
+
+POLL_SECONDS = 1.0
+
+
+@dataclass
+class Rollout:
+    """Where the rollout stands: member runs by target, and why it stopped early, if it did."""
+
+    fleet: FleetSubject
+    group_of: dict[str, str]
+    runs: dict[str, UUID] = field(default_factory=dict)
+    seen: dict[str, MemberRun] = field(default_factory=dict)
+    stopped: str = ""
+
+    @property
+    def failed(self) -> list[str]:
+        return [t for t, m in self.seen.items() if m.final and not m.succeeded]
+
+    @property
+    def succeeded(self) -> list[str]:
+        return [t for t, m in self.seen.items() if m.succeeded]
+
+
+def run_waves(
+    rollout: Rollout,
+    waves: list[list[str]],
+    policy: RolloutPolicy,
+    start: Callable[[str], UUID],
+    *,
+    before_wave: Callable[[int, list[str]], None] = lambda number, wave: None,
+) -> Rollout:
+    """Run ``waves`` in order through ``start`` (target -> its member run)."""
+    logger = get_run_logger()
+    total = sum(len(wave) for wave in waves)
+    progress = create_progress_artifact(
+        0.0, key=f"fleet-progress-{rollout.fleet.fleet_id}", description="members finished"
+    )
+    for number, wave in enumerate(waves, start=1):
+        if rollout.stopped:
+            break
+        before_wave(number, wave)
+        _run_wave(rollout, wave, policy, start, total, progress)
+        canary = number == 1 and policy.canary > 0
+        failed_here = [t for t in wave if t in rollout.failed]
+        if canary and failed_here and not rollout.stopped:
+            rollout.stopped = f"the canary failed ({', '.join(failed_here)})"
+        events.emit(
+            rollout.fleet,
+            events.FLEET_WAVE_DONE,
+            wave=number,
+            members=wave,
+            failed=failed_here,
+        )
+        logger.info(
+            "wave %d/%d done: %d member(s), %d failed",
+            number,
+            len(waves),
+            len(wave),
+            len(failed_here),
+        )
+    if rollout.stopped:
+        events.emit(rollout.fleet, events.FLEET_STOPPED, reason=rollout.stopped)
+    return rollout
+
+
+def _run_wave(rollout, wave, policy, start, total, progress) -> None:
+    queue = [target for target in wave]
+    in_flight: set[str] = set()
+    while queue or in_flight:
+        while queue and len(in_flight) < policy.parallel and not rollout.stopped:
+            target = queue.pop(0)
+            rollout.runs[target] = start(target)
+            in_flight.add(target)
+        if rollout.stopped:
+            queue.clear()
+        if not in_flight:
+            break
+        time.sleep(POLL_SECONDS)
+        now = read_members({t: rollout.runs[t] for t in in_flight})
+        rollout.seen.update(now)
+        ended = [t for t in in_flight if t in now and now[t].final]
+        if ended:
+            in_flight.difference_update(ended)
+            _publish(rollout, total, progress)
+            if not rollout.stopped and budget_exceeded(len(rollout.failed), total, policy):
+                rollout.stopped = (
+                    f"the error budget is exceeded: {len(rollout.failed)} of {total} member(s) "
+                    f"failed ({', '.join(rollout.failed)})"
+                )
+                events.emit(
+                    rollout.fleet, events.FLEET_BUDGET_EXCEEDED, failed=rollout.failed, total=total
+                )
+                get_run_logger().warning("%s: no member is started any more", rollout.stopped)
+
+
+def _publish(rollout: Rollout, total: int, progress) -> None:
+    finished = sum(1 for member in rollout.seen.values() if member.final)
+    update_progress_artifact(progress, 100.0 * finished / max(total, 1))
+    publish_report(rollout)
+
+
+def publish_report(rollout: Rollout, untouched: list[str] | None = None) -> None:
+    rows = [
+        {
+            "target": target,
+            "group": rollout.group_of.get(target, ""),
+            "state": member.state.lower(),
+            "seconds": member.seconds,
+            "message": member.message[:200],
+            "ran on": member.worker,
+            "run": flow_run_url(member.flow_run_id),
+        }
+        for target, member in sorted(rollout.seen.items())
+    ]
+    rows += [
+        {"target": target, "group": rollout.group_of.get(target, ""), "state": "not started"}
+        for target in untouched or []
+    ]
+    create_table_artifact(
+        table=rows or [{"target": "none"}],
+        key=f"fleet-report-{rollout.fleet.fleet_id}",
+        description=f"fleet {rollout.fleet.fleet_id}: {len(rollout.succeeded)} succeeded, "
+        f"{len(rollout.failed)} failed",
+    )
