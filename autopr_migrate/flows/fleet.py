@@ -26,7 +26,11 @@ from autopr_migrate.operations.fleet_plan import (
 from autopr_migrate.operations.rollout import waves
 from autopr_migrate.operations.rules import require_requester, windows_text
 from autopr_migrate.orchestration import events
-from autopr_migrate.orchestration.fleet_members import cancel_waiting, start_member
+from autopr_migrate.orchestration.fleet_members import (
+    cancel_waiting,
+    start_member,
+    wait_for_earlier_members,
+)
 from autopr_migrate.orchestration.fleet_rollout import Rollout, publish_report, run_waves
 from autopr_migrate.orchestration.steps.approval import await_approval, deadline_for
 from autopr_migrate.orchestration.steps.fleet import (
@@ -69,6 +73,7 @@ def fleet(
         check_fleet_inputs(revision=revision, requested_by=requested_by, fleet_id=fleet_id)
         require_requester(policy.migration.approval, requested_by, flow="fleet")
         chosen = fleet_members(targets)
+        wait_for_earlier_members(fleet_id, policy.rollout.member_timeout_seconds)
         census = census_of(chosen, fleet_id, policy.rollout)
         groups = plan_groups(chosen, census, revision, policy.migration)
     except Exception as exc:  # bad input, a refused plan: nothing was started

@@ -8,11 +8,12 @@ same member runs back instead of new ones, so nothing is applied twice.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from prefect import get_client
+from prefect import get_client, get_run_logger
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
@@ -99,6 +100,29 @@ def members_of(fleet_id: str) -> dict[str, MemberRun]:
         target = next((t.split(":", 1)[1] for t in run.tags if t.startswith("autopr-target:")), "")
         out[target] = _member(target, run)
     return out
+
+
+def wait_for_earlier_members(fleet_id: str, timeout_seconds: float) -> dict[str, MemberRun]:
+    """The member runs an earlier attempt of this fleet created, once none is still going (a
+    fleet run again under the same id must see where they ended, not race them)."""
+    logger = get_run_logger()
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        earlier = members_of(fleet_id)
+        going = sorted(target for target, member in earlier.items() if not member.final)
+        if not going or time.monotonic() > deadline:
+            if earlier:
+                logger.info(
+                    "fleet %s ran before: %d member run(s) found, %d still going",
+                    fleet_id,
+                    len(earlier),
+                    len(going),
+                )
+            return earlier
+        logger.info(
+            "waiting for %d member run(s) of the earlier attempt: %s", len(going), ", ".join(going)
+        )
+        time.sleep(2)
 
 
 def cancel_waiting(fleet_id: str) -> list[str]:
