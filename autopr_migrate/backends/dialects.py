@@ -63,9 +63,13 @@ class LongTransaction:
 class SessionFacts:
     """Which database a session is on, and the settings a migration must run under."""
 
-    database: str
+    database: str  # as a person names it
     session_id: str
     settings: dict[str, str]
+    identity: str = ""  # the same for every session on this database of this server
+
+    def same_database(self, other: SessionFacts) -> bool:
+        return (self.identity or self.database) == (other.identity or other.database)
 
 
 class Backend(Protocol):

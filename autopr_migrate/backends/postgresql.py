@@ -227,21 +227,25 @@ class PostgreSQL:
         ]
 
     def session_facts(self, connection: Connection) -> SessionFacts:
+        # The database's oid and the server's start time tell two servers apart (a unix socket
+        # and TCP to the same server do not) without the privileges pg_control_system needs.
         row = connection.execute(
             text(
                 "SELECT pg_backend_pid() AS pid, current_database() AS database, "
-                "coalesce(inet_server_port(), 0) AS port, "
+                "(SELECT oid FROM pg_database WHERE datname = current_database()) AS oid, "
+                "pg_postmaster_start_time() AS started, "
                 "current_setting('lock_timeout') AS lock_timeout, "
                 "current_setting('statement_timeout') AS statement_timeout"
             )
         ).one()
         return SessionFacts(
-            database=f"{row.database} (port {row.port})" if row.port else row.database,
+            database=row.database,
             session_id=f"pid {row.pid}",
             settings={
                 "lock_timeout": row.lock_timeout,
                 "statement_timeout": row.statement_timeout,
             },
+            identity=f"{row.database}/{row.oid}/{row.started.isoformat()}",
         )
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from alembic import command
 from alembic.runtime.environment import EnvironmentContext
@@ -298,16 +298,26 @@ def _render_errors() -> Iterator[None]:
         raise OfflineRenderUnsupported(describe(exc)) from None
 
 
+@dataclass(frozen=True)
+class MigrationContextSeen(Generic[T]):
+    """A migration context ``env.py`` configured: what was found on its connection, and the
+    version table it keeps the revision in."""
+
+    found: T
+    version_table: str
+    version_table_schema: str | None
+
+
 def on_migrating_connection(
     project: Project,
     connection: Connection,
     inspect: Callable[[Connection], T],
     *,
     session: SessionSettings | None = None,
-) -> T | None:
+) -> list[MigrationContextSeen[T]]:
     """Run the project's ``env.py`` as an upgrade would, without migrating (``alembic current``
-    does the same), and ``inspect`` the connection it configures Alembic's context with: the
-    session that would migrate. None when ``env.py`` never reaches ``run_migrations``."""
+    does the same), and ``inspect`` each connection it configures Alembic's context with: the
+    sessions that would migrate (none when ``env.py`` never reaches ``run_migrations``)."""
     if project.isolated:
         url = url_of(connection)
         return in_own_process(
@@ -322,10 +332,14 @@ def on_migrating_connection(
         )
     script = script_directory(project)
     config = make_config(project, connection=connection)
-    seen: list[T] = []
+    seen: list[MigrationContextSeen[T]] = []
 
     def look(_heads, context: MigrationContext) -> list:
-        seen.append(inspect(context.connection))
+        seen.append(
+            MigrationContextSeen(
+                inspect(context.connection), context.version_table, context.version_table_schema
+            )
+        )
         return []
 
     with (
@@ -333,7 +347,7 @@ def on_migrating_connection(
         EnvironmentContext(config, script, fn=look, dont_mutate=True),
     ):
         script.run_env()
-    return seen[0] if seen else None
+    return seen
 
 
 def check_models(project: Project, connection: Connection) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import logging
 import os
 import pickle
 import signal
@@ -37,6 +38,8 @@ from autopr_migrate.masking import mask_secrets
 from autopr_migrate.targets.project import Project
 
 T = TypeVar("T")
+LOG = logging.getLogger(__name__)
+_PARENT = "AUTOPR_MIGRATE_PARENT_PID"
 Emit = Callable[[str, Any], None]
 _LAST_ERROR_LINES = 5
 
@@ -64,20 +67,15 @@ def run_isolated(
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=errors,
-            preexec_fn=_die_with_parent,
+            env={**os.environ, _PARENT: str(os.getpid())},
         )
-        assert child.stdin is not None and child.stdout is not None
-        child.stdin.write(request)
-        child.stdin.close()
-        outcome: tuple[str, Any] | None = None
-        for line in child.stdout:
-            kind, _, payload = line.decode().partition(" ")
-            value = pickle.loads(base64.b64decode(payload))
-            if kind == "event" and on_event is not None:
-                on_event(*value)
-            elif kind in ("result", "error", "raise"):
-                outcome = (kind, value)
-        child.wait()
+        try:
+            outcome = _answers(child, request, on_event)
+            child.wait()
+        finally:
+            if child.poll() is None:  # never a migration going on that nobody waits for
+                child.kill()
+                child.wait()
         if outcome is None:
             errors.seek(0)
             tail = errors.read().decode(errors="replace").strip().splitlines()[-_LAST_ERROR_LINES:]
@@ -91,6 +89,26 @@ def run_isolated(
     if kind == "error":
         raise IsolatedFailure(*value)
     return value
+
+
+def _answers(
+    child: subprocess.Popen, request: bytes, on_event: Emit | None
+) -> tuple[str, Any] | None:
+    """Send the request; relay the child's events until its outcome arrives."""
+    assert child.stdin is not None and child.stdout is not None
+    child.stdin.write(request)
+    child.stdin.close()
+    for line in child.stdout:
+        kind, _, payload = line.decode().partition(" ")
+        value = pickle.loads(base64.b64decode(payload))
+        if kind in ("result", "error", "raise"):
+            return kind, value
+        if on_event is not None:
+            try:
+                on_event(*value)
+            except Exception as exc:  # a progress report that fails must not stop a migration
+                LOG.warning("could not report %s from the env.py process: %s", value[0], exc)
+    return None
 
 
 def _picklable(exc: BaseException) -> bool:
@@ -136,12 +154,16 @@ def shared(project: Project) -> Project:
 
 
 def _die_with_parent() -> None:
-    """Linux: the child is killed when the worker that started it dies (a crash test, OOM)."""
+    """Linux: this child is killed when the worker that started it dies (a crash, OOM); if it
+    died already, the child ends now."""
     with suppress(OSError, AttributeError):
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(os.environ.get(_PARENT, os.getppid())):
+        os._exit(1)
 
 
 def _child() -> None:
+    _die_with_parent()
     answer = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # what env.py prints must not mix with the answers
     sys.stdout = sys.stderr
@@ -159,13 +181,17 @@ def _child() -> None:
         # In a worker thread of an event loop: an env.py may hand async work back to the loop
         # through anyio (Prefect's does); a plain one, or one calling asyncio.run, is unaffected.
         send("result", anyio.run(partial(anyio.to_thread.run_sync, call, emit)))
+        answer.flush()
+        os._exit(0)  # a thread env.py left running must not keep the answer waiting
     except BaseException as exc:  # everything goes back to the parent, which decides
         if isinstance(exc, MigrationError) and _picklable(exc):
             send("raise", exc)
-            return
-        inner = getattr(exc, "orig", None) or exc
-        sqlstate = getattr(inner, "pgcode", None) or getattr(inner, "sqlstate", None)
-        send("error", (describe(exc), sqlstate))
+        else:
+            inner = getattr(exc, "orig", None) or exc
+            sqlstate = getattr(inner, "pgcode", None) or getattr(inner, "sqlstate", None)
+            send("error", (describe(exc), sqlstate))
+    answer.flush()
+    os._exit(1)
 
 
 if __name__ == "__main__":

@@ -64,21 +64,42 @@ def prove_migrating_session(
             ) from None
         finally:
             end_transaction(connection)
-    if seen is None:
+    if not seen:
         raise PreflightRefused(
             f"the env.py of project {target.project.name!r} reaches no migration online "
             f"(context.run_migrations() is never called); {_HOW_TO_FIX}"
         )
-    if seen.database != expected.database:
+    if len(seen) > 1:
+        raise PreflightRefused(
+            f"the env.py of project {target.project.name!r} migrates {len(seen)} databases in "
+            f"one run ({', '.join(s.found.database for s in seen)}): a run migrates one target "
+            f"under its lock, backup and probe; declare each database as a target of its own "
+            f"and let env.py migrate only the one it is handed; docs/projects.md"
+        )
+    (context,) = seen
+    facts = context.found
+    if not facts.same_database(expected):
+        elsewhere = "" if facts.database != expected.database else " on another server"
         raise PreflightRefused(
             f"the env.py of project {target.project.name!r} would migrate database "
-            f"{seen.database!r}, not target {target.name!r}'s {expected.database!r}; "
-            f"{_HOW_TO_FIX}, or give it the target's URL through the project's environment"
+            f"{facts.database!r}{elsewhere}, not target {target.name!r}'s "
+            f"{expected.database!r}; {_HOW_TO_FIX}, or give it the target's URL through the "
+            f"project's environment"
+        )
+    declared = (target.project.version_table, target.project.version_table_schema)
+    if (context.version_table, context.version_table_schema) != declared:
+        kept = ".".join(p for p in (context.version_table_schema, context.version_table) if p)
+        raise PreflightRefused(
+            f"the env.py of project {target.project.name!r} keeps its revision in {kept!r}, "
+            f"but the project declares {'.'.join(p for p in declared[::-1] if p)!r}: set "
+            f"version_table (and version_table_schema) in [tool.autopr-migrate.projects."
+            f"{target.project.name}] to what env.py passes to context.configure; "
+            f"docs/projects.md"
         )
     lost = [
-        f"{name} is {seen.settings.get(name)!r}, the run sets {value!r}"
+        f"{name} is {facts.settings.get(name)!r}, the run sets {value!r}"
         for name, value in expected.settings.items()
-        if seen.settings.get(name) != value
+        if facts.settings.get(name) != value
     ]
     if lost:
         raise PreflightRefused(
@@ -86,4 +107,4 @@ def prove_migrating_session(
             f"carry the run's settings ({'; '.join(lost)}): env.py changes them; remove its "
             f"own SET of those settings, or {_HOW_TO_FIX}"
         )
-    return MigratingSession(seen, seen.session_id == expected.session_id)
+    return MigratingSession(facts, facts.session_id == expected.session_id)

@@ -100,6 +100,26 @@ UNSUPPORTED = {
         ),
         "would migrate database 'autopr_other_",
     ),
+    "two-databases": (
+        OWN_CONNECTION_ENV_PY.replace(
+            "    engine.dispose()\n",
+            "    engine.dispose()\n"
+            "    import os\n"
+            '    shard = create_engine(os.environ["OTHER_DATABASE_URL"], poolclass=pool.NullPool)\n'
+            "    with shard.connect() as connection:\n"
+            "        context.configure(connection=connection, target_metadata=Base.metadata)\n"
+            "        with context.begin_transaction():\n"
+            "            context.run_migrations()\n"
+            "    shard.dispose()\n",
+        ),
+        "migrates 2 databases in one run",
+    ),
+    "its-own-version-table": (
+        OWN_CONNECTION_ENV_PY.replace(
+            CONFIGURES, CONFIGURES[:-1] + ', version_table="my_version")'
+        ),
+        "keeps its revision in 'my_version', but the project declares 'alembic_version'",
+    ),
     "never-migrates": (
         OWN_CONNECTION_ENV_PY.replace("    run_migrations_online()", "    pass"),
         "reaches no migration online (context.run_migrations() is never called)",
