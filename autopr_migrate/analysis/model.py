@@ -81,6 +81,8 @@ class LintReport:
     sizes: dict[str, TableStats]
     sizes_known: bool
     notes: list[str] = field(default_factory=list)
+    # revisions of the plan whose SQL was not in what was linted (not PostgreSQL SQL)
+    unread_revisions: list[str] = field(default_factory=list)
 
     @property
     def level(self) -> str:

@@ -161,7 +161,26 @@ def url_of(connection: Connection) -> str:
     return connection.engine.url.render_as_string(hide_password=False)
 
 
-VERSION_WRITTEN = re.compile(r"(?:SET version_num\s*=\s*|VALUES\s*\()'([^']+)'", re.IGNORECASE)
+_VERSION_WRITTEN = re.compile(r"(?:SET version_num\s*=\s*|VALUES\s*\()'([^']+)'", re.IGNORECASE)
+
+
+def on_version_table(project: Project, statement: str) -> bool:
+    """Whether ``statement`` is Alembic's bookkeeping on the project's version table (and not
+    a statement on a table whose name merely contains it)."""
+    table = re.escape(project.version_table)
+    pattern = (
+        r"^\s*(?:CREATE\s+TABLE|INSERT\s+INTO|UPDATE|DELETE\s+FROM|DROP\s+TABLE)\s+"
+        rf'(?:"?\w+"?\.)?"?{table}"?(?=[\s(]|$)'
+    )
+    return re.match(pattern, statement, re.IGNORECASE) is not None
+
+
+def version_written(project: Project, statement: str) -> str | None:
+    """The revision ``statement`` records in the project's version table, if it records one."""
+    if not on_version_table(project, statement):
+        return None
+    found = _VERSION_WRITTEN.search(statement)
+    return found.group(1) if found else None
 
 
 @contextmanager
@@ -170,8 +189,8 @@ def version_writes(project: Project, written: Callable[[str], None]) -> Iterator
     this process (an ``env.py`` may open its own): the end of that revision's ``upgrade()``."""
 
     def listen(_conn, _cursor, statement: str, *_: Any) -> None:
-        if project.version_table in statement and (found := VERSION_WRITTEN.search(statement)):
-            written(found.group(1))
+        if revision := version_written(project, statement):
+            written(revision)
 
     event.listen(Engine, "after_cursor_execute", listen)
     try:

@@ -54,9 +54,10 @@ def lint_plan(
 
 def _lint(target: Target, checks: PreflightReport, plan: Plan | None) -> LintReport:
     if plan is not None and plan.planned.dialect == "postgresql":
-        sql = plan.sql
+        planned = plan.planned
     else:
-        sql = planned_sql(target, checks, dialect="postgresql").text
+        planned = planned_sql(target, checks, dialect="postgresql")
+    sql = planned.text
     names = {table for statement in analyze(sql).statements for table in statement.tables}
     with connect(target) as connection:
         sizes, columns = table_stats(connection, names), column_facts(connection, names)
@@ -69,6 +70,7 @@ def _lint(target: Target, checks: PreflightReport, plan: Plan | None) -> LintRep
         utc_session=utc,
         version_table=target.project.version_table,
     )
+    report.unread_revisions = planned.unknown
     if checks.operation == "downgrade":
         # Data a downgrade drops is gone for good unless a backup brings it back.
         for finding in report.findings:
@@ -128,6 +130,14 @@ def risk_of(
             level = worst([level, "high"])
         elif rehearsal.reversible is False:
             level = worst([level, "medium"])
+    unlinted = [r for r in (report.unread_revisions if report else []) if r not in unknown_sql]
+    if unlinted:
+        level = "high" if level == "unknown" else worst([level, "high"])
+        lines = [
+            f"**not linted: {', '.join(unlinted)}**: their SQL was recorded on a copy of this "
+            f"database, which lint (PostgreSQL SQL) cannot read; read it before approving",
+            *lines,
+        ]
     if unknown_sql:
         level = "high" if level == "unknown" else worst([level, "high"])
         lines = [

@@ -58,6 +58,10 @@ def test_a_revision_that_cannot_render_offline_is_recorded_on_a_copy(migration_t
     offline_only = build_plan(target, checks)
     if target.dialect == "sqlite":  # a copy of the file is made right there
         assert offline_only.planned.recorded == ["cccc00000001", "cccc00000002"]
+        # recorded SQLite SQL is shown, but lint reads PostgreSQL: a person reads it
+        risk = risk_of(lint_plan(target, checks, offline_only), None, offline_only.planned.unknown)
+        assert risk.level == RiskLevel.HIGH
+        assert "not linted: cccc00000001, cccc00000002" in risk.summary[0]
     else:
         assert offline_only.planned.unknown == ["cccc00000001", "cccc00000002"]
         assert "SQL unknown for revision cccc00000001" in offline_only.sql
@@ -84,19 +88,24 @@ def test_a_revision_that_cannot_render_offline_is_recorded_on_a_copy(migration_t
 
 
 def test_parameters_are_written_in_as_literals():
-    assert (
-        with_parameters(
-            "UPDATE t SET a = %(a)s WHERE b = %(b)s AND c LIKE 'x%%'", {"a": "it's", "b": None}
-        )
-        == "UPDATE t SET a = 'it''s' WHERE b = NULL AND c LIKE 'x%';"
+    named = with_parameters(
+        "UPDATE t SET a = %(a)s WHERE b = %(b)s AND c LIKE 'x%%'", {"a": "it's 50%%", "b": None}
     )
+    assert named == "UPDATE t SET a = 'it''s 50%%' WHERE b = NULL AND c LIKE 'x%';"
     assert (
-        with_parameters("INSERT INTO t VALUES (?, ?)", (1, True))
+        with_parameters("INSERT INTO t VALUES (?, ?)", (1, True), paramstyle="qmark")
         == "INSERT INTO t VALUES (1, TRUE);"
     )
-    assert with_parameters("SELECT $2, $1", [1, "b"]) == "SELECT 'b', 1;"
+    # a placeholder inside a string literal is text, not a parameter
+    numbered = with_parameters(
+        "SELECT $2, 'costs $1', $1",
+        [float("nan"), "x'); DROP TABLE users; --"],
+        paramstyle="numeric_dollar",
+    )
+    assert numbered == "SELECT 'x''); DROP TABLE users; --', 'costs $1', 'nan';"
     many = with_parameters("INSERT INTO t VALUES (%(a)s)", [{"a": 1}, {"a": 2}], True)
     assert many == "INSERT INTO t VALUES (1);  -- the first of 2 parameter sets"
+    assert with_parameters("UPDATE t SET p = '50%%'", {}) == "UPDATE t SET p = '50%';"
 
 
 def test_lint_of_a_range_that_cannot_render_offline_is_a_data_error(history, capsys):
