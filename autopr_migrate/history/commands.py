@@ -534,6 +534,14 @@ def undone_by_downgrade(
     return [_info(script) for script in revisions if script.revision != target]
 
 
+def parents(project: Project, revision: str) -> tuple[str, ...]:
+    """The revisions right below ``revision``: none at the base, several for a merge."""
+    below = script_directory(project).get_revision(revision).down_revision
+    if below is None:
+        return ()
+    return tuple(below) if isinstance(below, tuple | list) else (below,)
+
+
 def parent(project: Project, revision: str) -> str | None:
     """The revision below ``revision`` (None: base).
 

@@ -67,7 +67,8 @@ def make_config(
     config = Config(str(project.config_file)) if project.config_file else Config()
     url = url or (url_of(connection) if connection is not None else "")
     if url:
-        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+        option = project_value(project.sqlalchemy_url, url)
+        config.set_main_option("sqlalchemy.url", option.replace("%", "%%"))
     if project.script_location:
         config.set_main_option("script_location", project.script_location)
     if project.version_locations:

@@ -132,11 +132,14 @@ def planned_sql(target: Target, checks: PreflightReport, dialect: str | None = N
     operation = checks.operation
     whole = (operation, checks.current, checks.target_revision)
     spans = _spans(target, checks)
-    rendered = alembic_ops.render_whole_or_each(target.project, dialect, whole, spans)
+    renderable = [span for span in spans if span[0] != _MERGE]
+    rendered = alembic_ops.render_whole_or_each(target.project, dialect, whole, renderable)
     if isinstance(rendered, str):
         step = RevisionSql(checks.current, checks.target_revision, "", SqlSource.RENDERED, rendered)
         return PlannedSql(dialect, operation, (step,))
-    steps = [_step(span, sql) for span, sql in zip(spans, rendered, strict=True)]
+    by_span = dict(zip(renderable, rendered, strict=True))
+    not_rendered = RenderFailed("not rendered")
+    steps = [_step(operation, span, by_span.get(span, not_rendered)) for span in spans]
     if (
         operation == "upgrade"
         and dialect == target.dialect
@@ -147,23 +150,33 @@ def planned_sql(target: Target, checks: PreflightReport, dialect: str | None = N
     return PlannedSql(dialect, operation, tuple(steps))
 
 
+_MERGE = "merge"  # a span no offline rendering can isolate: a merge revision's own SQL
+
+
 def _spans(target: Target, checks: PreflightReport) -> list[tuple[str, str | None, str | None]]:
-    """One ``(operation, from, to)`` per revision of the plan."""
+    """One ``(operation, from, to)`` per revision of the plan, from each revision's own parent
+    (so a revision on one branch never renders another branch's SQL); a merge revision's span
+    is marked, for no offline rendering isolates it."""
     spans: list[tuple[str, str | None, str | None]] = []
-    start = checks.current
     for info in checks.revisions:
+        below = alembic_ops.parents(target.project, info.revision)
+        parent = ",".join(below) or None
         if checks.operation == "downgrade":
-            below = alembic_ops.parent(target.project, info.revision)
-            spans.append(("downgrade", info.revision, below))
+            span = ("downgrade", info.revision, parent)
         else:
-            spans.append(("upgrade", start, info.revision))
-            start = info.revision
+            span = ("upgrade", parent, info.revision)
+        spans.append((_MERGE, *span[1:]) if len(below) > 1 else span)
     return spans
 
 
-def _step(span: tuple[str, str | None, str | None], rendered: str | RenderFailed) -> RevisionSql:
-    operation, start, goal = span
+def _step(
+    operation: str, span: tuple[str, str | None, str | None], rendered: str | RenderFailed
+) -> RevisionSql:
+    kind, start, goal = span
     runs = (start if operation == "downgrade" else goal) or ""
+    if kind == _MERGE:
+        reason = "a merge revision: offline, it renders only together with its branches"
+        return RevisionSql(start, goal, runs, SqlSource.UNKNOWN, reason=reason)
     if isinstance(rendered, str):
         return RevisionSql(start, goal, runs, SqlSource.RENDERED, rendered)
     return RevisionSql(start, goal, runs, SqlSource.UNKNOWN, reason=describe(rendered)[:160])

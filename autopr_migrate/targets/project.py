@@ -39,6 +39,7 @@ DEFAULT_MODELS_METADATA = "autopr.database.models:Base.metadata"
 DEFAULT_PROJECT = "default"
 DEFAULT_VERSION_TABLE = "alembic_version"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_URL_TEMPLATE = re.compile(r"^\{url(?::[A-Za-z0-9_+]+)?\}$")
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
@@ -57,6 +58,7 @@ class Project:
     environment: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     # env.py runs in a fresh process per command (settings its package caches, global state)
     isolated: bool = False
+    sqlalchemy_url: str = "{url}"  # what Alembic's sqlalchemy.url option is set to
     declared_in: str = ""  # where it was configured, for error messages
 
     def where(self) -> str:
@@ -111,12 +113,26 @@ class _ProjectEntry(BaseModel):
     isolated: bool | None = Field(
         None, description="Run env.py in a fresh process; default: when environment is set."
     )
+    sqlalchemy_url: str = Field(
+        "{url}",
+        max_length=200,
+        description="Alembic's sqlalchemy.url: {url}, or {url:DRIVER} for another driver.",
+    )
 
     @field_validator("version_table", "version_table_schema")
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:
         if value is not None and not _IDENTIFIER.match(value):
             raise ValueError(f"{shown(value)} is not a plain SQL identifier")
+        return value
+
+    @field_validator("sqlalchemy_url")
+    @classmethod
+    def _url_template(cls, value: str) -> str:
+        if not _URL_TEMPLATE.match(value):
+            raise ValueError(
+                f"{shown(value)} is not {{url}} or {{url:DRIVER}} (URLs never go in this file)"
+            )
         return value
 
     @field_validator("environment")
@@ -246,5 +262,6 @@ def _project(name: str, entry: _ProjectEntry, path: Path) -> Project:
         models=entry.models,
         environment=tuple(sorted(entry.environment.items())),
         isolated=bool(entry.environment) if entry.isolated is None else entry.isolated,
+        sqlalchemy_url=entry.sqlalchemy_url,
         declared_in=f"{path} [tool.autopr-migrate.projects.{name}]",
     )

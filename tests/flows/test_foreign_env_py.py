@@ -6,10 +6,13 @@ the run's lock and statement timeouts must reach that session too.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from contextlib import suppress
+from pathlib import Path
 
+import alembic
 import pytest
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError
@@ -199,3 +202,27 @@ def test_per_revision_times_and_progress_without_the_env_py_hooks(
     assert "## Revisions applied" in report
     assert f"| `{first}` |" in report and f"| `{second}` |" in report
     assert float(artifacts["migration-progress-app"]) == 100
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_alembic_s_own_async_template_migrates_with_the_run_s_settings(
+    migration_target, tmp_path, monkeypatch
+):
+    """``alembic init -t async``: an asyncpg engine from ``sqlalchemy.url``, in asyncio.run."""
+    template = Path(alembic.__file__).parent / "templates" / "async" / "env.py"
+    versions = _project_with(template.read_text(), tmp_path, monkeypatch)
+    config = Path(os.environ["AUTOPR_MIGRATE_CONFIG"])
+    config.write_text(
+        config.read_text().replace(
+            "[targets.app]", 'sqlalchemy_url = "{url:postgresql+asyncpg}"\n[targets.app]'
+        )
+    )
+    engine = at_head_with_rows(migration_target.engine())
+    add_revision(versions, "eeee00000104", ADD_PRIORITY, down=HEAD)
+    checks = preflight(resolve_target("app"), "head", fast_policy())
+    assert (
+        "opens itself" in checks.migrating_session and "lock_timeout 2s" in checks.migrating_session
+    )
+    state = migrate(target="app", policy=fast_policy(), return_state=True)
+    assert state.is_completed(), state.message
+    assert revision_of(engine) == "eeee00000104"

@@ -8,15 +8,15 @@ from autopr_migrate.cli.app import main
 from autopr_migrate.errors import ExitCode
 from autopr_migrate.history.recording import with_parameters
 from autopr_migrate.model import RiskLevel
-from autopr_migrate.operations.plan import SqlSource, build_plan
-from autopr_migrate.operations.preflight import preflight
+from autopr_migrate.operations.plan import SqlSource, build_plan, planned_sql
+from autopr_migrate.operations.preflight import downgrade_preflight, preflight
 from autopr_migrate.operations.rehearse import rehearse
 from autopr_migrate.operations.risk import lint_plan, risk_of
 from autopr_migrate.policy.parameters import RehearsalPolicy
 from autopr_migrate.targets.targets import resolve_target
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums
-from tests.support.alembic_run import revision_of
+from tests.support.alembic_run import revision_of, upgrade
 from tests.support.revisions import add_revision
 
 # Batch mode that must copy the table reflects it first: impossible in --sql mode.
@@ -113,3 +113,32 @@ def test_lint_of_a_range_that_cannot_render_offline_is_a_data_error(history, cap
     code = main(["lint", "--to", start])
     assert code == ExitCode.DATA
     assert "cannot be linted offline" in capsys.readouterr().err
+
+
+def test_a_branched_history_is_planned_revision_by_revision_from_each_ones_parent(
+    migration_target, history
+):
+    at_head_with_rows(migration_target.engine())
+    start = revision_of(migration_target.engine())
+    add_revision(history, "bbbb00000001", INSPECTS, down=start)
+    tier = (
+        'op.add_column("workflows", sa.Column("tier", sa.Integer()))',
+        'op.drop_column("workflows", "tier")',
+    )
+    add_revision(history, "bbbb00000002", tier, down=start)
+    add_revision(history, "bbbb00000003", ("pass", "pass"), down=("bbbb00000001", "bbbb00000002"))
+    target = resolve_target("app")
+    checks = preflight(target, "head", fast_policy())
+    postgresql = planned_sql(target, checks, dialect="postgresql")
+    steps = {step.revision: step for step in postgresql.steps}
+    assert steps["bbbb00000001"].source == SqlSource.UNKNOWN
+    assert steps["bbbb00000003"].source == SqlSource.UNKNOWN  # a merge: only with its branches
+    branch = steps["bbbb00000002"]
+    assert branch.source == SqlSource.RENDERED and branch.start == start
+    assert branch.sql.count("ADD COLUMN tier") == 1
+    assert postgresql.text.count("ADD COLUMN tier") == 1  # never twice, never under the merge
+
+    upgrade(migration_target.engine(), "heads")
+    back = downgrade_preflight(target, start, confirm_base=False, policy=fast_policy())
+    down = planned_sql(target, back, dialect="postgresql")  # across the merge: no crash
+    assert "DROP COLUMN tier" in down.text
