@@ -22,6 +22,13 @@ from rich.markup import escape
 from autopr_migrate.analysis.analyzer import LintError
 from autopr_migrate.cli import approvals
 from autopr_migrate.cli.backups import BACKUP_COLUMNS, list_backups, prune_now, run_restore_test
+from autopr_migrate.cli.fleet import (
+    CENSUS_COLUMNS,
+    MEMBER_COLUMNS,
+    census_for,
+    fleet_plan_text,
+    member_rows,
+)
 from autopr_migrate.cli.lint import (
     decode_sql,
     exit_code_of,
@@ -41,7 +48,7 @@ from autopr_migrate.orchestration.dead_run import release_dead_run
 from autopr_migrate.orchestration.secrets import secret_block
 from autopr_migrate.orchestration.setup import set_up, targets_to_set_up
 from autopr_migrate.policy.inputs import shown
-from autopr_migrate.policy.parameters import BackupPolicy
+from autopr_migrate.policy.parameters import BackupPolicy, FleetPolicy
 from autopr_migrate.targets.project import Project, default_project, project_for
 from autopr_migrate.targets.targets import Target, default_target_name, resolve_target
 from autopr_migrate.targets.urls import parse_database_url
@@ -358,6 +365,68 @@ def setup(
     targets = targets_to_set_up(target or [])
     lines(set_up(targets, paused_alert=timedelta(seconds=paused_alert_seconds)))
     return ExitCode.OK
+
+
+fleet_app = App(
+    name="fleet", help="Many databases, one approved change: census, plan, status.", group=TARGETS
+)
+app.command(fleet_app)
+Selectors = Annotated[
+    list[str],
+    Parameter(help="Target names, globs (tenant-*), group:<name> or label:<name>."),
+]
+
+
+@fleet_app.command(name="census")
+def fleet_census(targets: Selectors, /, *, format: FormatOption = "text") -> int:
+    """Read every selected target (revision, schema, size, health, unfinished runs); change
+    nothing. Exit 83 when the census leaves any out."""
+    census = census_for(targets)
+    rows = census.rows()
+    if format == "json":
+        as_json(rows)
+    else:
+        table("fleet census", CENSUS_COLUMNS, [[row[c] for c in CENSUS_COLUMNS] for row in rows])
+    return ExitCode.CHECK_FAILED if census.excluded else ExitCode.OK
+
+
+@fleet_app.command(name="plan")
+def fleet_plan(targets: Selectors, /, *, revision: str = "head", rehearse: bool = True) -> int:
+    """Print what a fleet run would ask approval for: the census, one plan per starting
+    revision (made and rehearsed on its largest member), the waves and the budget.
+
+    Parameters
+    ----------
+    rehearse
+        Rehearse each group's plan on a copy of its largest member (--no-rehearse: do not).
+    """
+    policy = FleetPolicy()
+    if not rehearse:
+        migration = policy.migration.model_copy(
+            update={"rehearsal": policy.migration.rehearsal.model_copy(update={"enabled": False})}
+        )
+        policy = policy.model_copy(update={"migration": migration})
+    lines(fleet_plan_text(targets, revision, policy))
+    return ExitCode.OK
+
+
+@fleet_app.command(name="status")
+def fleet_status(fleet_id: str, /, *, format: FormatOption = "text") -> int:
+    """The member runs of fleet FLEET_ID and where each stands. Exit 83 when any failed."""
+    members = member_rows(fleet_id)
+    if format == "json":
+        as_json([member.__dict__ for member in members])
+    else:
+        table(
+            f"fleet {fleet_id}: {len(members)} member run(s)",
+            MEMBER_COLUMNS,
+            [
+                [m.target, m.state.lower(), m.seconds or "", m.message[:80], m.worker]
+                for m in members
+            ],
+        )
+    failed = any(member.final and not member.succeeded for member in members)
+    return ExitCode.CHECK_FAILED if failed else ExitCode.OK
 
 
 def _fail(message: str, code: ExitCode) -> int:
