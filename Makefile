@@ -10,6 +10,11 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 # The local Prefect stack: `make server`, then `make setup deploy worker` in other terminals.
 PREFECT_PORT ?= 4200
 PREFECT_API_URL ?= http://127.0.0.1:$(PREFECT_PORT)/api
+# The server's own database: SQLite in ~/.prefect by default; for fleets and many workers,
+# PostgreSQL: make server PREFECT_SERVER_DB=postgresql+asyncpg://prefect@db/prefect
+PREFECT_SERVER_DB ?=
+# How many runs one worker takes at once (empty: no limit); start as many workers as you like.
+WORKER_LIMIT ?=
 
 .PHONY: install test lint format constraints clean demo server worker deploy setup wheel-check
 
@@ -58,6 +63,10 @@ demo: install
 
 # The port goes through the environment: `prefect server start --port` alone leaves the UI
 # talking to 4200.
+# The database URL goes through the environment too, never onto a command line make echoes.
+ifneq ($(PREFECT_SERVER_DB),)
+server: export PREFECT_API_DATABASE_CONNECTION_URL := $(PREFECT_SERVER_DB)
+endif
 server: install
 	PREFECT_SERVER_API_HOST=127.0.0.1 PREFECT_SERVER_API_PORT=$(PREFECT_PORT) \
 	PREFECT_UI_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api \
@@ -70,4 +79,5 @@ deploy: install
 	PREFECT_API_URL=$(PREFECT_API_URL) $(BIN)/prefect --no-prompt deploy --all
 
 worker: install
-	PREFECT_API_URL=$(PREFECT_API_URL) $(BIN)/prefect worker start --pool migrations --type process
+	PREFECT_API_URL=$(PREFECT_API_URL) $(BIN)/prefect worker start --pool migrations --type process \
+	  $(if $(WORKER_LIMIT),--limit $(WORKER_LIMIT))

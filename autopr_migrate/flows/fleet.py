@@ -9,8 +9,6 @@ a member that ran keeps its run, and nothing is applied twice.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
@@ -20,14 +18,17 @@ from autopr_migrate.masking import mask_logging
 from autopr_migrate.operations.fleet_plan import (
     FleetRequest,
     FleetSubject,
-    GroupPlan,
-    needed_seconds,
+    fleet_summary,
+    member_approvals,
+    member_policy,
+    window_needed,
 )
 from autopr_migrate.operations.rollout import waves
 from autopr_migrate.operations.rules import require_requester, windows_text
 from autopr_migrate.orchestration import events
 from autopr_migrate.orchestration.fleet_members import (
     cancel_waiting,
+    set_fleet_limit,
     start_member,
     wait_for_earlier_members,
 )
@@ -41,7 +42,7 @@ from autopr_migrate.orchestration.steps.fleet import (
     wave_approval,
 )
 from autopr_migrate.orchestration.steps.window import wait_for_window
-from autopr_migrate.policy.parameters import FleetApproval, FleetPolicy
+from autopr_migrate.policy.parameters import FleetPolicy
 
 
 def _run_name() -> str:
@@ -73,19 +74,21 @@ def fleet(
         check_fleet_inputs(revision=revision, requested_by=requested_by, fleet_id=fleet_id)
         require_requester(policy.migration.approval, requested_by, flow="fleet")
         chosen = fleet_members(targets)
-        wait_for_earlier_members(fleet_id, policy.rollout.member_timeout_seconds)
+        earlier = wait_for_earlier_members(fleet_id, policy.rollout.member_timeout_seconds)
         census = census_of(chosen, fleet_id, policy.rollout)
         groups = plan_groups(chosen, census, revision, policy.migration)
     except Exception as exc:  # bad input, a refused plan: nothing was started
         return Failed(message=f"{describe(exc)}; no member was started")
     pending = [g for g in groups if g.plan is not None]
     members = [m for m in census.included if any(m.target in g.members for g in pending)]
-    order = waves(members, policy.rollout)
+    rollout_policy = policy.rollout
+    if any(run.succeeded for run in earlier.values()):  # the canary passed the first time
+        rollout_policy = rollout_policy.model_copy(update={"canary": 0})
+    order = waves(members, rollout_policy)
     events.emit(subject, events.FLEET_STARTED, members=len(members), excluded=len(census.excluded))
     if not members:
-        return Completed(
-            message=_summary(census, None, "nothing to do: every member is at the goal")
-        )
+        nothing = "nothing to do: every member is at the goal"
+        return Completed(message=fleet_summary(census, None, 0, nothing))
     request = FleetRequest(
         subject,
         requested_by,
@@ -93,48 +96,38 @@ def fleet(
         census,
         tuple(groups),
         tuple(tuple(w) for w in order),
-        policy.rollout,
+        rollout_policy,
         windows_text(policy.migration.window),
     )
     try:
         approval = await_approval(request, policy.migration.approval)
-        wait_for_window(chosen[members[0].target], policy.migration.window, _needed(groups, policy))
+        needed = window_needed(groups, policy.migration.window)
+        wait_for_window(chosen[members[0].target], policy.migration.window, needed)
     except Exception as exc:  # rejected, expired, outside the window: nothing was started
         return Failed(message=f"{describe(exc)}; no member was started")
-    approvals = {
-        target: FleetApproval(
-            fleet_id=fleet_id,
-            approved_by=approval.approver,
-            reason=approval.reason,
-            from_revision=group.from_revision,
-            to_revision=group.to_revision,
-            plan_digest=group.digest,
-        )
-        for group in pending
-        for target in group.members
-    }
-    member_policy = policy.migration.model_copy(
-        update={"rehearsal": policy.migration.rehearsal.model_copy(update={"enabled": False})}
-    )
+    approvals = member_approvals(fleet_id, approval.approver, approval.reason, groups)
+    member = member_policy(policy.migration)
+    set_fleet_limit(fleet_id, policy.rollout.parallel)
     rollout = Rollout(subject, {m.target: m.group for m in members})
     run_waves(
         rollout,
         order,
-        policy.rollout,
+        rollout_policy,
         lambda target: start_member(
             fleet_id=fleet_id,
             target=target,
             revision=approvals[target].to_revision,
             requested_by=requested_by or f"fleet {fleet_id}",
-            policy=member_policy,
+            policy=member,
             approval=approvals[target],
             deployment=policy.rollout.member_deployment,
         ),
+        fleet_size=len(census.included),
         before_wave=lambda number, wave: wave_approval(request, policy, number, wave),
     )
     untouched = [m.target for m in members if m.target not in rollout.runs]
     publish_report(rollout, untouched)
-    message = _summary(census, rollout, rollout.stopped)
+    message = fleet_summary(census, len(rollout.succeeded), len(rollout.failed), rollout.stopped)
     events.emit(
         subject,
         events.FLEET_DONE,
@@ -146,26 +139,6 @@ def fleet(
     return (
         Failed(message=message) if rollout.failed or rollout.stopped else Completed(message=message)
     )
-
-
-def _needed(groups: list[GroupPlan], policy: FleetPolicy) -> timedelta:
-    """The window must still have room for the slowest group's rehearsed upgrade."""
-    window = policy.migration.window
-    seconds = [needed_seconds(group, window) for group in groups if group.plan is not None]
-    return timedelta(seconds=max(seconds, default=0))
-
-
-def _summary(census, rollout: Rollout | None, stopped: str) -> str:
-    parts = []
-    if rollout is not None:
-        parts.append(f"{len(rollout.succeeded)} member(s) upgraded, {len(rollout.failed)} failed")
-    if census.excluded:
-        parts.append(
-            f"{len(census.excluded)} left out ({', '.join(m.target for m in census.excluded)})"
-        )
-    if stopped:
-        parts.append(f"stopped: {stopped}")
-    return "; ".join(parts)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from autopr_migrate.operations.rules import (
     require_window_for_production,
     windows_text,
 )
+from autopr_migrate.orchestration.fleet_members import fleet_slot
 from autopr_migrate.orchestration.outcome import (
     NOTHING_TO_DO,
     Outcome,
@@ -89,7 +90,8 @@ def migrate(
     except Exception as exc:  # bad input, or a Secret block that could not be read
         return refused_at_start(exc)
     run = Run.begin(resolved, policy, requested_by, to_revision=revision)
-    outcome = run.under_locks(lambda: _locked(run, revision, fleet_approval))
+    with fleet_slot(fleet_approval.fleet_id if fleet_approval else None):
+        outcome = run.under_locks(lambda: _locked(run, revision, fleet_approval))
     if outcome.status == Status.SUCCEEDED:
         _prune(run)
     get_run_logger().info("%s: %s", outcome.status, outcome.message)

@@ -17,9 +17,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, event
-
-from autopr_migrate.history.runtime import on_version_table, version_written
+from autopr_migrate.history.runtime import engine_hook, on_version_table, version_written
 from autopr_migrate.targets.project import Project
 
 _NOT_PLANNED = ("PRAGMA", "SELECT", "BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "SHOW")
@@ -60,11 +58,8 @@ def statements_by_revision(project: Project, database: str) -> Iterator[dict[str
         paramstyle = conn.dialect.paramstyle
         heard.append(with_parameters(text.strip(), parameters, executemany, paramstyle))
 
-    event.listen(Engine, "before_cursor_execute", listen)
-    try:
+    with engine_hook("before_cursor_execute", listen):
         yield recorded
-    finally:
-        event.remove(Engine, "before_cursor_execute", listen)
 
 
 def with_parameters(

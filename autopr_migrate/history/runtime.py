@@ -29,6 +29,37 @@ ALEMBIC = threading.Lock()
 
 RevisionCallback = Callable[[str, str, bool], None]
 
+# Listeners on the Engine class are installed once: adding and removing them while another
+# thread connects mutates the list SQLAlchemy is iterating ("deque mutated during iteration").
+# Each one calls the hooks active at that moment, a tuple replaced (never changed) under a lock.
+_EVENTS = ("engine_connect", "before_cursor_execute", "after_cursor_execute")
+_HOOKS: dict[str, tuple[Callable[..., None], ...]] = {name: () for name in _EVENTS}
+_HOOKS_LOCK = threading.Lock()
+
+
+def _dispatcher(name: str) -> Callable[..., None]:
+    def dispatch(*arguments: Any) -> None:
+        for hook in _HOOKS[name]:
+            hook(*arguments)
+
+    return dispatch
+
+
+for _name in _EVENTS:
+    event.listen(Engine, _name, _dispatcher(_name))
+
+
+@contextmanager
+def engine_hook(name: str, hook: Callable[..., None]) -> Iterator[None]:
+    """``hook`` hears the Engine event ``name`` of every engine of this process for the block."""
+    with _HOOKS_LOCK:
+        _HOOKS[name] = (*_HOOKS[name], hook)
+    try:
+        yield
+    finally:
+        with _HOOKS_LOCK:
+            _HOOKS[name] = tuple(h for h in _HOOKS[name] if h is not hook)
+
 
 @dataclass(frozen=True)
 class SessionSettings:
@@ -145,11 +176,8 @@ def _every_new_session_runs(statements: Mapping[str, tuple[str, ...]], url: str)
             cursor.close()
         raw.commit()
 
-    event.listen(Engine, "engine_connect", apply)
-    try:
+    with engine_hook("engine_connect", apply):
         yield
-    finally:
-        event.remove(Engine, "engine_connect", apply)
 
 
 def _database_of(url: URL) -> str:
@@ -193,8 +221,5 @@ def version_writes(project: Project, written: Callable[[str], None]) -> Iterator
         if revision := version_written(project, statement):
             written(revision)
 
-    event.listen(Engine, "after_cursor_execute", listen)
-    try:
+    with engine_hook("after_cursor_execute", listen):
         yield
-    finally:
-        event.remove(Engine, "after_cursor_execute", listen)

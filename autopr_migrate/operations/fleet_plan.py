@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from autopr_migrate.analysis.model import worst
 from autopr_migrate.model import Risk
@@ -22,7 +22,12 @@ from autopr_migrate.operations.risk import gate, lint_plan, risk_of
 from autopr_migrate.operations.rollout import plan_digest
 from autopr_migrate.operations.rules import needed_time
 from autopr_migrate.operations.sql_layout import by_revision, layout
-from autopr_migrate.policy.parameters import MigrationPolicy, RolloutPolicy, WindowPolicy
+from autopr_migrate.policy.parameters import (
+    FleetApproval,
+    MigrationPolicy,
+    RolloutPolicy,
+    WindowPolicy,
+)
 from autopr_migrate.targets.targets import Target
 
 LOG = logging.getLogger(__name__)
@@ -220,3 +225,45 @@ class FleetRequest:
             lines += [f"`{part.revision}`", "", "```sql", text, "```", ""]
             shown += text.count("\n") + 1
         return lines
+
+
+def member_approvals(
+    fleet_id: str, approver: str, reason: str, groups: list[GroupPlan]
+) -> dict[str, FleetApproval]:
+    """What each member run is handed: who approved, and the plan of its group."""
+    return {
+        target: FleetApproval(
+            fleet_id=fleet_id,
+            approved_by=approver,
+            reason=reason,
+            from_revision=group.from_revision,
+            to_revision=group.to_revision,
+            plan_digest=group.digest,
+        )
+        for group in groups
+        if group.plan is not None
+        for target in group.members
+    }
+
+
+def member_policy(policy: MigrationPolicy) -> MigrationPolicy:
+    """The members' policy: the fleet's, without a rehearsal each (the group's largest member
+    was rehearsed for all of them)."""
+    rehearsal = policy.rehearsal.model_copy(update={"enabled": False})
+    return policy.model_copy(update={"rehearsal": rehearsal})
+
+
+def window_needed(groups: list[GroupPlan], policy: WindowPolicy) -> timedelta:
+    """The window must still have room for the slowest group's rehearsed upgrade."""
+    seconds = [needed_seconds(group, policy) for group in groups if group.plan is not None]
+    return timedelta(seconds=max(seconds, default=0))
+
+
+def fleet_summary(census: Census, upgraded: int | None, failed: int, stopped: str) -> str:
+    parts = [] if upgraded is None else [f"{upgraded} member(s) upgraded, {failed} failed"]
+    if census.excluded:
+        left_out = ", ".join(member.target for member in census.excluded)
+        parts.append(f"{len(census.excluded)} left out ({left_out})")
+    if stopped:
+        parts.append(f"stopped: {stopped}")
+    return "; ".join(parts)

@@ -18,8 +18,10 @@ from autopr_migrate.policy.parameters import FleetApproval, RolloutPolicy
 
 
 def waves(members: list[Member], policy: RolloutPolicy) -> list[list[str]]:
-    """The members' names in waves: the canary first, then waves of the configured size."""
-    ordered = [m.target for m in sorted(members, key=lambda m: (m.bytes, m.target))]
+    """The members' names in waves: the canary first, then waves of the configured size;
+    smallest first, to the MiB (databases of about one size go by name, as an operator expects
+    reading the list)."""
+    ordered = [m.target for m in sorted(members, key=lambda m: (m.bytes >> 20, m.target))]
     canary, rest = ordered[: policy.canary], ordered[policy.canary :]
     size = policy.wave_size or max(1, math.ceil(len(rest) * policy.wave_percent / 100))
     return ([canary] if canary else []) + [rest[i : i + size] for i in range(0, len(rest), size)]

@@ -9,6 +9,8 @@ same member runs back instead of new ones, so nothing is applied twice.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -16,7 +18,9 @@ from uuid import UUID
 from prefect import get_client, get_run_logger
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.concurrency.sync import concurrency
 from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectAlreadyExists
 from prefect.states import Cancelled
 
 from autopr_migrate.policy.parameters import FleetApproval, MigrationPolicy
@@ -26,6 +30,30 @@ WAITING = {StateType.SCHEDULED, StateType.PENDING, StateType.PAUSED}
 
 def fleet_tag(fleet_id: str) -> str:
     return f"autopr-fleet:{fleet_id}"
+
+
+def fleet_limit(fleet_id: str) -> str:
+    """The global concurrency limit every member run of the fleet holds a slot of."""
+    return f"migrate-fleet-{fleet_id}"
+
+
+def set_fleet_limit(fleet_id: str, parallel: int) -> None:
+    with get_client(sync_client=True) as client:
+        try:
+            client.upsert_global_concurrency_limit_by_name(fleet_limit(fleet_id), parallel)
+        except ObjectAlreadyExists:  # a member or another attempt made it first: now an update
+            client.upsert_global_concurrency_limit_by_name(fleet_limit(fleet_id), parallel)
+
+
+@contextmanager
+def fleet_slot(fleet_id: str | None) -> Iterator[None]:
+    """A member run's slot in its fleet's limit (the fleet's ``parallel``), held while it runs;
+    no slot for a run outside a fleet."""
+    if not fleet_id:
+        yield
+        return
+    with concurrency(fleet_limit(fleet_id), occupy=1, strict=False):
+        yield
 
 
 @dataclass(frozen=True)

@@ -43,11 +43,11 @@ class Rollout:
 
     @property
     def failed(self) -> list[str]:
-        return [t for t, m in self.seen.items() if m.final and not m.succeeded]
+        return sorted(t for t, m in self.seen.items() if m.final and not m.succeeded)
 
     @property
     def succeeded(self) -> list[str]:
-        return [t for t, m in self.seen.items() if m.succeeded]
+        return sorted(t for t, m in self.seen.items() if m.succeeded)
 
 
 def run_waves(
@@ -56,11 +56,13 @@ def run_waves(
     policy: RolloutPolicy,
     start: Callable[[str], UUID],
     *,
+    fleet_size: int,
     before_wave: Callable[[int, list[str]], None] = lambda number, wave: None,
 ) -> Rollout:
-    """Run ``waves`` in order through ``start`` (target -> its member run)."""
+    """Run ``waves`` in order through ``start`` (target -> its member run); the error budget
+    counts against ``fleet_size`` (every member, those done by an earlier attempt too)."""
     logger = get_run_logger()
-    total = sum(len(wave) for wave in waves)
+    total = fleet_size
     progress = create_progress_artifact(
         0.0, key=f"fleet-progress-{rollout.fleet.fleet_id}", description="members finished"
     )

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from contextlib import suppress
+from contextlib import ExitStack, suppress
 from datetime import timedelta
 from pathlib import Path
 
@@ -99,8 +99,7 @@ def fleet_bed(history, postgresql_admin_url, tmp_path, monkeypatch):
         for name in drifted:
             _execute(urls[name], "ALTER TABLE workflows ADD COLUMN added_by_hand integer")
         add_revision(history, GOAL, PLEDGE)
-        health = serve(_health_app(urls, set(broken)))
-        base = health.__enter__()
+        base = servers.enter_context(serve(_health_app(urls, set(broken))))
         env = {
             **os.environ,
             "PREFECT_API_URL": PREFECT_API_URL.value(),
@@ -141,13 +140,16 @@ def fleet_bed(history, postgresql_admin_url, tmp_path, monkeypatch):
                 stderr=subprocess.STDOUT,
             )
             workers.append((worker, log))
-        return {"urls": urls, "health": health, "workers": workers}
+        return {"urls": urls, "workers": workers}
 
-    yield build
-    for worker, _ in workers:
-        worker.terminate()
-    for worker, _ in workers:
-        worker.wait(timeout=30)
+    with ExitStack() as servers:
+        try:
+            yield build
+        finally:
+            for worker, _ in workers:
+                worker.terminate()
+            for worker, _ in workers:
+                worker.wait(timeout=30)
     for name in made:
         drop_database(postgresql_admin_url, name)
 
@@ -210,90 +212,89 @@ def _revision(url: str) -> str | None:
         engine.dispose()
 
 
-def test_a_fleet_stops_at_its_error_budget_and_leaves_the_rest_untouched(fleet_bed):
-    bed = fleet_bed(20, poisoned=["t05"], broken=["t09"], drifted=["t03"])
-    urls = bed["urls"]
-    policy = _policy(canary=1, wave_size=4, parallel=2, max_failures=1)
-    background = _approve_fleet(targets=["t*"], fleet_id="budget", policy=policy)
-    state = background.result(timeout=280)
-    assert state.is_failed(), state.message
-    assert "the error budget is exceeded: 2 of 19 member(s) failed (t05, t09)" in state.message
-    assert "1 left out (t03)" in state.message
-
-    # waves: [t01] [t02 t04 t05 t06] [t07 t08 t09 t10] [t11 ...]: the budget goes with t09
-    reached = {name: _revision(url) for name, url in urls.items()}
-    assert reached["t03"] == START  # drifted: never touched
-    assert reached["t05"] == START and reached["t09"] == START  # failed and put back
-    assert {reached[n] for n in ("t01", "t02", "t04", "t06", "t07", "t08")} == {GOAL}
-    untouched = [f"t{n:02d}" for n in range(11, 21)]
-    assert {reached[name] for name in untouched} == {START}
-    for name in [*untouched, "t03"]:
-        engine = create_engine(urls[name], poolclass=NullPool)
-        assert ledger_rows(engine) == []  # no member run even began there
-        engine.dispose()
-
-    spans = []
-    for url in urls.values():
-        engine = create_engine(url, poolclass=NullPool)
-        for row in ledger_rows(engine):
-            assert row["approved_by"] == "fleet-approver"
-            assert row["approval_reason"].startswith("fleet budget")
-            spans.append(
-                (row["started_at"], row["finished_at"] or row["started_at"] + timedelta(days=1))
-            )
-        engine.dispose()
-    assert 8 <= len(spans) <= 10
-    assert _most_at_once(spans) <= 2
-
-    runs = {str(member.flow_run_id) for member in members_of("budget").values()}
-    assert len(runs) == len(spans)
-    for _, log in bed["workers"]:  # each worker took member runs
-        text = log.read_text()
-        assert any(run in text for run in runs), text[-3000:]
-
-
-def test_a_killed_fleet_resumed_applies_nothing_twice(fleet_bed, tmp_path):
-    bed = fleet_bed(6)
-    urls = bed["urls"]
-    policy = _policy(canary=1, wave_size=2, parallel=2, max_failures=0)
+def _start_parent(policy: FleetPolicy, fleet_id: str, log: Path) -> subprocess.Popen:
+    """The fleet flow in a process of its own, so that it can be killed."""
     script = (
-        "import sys, json; from autopr_migrate.flows.fleet import fleet; "
+        "import sys; from autopr_migrate.flows.fleet import fleet; "
         "from autopr_migrate.policy.parameters import FleetPolicy; "
-        "fleet(targets=['t*'], fleet_id='resume', requested_by='ops', "
+        f"fleet(targets=['t*'], fleet_id='{fleet_id}', requested_by='ops', "
         "policy=FleetPolicy.model_validate_json(sys.argv[1]))"
     )
-    parent = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-c", script, policy.model_dump_json()],
         env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()},
-        stdout=(tmp_path / "parent.log").open("w"),
+        stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
-    # approve it, then kill it once a member has finished
-    deadline = time.monotonic() + 120
+
+
+def _approve_then_kill(parent: subprocess.Popen, fleet_id: str, urls: dict, log: Path) -> None:
+    """Approve the fleet when it asks, then kill it once two members reached the goal."""
+    deadline = time.monotonic() + 150
     approved = False
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and parent.poll() is None:
         with get_client(sync_client=True) as client:
             runs = client.read_flow_runs()
-        paused = [r for r in runs if r.name == "fleet-resume" and r.state and r.state.is_paused()]
+        paused = [r for r in runs if r.name == f"fleet-{fleet_id}" and r.state.is_paused()]
         if paused and not approved:
-            time.sleep(1)
+            time.sleep(1)  # the pause's input schema is stored right after the state
             resume_flow_run(paused[0].id, run_input={"decision": "approve", "approver": "boss"})
             approved = True
-        if approved and sum(_revision(url) == GOAL for url in urls.values()) >= 1:
+        if approved and sum(_revision(url) == GOAL for url in urls.values()) >= 2:
             break
         time.sleep(0.5)
     parent.kill()
     parent.wait(timeout=30)
-    assert approved, (tmp_path / "parent.log").read_text()
+    assert approved, log.read_text()[-3000:]
 
-    background = _approve_fleet(
-        targets=["t*"], fleet_id="resume", policy=policy, requested_by="ops2"
-    )
-    state = background.result(timeout=200)
-    assert state.is_completed(), state.message
+
+@pytest.mark.timeout(240)
+def test_a_killed_fleet_resumes_and_stops_at_its_error_budget(fleet_bed, tmp_path):
+    bed = fleet_bed(20, poisoned=["t05"], broken=["t07"], drifted=["t03"])
+    urls = bed["urls"]
+    policy = _policy(canary=1, wave_size=4, parallel=2, max_failures=1)
+    log = tmp_path / "parent.log"
+    _approve_then_kill(_start_parent(policy, "tenants", log), "tenants", urls, log)
+
+    # Resumed: the earlier attempt's runs are waited for and kept; nothing is applied twice.
+    background = _approve_fleet(targets=["t*"], fleet_id="tenants", policy=policy)
+    state = background.result(timeout=280)
+    assert state.is_failed(), state.message
+    assert "the error budget is exceeded: 2 of 19 member(s) failed (t05, t07)" in state.message
+    assert "1 left out (t03)" in state.message
+
+    reached = {name: _revision(url) for name, url in urls.items()}
+    rows = {}
     for name, url in urls.items():
-        assert _revision(url) == GOAL, name
         engine = create_engine(url, poolclass=NullPool)
-        rows = ledger_rows(engine)
+        rows[name] = ledger_rows(engine)
         engine.dispose()
-        assert [row["status"] for row in rows] == ["succeeded"], (name, rows)
+    assert reached["t03"] == START and rows["t03"] == []  # drifted: left alone
+    # failed, each put back by its own run: t05's revision rolled back in its transaction,
+    # t07's application broke and the downgrade took it back
+    for name, status in (("t05", "failed"), ("t07", "rolled_back")):
+        assert reached[name] == START
+        assert [row["status"] for row in rows[name]] == [status], (name, rows[name])
+    ran = {name for name, found in rows.items() if found}
+    for name in ran - {"t05", "t07"}:
+        assert reached[name] == GOAL and [r["status"] for r in rows[name]] == ["succeeded"]
+        assert rows[name][0]["approved_by"] in ("boss", "fleet-approver")
+    # about one size, so by name; waves of 4 after the canary: the budget goes with t07's wave
+    # (t05-t08, or t04-t07 in the first attempt) and nothing after it starts
+    later = {f"t{n:02d}" for n in range(10, 21)}
+    assert not ran & later, sorted(ran)
+    assert {reached[name] for name in later} == {START}
+    assert {"t01", "t02", "t04"} <= ran
+
+    spans = [
+        (row["started_at"], row["finished_at"] or row["started_at"] + timedelta(days=1))
+        for found in rows.values()
+        for row in found
+    ]
+    assert _most_at_once(spans) <= 2  # the databases never saw more than `parallel` at once
+
+    runs = {str(member.flow_run_id) for member in members_of("tenants").values()}
+    assert len(runs) == len(ran)  # one member run per member, across both attempts
+    for _, worker_log in bed["workers"]:  # each worker took member runs
+        text_out = worker_log.read_text()
+        assert any(run in text_out for run in runs), text_out[-3000:]
