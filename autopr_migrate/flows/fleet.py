@@ -73,7 +73,7 @@ def fleet(
     try:
         check_fleet_inputs(revision=revision, requested_by=requested_by, fleet_id=fleet_id)
         require_requester(policy.migration.approval, requested_by, flow="fleet")
-        chosen = fleet_members(targets)
+        chosen = fleet_members(targets, policy.migration)
         earlier = wait_for_earlier_members(fleet_id, policy.rollout.member_timeout_seconds)
         census = census_of(chosen, fleet_id, policy.rollout)
         groups = plan_groups(chosen, census, revision, policy.migration)

@@ -166,6 +166,12 @@ def cancel_waiting(fleet_id: str) -> list[str]:
     return cancelled
 
 
+def not_started(target: str, reason: str) -> MemberRun:
+    """A member whose run could not even be created: a failure, for the budget."""
+    message = f"no member run could be started: {reason}"
+    return MemberRun(target, UUID(int=0), "NOT_STARTED", True, False, message, None, None, "")
+
+
 def _member(target: str, run: FlowRun) -> MemberRun:
     state = run.state
     state_type = state.type if state else StateType.SCHEDULED

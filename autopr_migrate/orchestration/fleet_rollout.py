@@ -21,10 +21,11 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
+from autopr_migrate.errors import describe
 from autopr_migrate.operations.fleet_plan import FleetSubject
 from autopr_migrate.operations.rollout import budget_exceeded
 from autopr_migrate.orchestration import events
-from autopr_migrate.orchestration.fleet_members import MemberRun, read_members
+from autopr_migrate.orchestration.fleet_members import MemberRun, not_started, read_members
 from autopr_migrate.orchestration.links import flow_run_url
 from autopr_migrate.policy.parameters import RolloutPolicy
 
@@ -100,7 +101,13 @@ def _run_wave(rollout, wave, policy, start, total, progress) -> None:
     while queue or in_flight:
         while queue and len(in_flight) < policy.parallel and not rollout.stopped:
             target = queue.pop(0)
-            rollout.runs[target] = start(target)
+            try:
+                rollout.runs[target] = start(target)
+            except Exception as exc:  # no run could be made (no deployment, the API away)
+                rollout.seen[target] = not_started(target, describe(exc))
+                _publish(rollout, total, progress)
+                _check_budget(rollout, total, policy)
+                continue
             in_flight.add(target)
         if rollout.stopped:
             queue.clear()
@@ -113,15 +120,18 @@ def _run_wave(rollout, wave, policy, start, total, progress) -> None:
         if ended:
             in_flight.difference_update(ended)
             _publish(rollout, total, progress)
-            if not rollout.stopped and budget_exceeded(len(rollout.failed), total, policy):
-                rollout.stopped = (
-                    f"the error budget is exceeded: {len(rollout.failed)} of {total} member(s) "
-                    f"failed ({', '.join(rollout.failed)})"
-                )
-                events.emit(
-                    rollout.fleet, events.FLEET_BUDGET_EXCEEDED, failed=rollout.failed, total=total
-                )
-                get_run_logger().warning("%s: no member is started any more", rollout.stopped)
+            _check_budget(rollout, total, policy)
+
+
+def _check_budget(rollout: Rollout, total: int, policy: RolloutPolicy) -> None:
+    if rollout.stopped or not budget_exceeded(len(rollout.failed), total, policy):
+        return
+    rollout.stopped = (
+        f"the error budget is exceeded: {len(rollout.failed)} of {total} member(s) failed "
+        f"({', '.join(rollout.failed)})"
+    )
+    events.emit(rollout.fleet, events.FLEET_BUDGET_EXCEEDED, failed=rollout.failed, total=total)
+    get_run_logger().warning("%s: no member is started any more", rollout.stopped)
 
 
 def _publish(rollout: Rollout, total: int, progress) -> None:

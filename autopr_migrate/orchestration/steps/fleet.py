@@ -12,6 +12,10 @@ from autopr_migrate.errors import ConfigurationError, PreflightRefused
 from autopr_migrate.operations.census import Census, take_census
 from autopr_migrate.operations.fleet_plan import FleetRequest, GroupPlan, plan_group
 from autopr_migrate.operations.plan import render_plan
+from autopr_migrate.operations.rules import (
+    require_person_for_production,
+    require_window_for_production,
+)
 from autopr_migrate.orchestration.secrets import secret_block, secret_block_names
 from autopr_migrate.orchestration.steps.approval import await_approval
 from autopr_migrate.policy.inputs import bounded, shown
@@ -33,11 +37,16 @@ def check_fleet_inputs(*, revision: str, requested_by: str, fleet_id: str) -> No
 
 
 @task(name="fleet-members", cache_policy=NO_CACHE)
-def fleet_members(selectors: list[str]) -> dict[str, Target]:
-    """The selected targets, resolved (a target that cannot be resolved refuses the fleet)."""
+def fleet_members(selectors: list[str], policy: MigrationPolicy) -> dict[str, Target]:
+    """The selected targets, resolved (a target that cannot be resolved refuses the fleet),
+    each held to the rules its own migrate run would be held to."""
     names = select_targets(list(selectors), secret_names=secret_block_names())
     get_run_logger().info("fleet of %d target(s): %s", len(names), ", ".join(names))
-    return {name: resolve_target(name, secrets=secret_block) for name in names}
+    targets = {name: resolve_target(name, secrets=secret_block) for name in names}
+    for target in targets.values():
+        require_person_for_production(target, policy.approval)
+        require_window_for_production(target, policy.window)
+    return targets
 
 
 @task(name="census", cache_policy=NO_CACHE)
