@@ -30,13 +30,15 @@ _HOW_TO_FIX = (
 class MigratingSession:
     facts: SessionFacts
     is_the_runs_connection: bool
+    in_own_process: bool = False
 
     def line(self) -> str:
-        whose = (
-            "the run's own connection"
-            if self.is_the_runs_connection
-            else "a connection the project's env.py opens itself"
-        )
+        if self.in_own_process:
+            whose = "a connection of its own process (the project runs isolated)"
+        elif self.is_the_runs_connection:
+            whose = "the run's own connection"
+        else:
+            whose = "a connection the project's env.py opens itself"
         settings = ", ".join(f"{name} {value}" for name, value in self.facts.settings.items())
         return f"migrates on {whose} ({self.facts.session_id}, {settings})"
 
@@ -107,4 +109,4 @@ def prove_migrating_session(
             f"carry the run's settings ({'; '.join(lost)}): env.py changes them; remove its "
             f"own SET of those settings, or {_HOW_TO_FIX}"
         )
-    return MigratingSession(facts, facts.session_id == expected.session_id)
+    return MigratingSession(facts, facts.session_id == expected.session_id, target.project.isolated)
