@@ -1,0 +1,66 @@
+"""The waves against a real Prefect API, with member runs that end as told: a failed canary
+stops everything, the budget stops new starts at once, cancelling stops members not started."""
+
+from __future__ import annotations
+
+from prefect import flow, get_client
+from prefect.states import Completed, Failed, Running, Scheduled
+
+from autopr_migrate.operations.fleet_plan import FleetSubject
+from autopr_migrate.orchestration.fleet_members import cancel_waiting, fleet_tag, members_of
+from autopr_migrate.orchestration.fleet_rollout import Rollout, run_waves
+from autopr_migrate.policy.parameters import RolloutPolicy
+
+
+@flow(name="member-stand-in")
+def member() -> None:
+    """Only a flow for the member runs below to belong to."""
+
+
+def _run(fleet_id: str, target: str, state) -> object:
+    with get_client(sync_client=True) as client:
+        return client.create_flow_run(
+            member, tags=[fleet_tag(fleet_id), f"autopr-target:{target}"], state=state
+        ).id
+
+
+@flow(name="waves-under-test")
+def _waves(fleet_id: str, waves: list[list[str]], failing: list[str], policy: RolloutPolicy):
+    started: list[str] = []
+
+    def start(target: str):
+        started.append(target)
+        state = Failed(message="broke") if target in failing else Completed()
+        return _run(fleet_id, target, state)
+
+    size = sum(len(wave) for wave in waves)
+    rollout = run_waves(Rollout(FleetSubject(fleet_id), {}), waves, policy, start, fleet_size=size)
+    return started, rollout.stopped, rollout.failed
+
+
+def test_a_failed_canary_stops_everything():
+    started, stopped, failed = _waves(
+        "canary", [["a"], ["b", "c"]], ["a"], RolloutPolicy(canary=1, max_failures=5)
+    )
+    assert started == ["a"] and failed == ["a"]
+    assert stopped == "the canary failed (a)"
+
+
+def test_the_budget_stops_new_starts_at_once():
+    started, stopped, failed = _waves(
+        "budget",
+        [["a"], ["b", "c", "d"], ["e"]],
+        ["b", "c"],
+        RolloutPolicy(canary=1, parallel=1, max_failures=1),
+    )
+    assert started == ["a", "b", "c"] and failed == ["b", "c"]
+    assert stopped.startswith("the error budget is exceeded: 2 of 5 member(s) failed (b, c)")
+
+
+def test_cancelling_a_fleet_cancels_only_members_no_worker_started():
+    waiting = _run("cancelled", "w", Scheduled())
+    running = _run("cancelled", "r", Running())
+    assert cancel_waiting("cancelled") == ["w"]
+    members = members_of("cancelled")
+    assert members["w"].state == "CANCELLED" and members["w"].flow_run_id == waiting
+    assert members["r"].state == "RUNNING" and members["r"].flow_run_id == running
