@@ -41,6 +41,7 @@ class Rollout:
     runs: dict[str, UUID] = field(default_factory=dict)
     seen: dict[str, MemberRun] = field(default_factory=dict)
     stopped: str = ""
+    done_before: int = 0  # members at the goal before this attempt
 
     @property
     def failed(self) -> list[str]:
@@ -64,8 +65,11 @@ def run_waves(
     counts against ``fleet_size`` (every member, those done by an earlier attempt too)."""
     logger = get_run_logger()
     total = fleet_size
+    rollout.done_before = total - sum(len(wave) for wave in waves)
     progress = create_progress_artifact(
-        0.0, key=f"fleet-progress-{rollout.fleet.fleet_id}", description="members finished"
+        100.0 * rollout.done_before / max(total, 1),
+        key=f"fleet-progress-{rollout.fleet.fleet_id}",
+        description="members finished",
     )
     for number, wave in enumerate(waves, start=1):
         if rollout.stopped:
@@ -96,7 +100,7 @@ def run_waves(
 
 
 def _run_wave(rollout, wave, policy, start, total, progress) -> None:
-    queue = [target for target in wave]
+    queue = list(wave)
     in_flight: set[str] = set()
     while queue or in_flight:
         while queue and len(in_flight) < policy.parallel and not rollout.stopped:
@@ -135,7 +139,7 @@ def _check_budget(rollout: Rollout, total: int, policy: RolloutPolicy) -> None:
 
 
 def _publish(rollout: Rollout, total: int, progress) -> None:
-    finished = sum(1 for member in rollout.seen.values() if member.final)
+    finished = rollout.done_before + sum(1 for member in rollout.seen.values() if member.final)
     update_progress_artifact(progress, 100.0 * finished / max(total, 1))
     publish_report(rollout)
 
