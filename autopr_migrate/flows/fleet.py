@@ -28,6 +28,7 @@ from autopr_migrate.operations.rules import require_requester, windows_text
 from autopr_migrate.orchestration import events
 from autopr_migrate.orchestration.fleet_members import (
     cancel_waiting,
+    record_approvals,
     set_fleet_limit,
     start_member,
     wait_for_earlier_members,
@@ -105,7 +106,10 @@ def fleet(
         wait_for_window(chosen[members[0].target], policy.migration.window, needed)
     except Exception as exc:  # rejected, expired, outside the window: nothing was started
         return Failed(message=f"{describe(exc)}; no member was started")
-    approvals = member_approvals(fleet_id, approval.approver, approval.reason, groups)
+    approvals = member_approvals(
+        fleet_id, str(flow_run.id), approval.approver, approval.reason, groups
+    )
+    record_approvals(approvals)
     member = member_policy(policy.migration)
     set_fleet_limit(fleet_id, policy.rollout.parallel)
     rollout = Rollout(subject, {m.target: m.group for m in members})

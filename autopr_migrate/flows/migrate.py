@@ -22,7 +22,6 @@ from autopr_migrate.operations.guarded_change import Change, guarded_change
 from autopr_migrate.operations.history_integrity import ledger_checksums
 from autopr_migrate.operations.rehearse import require
 from autopr_migrate.operations.risk import gate, risk_of
-from autopr_migrate.operations.rollout import require_approved_plan
 from autopr_migrate.operations.rules import (
     needed_time,
     require_person_for_production,
@@ -40,9 +39,8 @@ from autopr_migrate.orchestration.outcome import (
 from autopr_migrate.orchestration.run_state import Run, refused_at_start
 from autopr_migrate.orchestration.secrets import secret_block
 from autopr_migrate.orchestration.steps.approval import (
-    await_approval,
+    approval_of,
     deadline_for,
-    fleet_member_approval,
 )
 from autopr_migrate.orchestration.steps.lint_plan import lint_plan
 from autopr_migrate.orchestration.steps.plan import plan_migration, publish_plan
@@ -138,14 +136,8 @@ def _locked(run: Run, revision: str, fleet_approval: FleetApproval | None) -> Ou
         risk,
         windows_text(policy.window),
     )
-    if fleet_approval is not None:
-        require_approved_plan(
-            fleet_approval, checks.current, checks.target_revision, plan.checksums
-        )
-        run.record_approval(fleet_member_approval(fleet_approval))
-    else:
-        with run.timeline.step("approval"):
-            run.record_approval(await_approval(request, policy.approval))
+    with run.timeline.step("approval"):
+        run.record_approval(approval_of(request, policy.approval, fleet_approval))
     needed = needed_time(policy.window, rehearsal.upgrade_seconds, checks.database_bytes)
     with run.timeline.step("window"):
         wait_for_window(target, policy.window, needed)

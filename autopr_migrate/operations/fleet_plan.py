@@ -228,12 +228,13 @@ class FleetRequest:
 
 
 def member_approvals(
-    fleet_id: str, approver: str, reason: str, groups: list[GroupPlan]
+    fleet_id: str, fleet_run_id: str, approver: str, reason: str, groups: list[GroupPlan]
 ) -> dict[str, FleetApproval]:
     """What each member run is handed: who approved, and the plan of its group."""
     return {
         target: FleetApproval(
             fleet_id=fleet_id,
+            fleet_run_id=fleet_run_id,
             approved_by=approver,
             reason=reason,
             from_revision=group.from_revision,

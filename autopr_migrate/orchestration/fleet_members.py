@@ -20,9 +20,11 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.concurrency.sync import concurrency
 from prefect.deployments import run_deployment
-from prefect.exceptions import ObjectAlreadyExists
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.input import create_flow_run_input, read_flow_run_input
 from prefect.states import Cancelled
 
+from autopr_migrate.errors import PreflightRefused
 from autopr_migrate.policy.parameters import FleetApproval, MigrationPolicy
 
 WAITING = {StateType.SCHEDULED, StateType.PENDING, StateType.PAUSED}
@@ -30,6 +32,45 @@ WAITING = {StateType.SCHEDULED, StateType.PENDING, StateType.PAUSED}
 
 def fleet_tag(fleet_id: str) -> str:
     return f"autopr-fleet:{fleet_id}"
+
+
+APPROVAL_RECORD = "autopr-fleet-approval"
+
+
+def record_approvals(approvals: dict[str, FleetApproval]) -> None:
+    """On the fleet's own run: who approved, and each member's approved plan. A member run
+    checks its approval against this record, so a ``fleet_approval`` parameter alone (a member
+    run started by hand) approves nothing."""
+    first = next(iter(approvals.values()))
+    create_flow_run_input(
+        APPROVAL_RECORD,
+        {
+            "approved_by": first.approved_by,
+            "members": {target: approval.plan_digest for target, approval in approvals.items()},
+        },
+    )
+
+
+def verify_approval(approval: FleetApproval, target: str) -> None:
+    """Raise ``PreflightRefused`` unless fleet run ``approval.fleet_run_id`` approved exactly
+    this plan for ``target``."""
+    refused = PreflightRefused(
+        f"the fleet approval names fleet run {approval.fleet_run_id[:36]!r}, which did not approve "
+        f"this plan for target {target!r}: member runs are started by the fleet flow, with its "
+        f"approval"
+    )
+    try:
+        record = read_flow_run_input(APPROVAL_RECORD, flow_run_id=UUID(approval.fleet_run_id))
+    except (ValueError, ObjectNotFound):
+        raise refused from None
+    if not isinstance(record, dict):
+        raise refused
+    members = record.get("members") or {}
+    if (
+        record.get("approved_by") != approval.approved_by
+        or members.get(target) != approval.plan_digest
+    ):
+        raise refused
 
 
 def fleet_limit(fleet_id: str) -> str:

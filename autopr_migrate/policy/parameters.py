@@ -275,6 +275,7 @@ class FleetApproval(_Policy):
     plan that was approved, and records who approved it instead of asking again."""
 
     fleet_id: str = Field(..., max_length=64)
+    fleet_run_id: str = Field(..., max_length=36, description="The fleet's flow run.")
     approved_by: PersonName
     reason: str = Field("", max_length=inputs.REASON)
     from_revision: str | None = Field(None, max_length=inputs.REVISION)

@@ -3,13 +3,20 @@ stops everything, the budget stops new starts at once, cancelling stops members 
 
 from __future__ import annotations
 
+import uuid
+
 from prefect import flow, get_client
 from prefect.states import Completed, Failed, Running, Scheduled
 
+from autopr_migrate.flows.migrate import migrate
 from autopr_migrate.operations.fleet_plan import FleetSubject
 from autopr_migrate.orchestration.fleet_members import cancel_waiting, fleet_tag, members_of
 from autopr_migrate.orchestration.fleet_rollout import Rollout, run_waves
-from autopr_migrate.policy.parameters import RolloutPolicy
+from autopr_migrate.policy.parameters import FleetApproval, RolloutPolicy
+from tests.flows.conftest import fast_policy
+from tests.flows.helpers import at_head_with_rows, checksums
+from tests.support.alembic_run import revision_of
+from tests.support.revisions import ADD_PRIORITY, add_revision
 
 
 @flow(name="member-stand-in")
@@ -64,3 +71,24 @@ def test_cancelling_a_fleet_cancels_only_members_no_worker_started():
     members = members_of("cancelled")
     assert members["w"].state == "CANCELLED" and members["w"].flow_run_id == waiting
     assert members["r"].state == "RUNNING" and members["r"].flow_run_id == running
+
+
+def test_a_member_run_started_by_hand_with_a_forged_fleet_approval_changes_nothing(
+    migration_target, history
+):
+    engine = at_head_with_rows(migration_target.engine())
+    start, before = revision_of(engine), checksums(engine)
+    goal = add_revision(history, "ffff00000021", ADD_PRIORITY)
+    forged = FleetApproval(
+        fleet_id="forged",
+        fleet_run_id=str(uuid.uuid4()),
+        approved_by="mallory",
+        from_revision=start,
+        to_revision=goal,
+        plan_digest="0" * 64,
+    )
+    state = migrate(target="app", policy=fast_policy(), fleet_approval=forged, return_state=True)
+    assert state.is_failed()
+    assert "which did not approve this plan for target 'app'" in state.message, state.message
+    assert "nothing was changed" in state.message
+    assert revision_of(engine) == start and checksums(engine) == before

@@ -25,9 +25,11 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from autopr_migrate.errors import ApprovalExpired, ApprovalRejected
-from autopr_migrate.operations.approval_text import ApprovalRequest
+from autopr_migrate.operations.approval_text import ApprovalRequest, ChangeApproval
+from autopr_migrate.operations.rollout import require_approved_plan
 from autopr_migrate.operations.rules import refusal
 from autopr_migrate.orchestration import events
+from autopr_migrate.orchestration.fleet_members import verify_approval
 from autopr_migrate.orchestration.links import resume_instructions
 from autopr_migrate.policy import inputs
 from autopr_migrate.policy.parameters import ApprovalPolicy, FleetApproval
@@ -64,11 +66,24 @@ class Approval:
     by_policy: bool = False
 
 
-def fleet_member_approval(approval: FleetApproval) -> Approval:
-    """A fleet member's approval: the person who approved the fleet, and which fleet."""
-    reason = f"fleet {approval.fleet_id}" + (f": {approval.reason}" if approval.reason else "")
-    get_run_logger().info("approved for fleet %s by %s", approval.fleet_id, approval.approved_by)
-    return Approval(approval.approved_by, reason)
+def approval_of(
+    request: ChangeApproval, policy: ApprovalPolicy, fleet_approval: FleetApproval | None
+) -> Approval:
+    """A person's decision in the pause; for a fleet's member, the fleet's approval, once it is
+    proven to be for exactly this plan of this target."""
+    if fleet_approval is None:
+        return await_approval(request, policy)
+    verify_approval(fleet_approval, request.target.name)
+    require_approved_plan(
+        fleet_approval, request.from_revision, request.to_revision, request.plan.checksums
+    )
+    reason = f"fleet {fleet_approval.fleet_id}" + (
+        f": {fleet_approval.reason}" if fleet_approval.reason else ""
+    )
+    get_run_logger().info(
+        "approved for fleet %s by %s", fleet_approval.fleet_id, fleet_approval.approved_by
+    )
+    return Approval(fleet_approval.approved_by, reason)
 
 
 def await_approval(request: ApprovalRequest, policy: ApprovalPolicy) -> Approval:
