@@ -197,14 +197,16 @@ def wait_for_earlier_members(fleet_id: str, timeout_seconds: float) -> dict[str,
 def cancel_waiting(fleet_id: str) -> list[str]:
     """Cancel the fleet's member runs no worker has started yet; their targets."""
     cancelled = []
-    with get_client(sync_client=True) as client:
-        for target, member in members_of(fleet_id).items():
-            if member.state in {t.value for t in (StateType.SCHEDULED, StateType.PENDING)}:
-                client.set_flow_run_state(
-                    member.flow_run_id, Cancelled(message=f"fleet {fleet_id} was cancelled")
-                )
-                cancelled.append(target)
+    for target, member in members_of(fleet_id).items():
+        if member.state in {t.value for t in (StateType.SCHEDULED, StateType.PENDING)}:
+            cancel_member(member, f"fleet {fleet_id} was cancelled")
+            cancelled.append(target)
     return cancelled
+
+
+def cancel_member(member: MemberRun, why: str) -> None:
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(member.flow_run_id, Cancelled(message=why))
 
 
 def not_started(target: str, reason: str) -> MemberRun:

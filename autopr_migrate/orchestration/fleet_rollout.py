@@ -25,7 +25,12 @@ from autopr_migrate.errors import describe
 from autopr_migrate.operations.fleet_plan import FleetSubject
 from autopr_migrate.operations.rollout import budget_exceeded
 from autopr_migrate.orchestration import events
-from autopr_migrate.orchestration.fleet_members import MemberRun, not_started, read_members
+from autopr_migrate.orchestration.fleet_members import (
+    MemberRun,
+    cancel_member,
+    not_started,
+    read_members,
+)
 from autopr_migrate.orchestration.links import flow_run_url
 from autopr_migrate.policy.parameters import RolloutPolicy
 
@@ -102,11 +107,13 @@ def run_waves(
 def _run_wave(rollout, wave, policy, start, total, progress) -> None:
     queue = list(wave)
     in_flight: set[str] = set()
+    submitted: dict[str, float] = {}
     while queue or in_flight:
         while queue and len(in_flight) < policy.parallel and not rollout.stopped:
             target = queue.pop(0)
             try:
                 rollout.runs[target] = start(target)
+                submitted[target] = time.monotonic()
             except Exception as exc:  # no run could be made (no deployment, the API away)
                 rollout.seen[target] = not_started(target, describe(exc))
                 _publish(rollout, total, progress)
@@ -120,11 +127,27 @@ def _run_wave(rollout, wave, policy, start, total, progress) -> None:
         time.sleep(POLL_SECONDS)
         now = read_members({t: rollout.runs[t] for t in in_flight})
         rollout.seen.update(now)
+        _cancel_untaken(now, submitted, policy)
         ended = [t for t in in_flight if t in now and now[t].final]
         if ended:
             in_flight.difference_update(ended)
             _publish(rollout, total, progress)
             _check_budget(rollout, total, policy)
+
+
+def _cancel_untaken(
+    members: dict[str, MemberRun], submitted: dict[str, float], policy: RolloutPolicy
+) -> None:
+    """A member no worker took in time is cancelled: it fails, and the fleet goes on (or
+    stops, as the budget says) instead of waiting for ever."""
+    now = time.monotonic()
+    for target, member in members.items():
+        waited = now - submitted.get(target, now)
+        if member.state in ("SCHEDULED", "PENDING") and waited > policy.member_start_seconds:
+            get_run_logger().warning(
+                "no worker took %s's member run in %d s: cancelled", target, waited
+            )
+            cancel_member(member, f"no worker took it within {policy.member_start_seconds} s")
 
 
 def _check_budget(rollout: Rollout, total: int, policy: RolloutPolicy) -> None:

@@ -261,6 +261,13 @@ class RolloutPolicy(_Policy):
     member_timeout_seconds: int = Field(
         6 * 3600, ge=10, le=7 * 86400, description="How long a member run may take."
     )
+    member_start_seconds: int = Field(
+        900,
+        ge=5,
+        le=7 * 86400,
+        description="A member run no worker has taken after this long is cancelled and fails "
+        "(no worker serves the pool, or all are busy).",
+    )
 
 
 class FleetPolicy(_Policy):

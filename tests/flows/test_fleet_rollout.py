@@ -32,11 +32,19 @@ def _run(fleet_id: str, target: str, state) -> object:
 
 
 @flow(name="waves-under-test")
-def _waves(fleet_id: str, waves: list[list[str]], failing: list[str], policy: RolloutPolicy):
+def _waves(
+    fleet_id: str,
+    waves: list[list[str]],
+    failing: list[str],
+    policy: RolloutPolicy,
+    untaken: tuple[str, ...] = (),
+):
     started: list[str] = []
 
     def start(target: str):
         started.append(target)
+        if target in untaken:
+            return _run(fleet_id, target, Scheduled())
         state = Failed(message="broke") if target in failing else Completed()
         return _run(fleet_id, target, state)
 
@@ -62,6 +70,19 @@ def test_the_budget_stops_new_starts_at_once():
     )
     assert started == ["a", "b", "c"] and failed == ["b", "c"]
     assert stopped.startswith("the error budget is exceeded: 2 of 5 member(s) failed (b, c)")
+
+
+def test_a_member_no_worker_takes_is_cancelled_and_fails():
+    started, stopped, failed = _waves(
+        "untaken",
+        [["u"], ["v"]],
+        [],
+        RolloutPolicy(canary=0, wave_size=1, max_failures=5, member_start_seconds=5),
+        untaken=("u",),
+    )
+    assert started == ["u", "v"] and failed == ["u"] and stopped == ""
+    member = members_of("untaken")["u"]
+    assert member.state == "CANCELLED" and "no worker took it within 5 s" in member.message
 
 
 def test_cancelling_a_fleet_cancels_only_members_no_worker_started():
