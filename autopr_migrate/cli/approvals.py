@@ -31,7 +31,7 @@ from autopr_migrate.errors import ConfigurationError, ExitCode, MigrationError
 from autopr_migrate.orchestration.steps.approval import DECISION_KEY, REFUSAL_KEY, REQUEST_KEY
 from autopr_migrate.policy.inputs import bounded, shown, visible_name
 
-MIGRATION_FLOWS = ["migrate", "rollback"]
+MIGRATION_FLOWS = ["migrate", "rollback", "fleet"]
 
 
 class AnswerRefused(MigrationError):

@@ -9,6 +9,8 @@ a member that ran keeps its run, and nothing is applied twice.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
@@ -28,6 +30,7 @@ from autopr_migrate.operations.rules import require_requester, windows_text
 from autopr_migrate.orchestration import events
 from autopr_migrate.orchestration.fleet_members import (
     cancel_waiting,
+    drop_fleet_limit,
     record_approvals,
     set_fleet_limit,
     start_member,
@@ -77,17 +80,21 @@ def fleet(
         chosen = fleet_members(targets, policy.migration)
         earlier = wait_for_earlier_members(fleet_id, policy.rollout.member_timeout_seconds)
         census = census_of(chosen, fleet_id, policy.rollout)
-        groups = plan_groups(chosen, census, revision, policy.migration)
+        groups = plan_groups(chosen, census, revision, policy.migration, fleet_id)
     except Exception as exc:  # bad input, a refused plan: nothing was started
         return Failed(message=f"{describe(exc)}; no member was started")
     pending = [g for g in groups if g.plan is not None]
     members = [m for m in census.included if any(m.target in g.members for g in pending)]
     rollout_policy = policy.rollout
-    if any(run.succeeded for run in earlier.values()):  # the canary passed the first time
+    if any(run.succeeded for run in earlier):  # the canary passed the first time
         rollout_policy = rollout_policy.model_copy(update={"canary": 0})
+    # A member still to do whose earlier run ended is tried again, in a run of its own.
+    attempts = Counter(run.target for run in earlier if run.final)
     order = waves(members, rollout_policy)
     events.emit(subject, events.FLEET_STARTED, members=len(members), excluded=len(census.excluded))
     if not members:
+        if census.excluded:  # nothing to do for those included; the left-out are not done
+            return Failed(message=fleet_summary(census, None, 0, "no member could be started"))
         nothing = "nothing to do: every member is at the goal"
         return Completed(message=fleet_summary(census, None, 0, nothing))
     request = FleetRequest(
@@ -125,10 +132,12 @@ def fleet(
             policy=member,
             approval=approvals[target],
             deployment=policy.rollout.member_deployment,
+            attempt=attempts[target],
         ),
         fleet_size=len(census.included),
         before_wave=lambda number, wave: wave_approval(request, policy, number, wave),
     )
+    drop_fleet_limit(fleet_id)
     untouched = [m.target for m in members if m.target not in rollout.runs]
     publish_report(rollout, untouched)
     message = fleet_summary(census, len(rollout.succeeded), len(rollout.failed), rollout.stopped)

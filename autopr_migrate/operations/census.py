@@ -21,6 +21,7 @@ from autopr_migrate.backends.fingerprint import fingerprint
 from autopr_migrate.backends.registry import backend_for
 from autopr_migrate.errors import describe
 from autopr_migrate.history import commands as alembic_ops
+from autopr_migrate.operations.history_integrity import check_applied
 from autopr_migrate.operations.probe import check_health
 from autopr_migrate.store import ledger
 from autopr_migrate.targets.targets import Target
@@ -101,11 +102,19 @@ def take_census(
 
 def _read(target: Target) -> Member:
     try:
+        return _read_member(target)
+    except Exception as exc:  # whatever one member does, the census goes on and says so
+        return Member(target.name, excluded=f"could not be read: {describe(exc)[:160]}")
+
+
+def _read_member(target: Target) -> Member:
+    try:
         with connect(target, connect_timeout=10) as connection:
             revision = alembic_ops.current(target.project, connection)
             schema = _digest(fingerprint(connection, version_table=target.project.version_table))
             size = backend_for(target).size(connection, target)
             rows = ledger.unfinished(connection) if ledger.exists(connection) else []
+            changed = check_applied(target.project, connection)
             connection.rollback()
     except Exception as exc:  # an unreachable member is a census result, not a failure
         return Member(target.name, excluded=f"unreachable: {describe(exc)[:160]}")
@@ -129,29 +138,47 @@ def _read(target: Target) -> Member:
         return _left_out(member, f"at revision {revision}, which the history does not know")
     if unfinished:
         return _left_out(member, f"an unfinished run: {unfinished}; resolve it first")
+    if changed:
+        listed = "; ".join(problem.line() for problem in changed)[:200]
+        return _left_out(member, f"revision files it already ran changed since: {listed}")
     if not health.healthy and revision is not None:
         return _left_out(member, f"the application is not healthy: {health.reason}")
     return member
 
 
 def _with_drift(members: list[Member]) -> list[Member]:
-    """At each revision, members whose schema differs from the one most of them share."""
-    reference: dict[str | None, str] = {}
+    """At each revision, members whose schema differs from the one most of them share; when no
+    schema is shared by more members than any other (a tie), none can be trusted."""
     counts = Counter((m.revision, m.schema) for m in members if not m.excluded)
-    # the most shared schema first; a tie goes to the same one every time
-    for revision, schema in sorted(counts, key=lambda key: (-counts[key], key[1])):
-        reference.setdefault(revision, schema)
+    by_revision: dict[str | None, list[tuple[int, str]]] = {}
+    for (revision, schema), count in counts.items():
+        by_revision.setdefault(revision, []).append((count, schema))
     out = []
     for member in members:
-        expected = reference.get(member.revision)
-        if not member.excluded and expected is not None and member.schema != expected:
-            same = counts[(member.revision, expected)]
-            member = _left_out(
-                member,
-                f"drifted: its schema differs from the {same} other target(s) at revision "
-                f"{member.revision or 'base'}; compare them (autopr-migrate check) and repair",
+        shares = sorted(by_revision.get(member.revision, []), reverse=True)
+        if member.excluded or len(shares) < 2:
+            out.append(member)
+            continue
+        (most, reference), (second, _) = shares[0], shares[1]
+        at = member.revision or "base"
+        if most == second:
+            out.append(
+                _left_out(
+                    member,
+                    f"drifted: the targets at revision {at} have {len(shares)} different "
+                    f"schemas, none shared by most; compare them (autopr-migrate check) and repair",
+                )
             )
-        out.append(member)
+        elif member.schema != reference:
+            out.append(
+                _left_out(
+                    member,
+                    f"drifted: its schema differs from the {most} other target(s) at revision "
+                    f"{at}; compare them (autopr-migrate check) and repair",
+                )
+            )
+        else:
+            out.append(member)
     return out
 
 

@@ -28,12 +28,11 @@ def waves(members: list[Member], policy: RolloutPolicy) -> list[list[str]]:
 
 
 def budget_exceeded(failures: int, total: int, policy: RolloutPolicy) -> bool:
-    """Whether ``failures`` of ``total`` members are more than the budget allows."""
-    if failures > policy.max_failures:
-        return True
-    if policy.max_failure_percent is not None and total:
-        return failures * 100 / total > policy.max_failure_percent
-    return False
+    """Whether ``failures`` of ``total`` members are more than the budget allows: the share
+    ``max_failure_percent`` when it is set, else the count ``max_failures``."""
+    if policy.max_failure_percent is not None:
+        return failures * 100 / max(total, 1) > policy.max_failure_percent
+    return failures > policy.max_failures
 
 
 def plan_digest(from_revision: str | None, to_revision: str, checksums: Mapping[str, str]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -28,6 +28,7 @@ from autopr_migrate.errors import PreflightRefused
 from autopr_migrate.policy.parameters import FleetApproval, MigrationPolicy
 
 WAITING = {StateType.SCHEDULED, StateType.PENDING, StateType.PAUSED}
+_PAGE = 200  # the most flow runs the API returns at once
 
 
 def fleet_tag(fleet_id: str) -> str:
@@ -52,17 +53,24 @@ def record_approvals(approvals: dict[str, FleetApproval]) -> None:
 
 
 def verify_approval(approval: FleetApproval, target: str) -> None:
-    """Raise ``PreflightRefused`` unless fleet run ``approval.fleet_run_id`` approved exactly
-    this plan for ``target``."""
+    """Raise ``PreflightRefused`` unless the run ``approval.fleet_run_id`` is fleet
+    ``approval.fleet_id``'s own run and recorded this approver and exactly this plan for
+    ``target``."""
     refused = PreflightRefused(
         f"the fleet approval names fleet run {approval.fleet_run_id[:36]!r}, which did not approve "
         f"this plan for target {target!r}: member runs are started by the fleet flow, with its "
         f"approval"
     )
     try:
-        record = read_flow_run_input(APPROVAL_RECORD, flow_run_id=UUID(approval.fleet_run_id))
+        run_id = UUID(approval.fleet_run_id)
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(run_id)
+            flow_name = client.read_flow(run.flow_id).name
+        record = read_flow_run_input(APPROVAL_RECORD, flow_run_id=run_id)
     except (ValueError, ObjectNotFound):
         raise refused from None
+    if flow_name != "fleet" or run.name != f"fleet-{approval.fleet_id}":
+        raise refused
     if not isinstance(record, dict):
         raise refused
     members = record.get("members") or {}
@@ -75,7 +83,7 @@ def verify_approval(approval: FleetApproval, target: str) -> None:
 
 def fleet_limit(fleet_id: str) -> str:
     """The global concurrency limit every member run of the fleet holds a slot of."""
-    return f"migrate-fleet-{fleet_id}"
+    return f"autopr-fleet-{fleet_id}"  # never a target's migrate-<target>
 
 
 def set_fleet_limit(fleet_id: str, parallel: int) -> None:
@@ -84,6 +92,11 @@ def set_fleet_limit(fleet_id: str, parallel: int) -> None:
             client.upsert_global_concurrency_limit_by_name(fleet_limit(fleet_id), parallel)
         except ObjectAlreadyExists:  # a member or another attempt made it first: now an update
             client.upsert_global_concurrency_limit_by_name(fleet_limit(fleet_id), parallel)
+
+
+def drop_fleet_limit(fleet_id: str) -> None:
+    with get_client(sync_client=True) as client, suppress(ObjectNotFound):
+        client.delete_global_concurrency_limit_by_name(fleet_limit(fleet_id))
 
 
 @contextmanager
@@ -108,6 +121,7 @@ class MemberRun:
     started: datetime | None
     ended: datetime | None
     worker: str
+    created: datetime | None = None
 
     @property
     def seconds(self) -> float | None:
@@ -125,6 +139,7 @@ def start_member(
     policy: MigrationPolicy,
     approval: FleetApproval,
     deployment: str,
+    attempt: int = 0,
 ) -> UUID:
     """The member's run (created now, or the one an earlier attempt of the fleet created)."""
     run = run_deployment(
@@ -138,7 +153,8 @@ def start_member(
         },
         timeout=0,
         tags=[fleet_tag(fleet_id), f"autopr-target:{target}"],
-        idempotency_key=f"autopr-fleet-{fleet_id}-{target}",
+        # one run per member, plan and attempt: a retry of this call never makes a second
+        idempotency_key=f"autopr-fleet-{fleet_id}-{target}-{approval.plan_digest[:16]}-{attempt}",
         as_subflow=False,
     )
     return run.id
@@ -159,26 +175,42 @@ def read_members(runs: dict[str, UUID]) -> dict[str, MemberRun]:
 
 
 def members_of(fleet_id: str) -> dict[str, MemberRun]:
-    """Every member run a fleet created, found by its tag (for status and cancellation)."""
+    """Each member's newest run the fleet created, found by its tag (status, cancellation)."""
+    newest: dict[str, MemberRun] = {}
+    for member in all_member_runs(fleet_id):
+        if member.target not in newest or member.created > newest[member.target].created:
+            newest[member.target] = member
+    return newest
+
+
+def all_member_runs(fleet_id: str) -> list[MemberRun]:
+    """Every run of every member of the fleet, across its attempts, page by page."""
+    found: list[FlowRun] = []
     with get_client(sync_client=True) as client:
-        found = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[fleet_tag(fleet_id)]))
-        )
-    out = {}
-    for run in found:
-        target = next((t.split(":", 1)[1] for t in run.tags if t.startswith("autopr-target:")), "")
-        out[target] = _member(target, run)
-    return out
+        while True:
+            page = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[fleet_tag(fleet_id)])),
+                offset=len(found),
+                limit=_PAGE,
+            )
+            found += page
+            if len(page) < _PAGE:
+                break
+    return [_member(_target_of(run), run) for run in found]
 
 
-def wait_for_earlier_members(fleet_id: str, timeout_seconds: float) -> dict[str, MemberRun]:
-    """The member runs an earlier attempt of this fleet created, once none is still going (a
+def _target_of(run: FlowRun) -> str:
+    return next((t.split(":", 1)[1] for t in run.tags if t.startswith("autopr-target:")), "")
+
+
+def wait_for_earlier_members(fleet_id: str, timeout_seconds: float) -> list[MemberRun]:
+    """Every member run earlier attempts of this fleet created, once none is still going (a
     fleet run again under the same id must see where they ended, not race them)."""
     logger = get_run_logger()
     deadline = time.monotonic() + timeout_seconds
     while True:
-        earlier = members_of(fleet_id)
-        going = sorted(target for target, member in earlier.items() if not member.final)
+        earlier = all_member_runs(fleet_id)
+        going = sorted({member.target for member in earlier if not member.final})
         if not going or time.monotonic() > deadline:
             if earlier:
                 logger.info(
@@ -228,6 +260,7 @@ def _member(target: str, run: FlowRun) -> MemberRun:
         started=run.start_time,
         ended=run.end_time,
         worker=_worker_of(run),
+        created=run.created,
     )
 
 

@@ -239,12 +239,15 @@ class RolloutPolicy(_Policy):
     wave_percent: float = Field(
         25, gt=0, le=100, description="With wave_size 0: each wave's share of the rest."
     )
-    parallel: int = Field(4, ge=1, le=256, description="Member runs at once, fleet-wide.")
+    parallel: int = Field(4, ge=1, le=200, description="Member runs at once, fleet-wide.")
     max_failures: int = Field(
         0, ge=0, le=10_000, description="Failed members tolerated; one more stops new starts."
     )
     max_failure_percent: float | None = Field(
-        None, ge=0, le=100, description="Or: the failed share of the fleet tolerated."
+        None,
+        ge=0,
+        le=100,
+        description="The failed share of the fleet tolerated; when set, instead of max_failures.",
     )
     approve_each_wave: bool = Field(False, description="Pause for a person between waves.")
     on_excluded: Literal["skip", "refuse"] = Field(

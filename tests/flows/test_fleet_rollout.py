@@ -3,19 +3,25 @@ stops everything, the budget stops new starts at once, cancelling stops members 
 
 from __future__ import annotations
 
+import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from prefect import flow, get_client
+from prefect.flow_runs import resume_flow_run
 from prefect.states import Completed, Failed, Running, Scheduled
 
 from autopr_migrate.flows.migrate import migrate
+from autopr_migrate.model import Risk
 from autopr_migrate.operations.fleet_plan import FleetSubject
 from autopr_migrate.orchestration.fleet_members import cancel_waiting, fleet_tag, members_of
 from autopr_migrate.orchestration.fleet_rollout import Rollout, run_waves
-from autopr_migrate.policy.parameters import FleetApproval, RolloutPolicy
+from autopr_migrate.orchestration.steps.approval import await_approval
+from autopr_migrate.policy.parameters import ApprovalPolicy, FleetApproval, RolloutPolicy
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, checksums
 from tests.support.alembic_run import revision_of
+from tests.support.paused import BackgroundRun
 from tests.support.revisions import ADD_PRIORITY, add_revision
 
 
@@ -113,3 +119,36 @@ def test_a_member_run_started_by_hand_with_a_forged_fleet_approval_changes_nothi
     assert "which did not approve this plan for target 'app'" in state.message, state.message
     assert "nothing was changed" in state.message
     assert revision_of(engine) == start and checksums(engine) == before
+
+
+def test_one_run_may_pause_for_approval_again_and_again():
+    """A fleet approving each wave pauses more than once; each pause gets its own answer."""
+
+    @flow(name="waves-approved-one-by-one")
+    def twice(requested_by: str) -> list[str]:
+        return [
+            await_approval(_Request(number), ApprovalPolicy(poll_interval_seconds=1)).approver
+            for number in (1, 2)
+        ]
+
+    background = BackgroundRun(twice)
+    for approver in ("first", "second"):
+        run = background.paused(timeout=60)
+        resume_flow_run(run.id, run_input={"decision": "approve", "approver": approver})
+        time.sleep(1.5)  # until the run has taken the answer and left the pause
+    state = background.result(timeout=60)
+    assert state.is_completed(), state
+    assert state.result() == ["first", "second"]
+
+
+class _Request:
+    def __init__(self, number: int) -> None:
+        self.target = FleetSubject("pauses")
+        self.requested_by = "requester"
+        self.deadline = datetime.now(UTC) + timedelta(minutes=5)
+        self.operation, self.from_revision, self.to_revision = "fleet wave", None, None
+        self.risk = Risk("high", ["a wave"])
+        self.number = number
+
+    def text(self, *, refused: str | None = None) -> str:
+        return f"wave {self.number}"

@@ -38,14 +38,16 @@ def test_the_error_budget_counts_failures_or_their_share():
     assert not budget_exceeded(1, 20, RolloutPolicy(max_failures=1))
     assert budget_exceeded(2, 20, RolloutPolicy(max_failures=1))
     assert budget_exceeded(1, 20, RolloutPolicy())  # no failure tolerated by default
-    share = RolloutPolicy(max_failures=100, max_failure_percent=10)
+    share = RolloutPolicy(max_failure_percent=10)  # the share, instead of the count
     assert not budget_exceeded(2, 20, share) and budget_exceeded(3, 20, share)
+    assert not budget_exceeded(1, 100, share)
 
 
 def test_a_member_applies_only_the_plan_its_fleet_approved():
     checksums = {"b1": "0" * 64}
     approval = FleetApproval(
         fleet_id="f1",
+        fleet_run_id="00000000-0000-0000-0000-000000000001",
         approved_by="ops",
         from_revision="a1",
         to_revision="b1",

@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 from uuid import UUID
 
-from prefect import get_run_logger, pause_flow_run
-from prefect.exceptions import FlowPauseTimeout
+from prefect import get_client, get_run_logger, pause_flow_run
+from prefect.exceptions import FlowPauseTimeout, PrefectHTTPStatusError
 from prefect.flow_runs import NotPausedError, resume_flow_run
 from prefect.input import RunInput, create_flow_run_input
 from prefect.runtime import flow_run
@@ -39,6 +39,7 @@ REQUEST_KEY = "autopr-approval-request"
 REFUSAL_KEY = "autopr-approval-refused-{n}"
 DECISION_KEY = "autopr-approval-decision"
 DEADLINE_APPROVER = "(deadline)"
+BY_POLICY = "policy"  # the approver of an approval the policy gave, with no person asked
 
 
 class ApprovalInput(RunInput):
@@ -77,6 +78,19 @@ def approval_of(
     require_approved_plan(
         fleet_approval, request.from_revision, request.to_revision, request.plan.checksums
     )
+    # The member's own rules still hold: who may approve, four eyes, and a person where the
+    # plan's risk needs one.
+    if fleet_approval.approved_by == BY_POLICY:
+        if policy.needs_approval(request.risk.level):
+            raise ApprovalRejected(
+                f"fleet {fleet_approval.fleet_id} was approved by its policy, but this target's "
+                f"plan (risk {request.risk.level}) needs a person: run the fleet with "
+                f"approval.mode always"
+            )
+    elif refused := refusal(
+        fleet_approval.approved_by, fleet_approval.reason, policy, request.requested_by
+    ):
+        raise ApprovalRejected(f"the fleet's approval does not hold for this target: {refused}")
     reason = f"fleet {fleet_approval.fleet_id}" + (
         f": {fleet_approval.reason}" if fleet_approval.reason else ""
     )
@@ -98,9 +112,10 @@ def await_approval(request: ApprovalRequest, policy: ApprovalPolicy) -> Approval
     revisions = {"from_revision": request.from_revision, "to_revision": request.to_revision}
     if not policy.needs_approval(request.risk.level):
         logger.info("no approval needed: policy %s, risk %s", policy.mode, request.risk.level)
-        return Approval("policy", f"approval.mode={policy.mode}", by_policy=True)
+        return Approval(BY_POLICY, f"approval.mode={policy.mode}", by_policy=True)
     run_id: UUID = flow_run.id
     how = resume_instructions(run_id, flow_run.name)
+    _forget(run_id, REQUEST_KEY, DECISION_KEY)  # an earlier pause of this run (a fleet's wave)
     create_flow_run_input(
         REQUEST_KEY,
         {
@@ -139,6 +154,7 @@ def await_approval(request: ApprovalRequest, policy: ApprovalPolicy) -> Approval
         if refused is None:
             return _decided(target, revisions, answer)
         logger.warning("answer refused, still waiting: %s", refused)
+        _forget(run_id, REFUSAL_KEY.format(n=attempt))
         create_flow_run_input(REFUSAL_KEY.format(n=attempt), {"reason": refused})
     events.emit(target, events.APPROVAL_EXPIRED, **revisions, deadline=request.deadline.isoformat())
     raise ApprovalExpired(
@@ -195,6 +211,17 @@ def _decided(target: Target, revisions: dict, answer: ApprovalInput) -> Approval
     events.emit(target, events.APPROVED, approver=who, reason=reason, **revisions)
     get_run_logger().info("approved by %s: %s", who, reason or "no reason given")
     return Approval(who, reason)
+
+
+def _forget(run_id: UUID, *keys: str) -> None:
+    """Delete these inputs of the run where they exist (an earlier pause of the same run)."""
+    with get_client(sync_client=True) as client:
+        for key in keys:
+            try:
+                client.delete_flow_run_input(run_id, key)
+            except PrefectHTTPStatusError as exc:
+                if exc.response.status_code != 404:
+                    raise
 
 
 def deadline_for(policy: ApprovalPolicy) -> datetime:

@@ -80,20 +80,24 @@ def census_of(targets: dict[str, Target], fleet_id: str, policy: RolloutPolicy) 
 
 @task(name="plan-groups", cache_policy=NO_CACHE)
 def plan_groups(
-    targets: dict[str, Target], census: Census, revision: str, policy: MigrationPolicy
+    targets: dict[str, Target],
+    census: Census,
+    revision: str,
+    policy: MigrationPolicy,
+    fleet_id: str,
 ) -> list[GroupPlan]:
     """One plan per starting revision, made on the group's largest member; all must reach
     the same revision."""
     logger = get_run_logger()
     groups = []
-    for start, members in census.by_revision().items():
+    for number, (start, members) in enumerate(census.by_revision().items(), start=1):
         largest = targets[members[0].target]
         group = plan_group(largest, [m.target for m in members], revision, policy, log=logger)
         groups.append(group)
         if group.plan is not None and group.checks is not None:
             create_markdown_artifact(
                 markdown=render_plan(largest, group.checks, group.plan, group.risk),
-                key=f"fleet-plan-{(start or 'base').lower()[:40]}",
+                key=f"fleet-{fleet_id}-plan-{number}",
                 description=f"{len(members)} member(s) from {start or 'base'}",
             )
     goals = {group.to_revision for group in groups}
