@@ -2,8 +2,8 @@
 
 Each member is its own ``migrate`` run created with ``run_deployment`` on the member
 deployment's work pool, so any worker on any machine may take it. The run is created under the
-idempotency key ``autopr-fleet-<fleet>-<target>``: a fleet run again under the same id gets the
-same member runs back instead of new ones, so nothing is applied twice.
+idempotency key ``autopr-fleet-<fleet>-<target>-<plan digest>-<attempt>``: the same call made
+again gets the same run back instead of a second one.
 """
 
 from __future__ import annotations
@@ -141,7 +141,8 @@ def start_member(
     deployment: str,
     attempt: int = 0,
 ) -> UUID:
-    """The member's run (created now, or the one an earlier attempt of the fleet created)."""
+    """The member's run for this plan and attempt: created now, or the one this same call
+    created before."""
     run = run_deployment(
         name=deployment,
         parameters={
