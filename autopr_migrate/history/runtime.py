@@ -13,7 +13,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,7 +111,7 @@ def make_config(
     config.attributes["version_table"] = project.version_table
     config.attributes["version_table_schema"] = project.version_table_schema
     if connection is not None:
-        config.attributes["connection"] = connection
+        config.attributes["connection"] = _connectable(connection)
     config.attributes.update(attributes)
     return config
 
@@ -184,6 +184,15 @@ def _database_of(url: URL) -> str:
     if url.get_backend_name() == "sqlite":
         return str(Path(url.database or "").resolve()) if url.database else ""
     return url.database or ""
+
+
+def _connectable(connection: Connection) -> Connection:
+    """The connection, also answering ``.connect()`` with itself: many an ``env.py`` (the
+    cookbook's 1.x pattern, JupyterHub's, MLflow's) treats what it is handed as connectable
+    (``with connectable.connect() as connection``), which a SQLAlchemy 2 ``Connection`` is not."""
+    if not hasattr(connection, "connect"):
+        connection.connect = lambda: nullcontext(connection)  # type: ignore[attr-defined]
+    return connection
 
 
 def url_of(connection: Connection) -> str:

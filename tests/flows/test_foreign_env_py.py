@@ -226,3 +226,29 @@ def test_alembic_s_own_async_template_migrates_with_the_run_s_settings(
     state = migrate(target="app", policy=fast_policy(), return_state=True)
     assert state.is_completed(), state.message
     assert revision_of(engine) == "eeee00000104"
+
+
+CONNECTABLE_ENV_PY = OWN_CONNECTION_ENV_PY.replace(
+    """    handed = config.attributes.get("connection")  # looked at only for its URL
+    engine = create_engine(handed.engine.url, poolclass=pool.NullPool)
+    with engine.connect() as connection:""",
+    """    connectable = config.attributes.get("connection", None)  # SQLAlchemy 1.x's pattern
+    if connectable is None:
+        connectable = create_engine(config.get_main_option("sqlalchemy.url"))
+    with connectable.connect() as connection:""",
+).replace("    engine.dispose()\n", "")
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_env_py_that_connects_what_it_is_handed_migrates_on_the_run_s_connection(
+    migration_target, tmp_path, monkeypatch
+):
+    """``with connectable.connect() as connection``, as JupyterHub's and MLflow's env.py do."""
+    versions = _project_with(CONNECTABLE_ENV_PY, tmp_path, monkeypatch)
+    engine = at_head_with_rows(migration_target.engine())
+    add_revision(versions, "eeee00000105", ADD_PRIORITY, down=HEAD)
+    checks = preflight(resolve_target("app"), "head", fast_policy())
+    assert checks.migrating_session.startswith("migrates on the run's own connection")
+    state = migrate(target="app", policy=fast_policy(), return_state=True)
+    assert state.is_completed(), state.message
+    assert revision_of(engine) == "eeee00000105"
