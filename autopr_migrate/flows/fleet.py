@@ -9,9 +9,7 @@ a member that ran keeps its run, and nothing is applied twice.
 
 from __future__ import annotations
 
-from collections import Counter
-
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
@@ -30,13 +28,12 @@ from autopr_migrate.operations.rules import require_requester, windows_text
 from autopr_migrate.orchestration import events
 from autopr_migrate.orchestration.fleet_members import (
     cancel_waiting,
-    drop_fleet_limit,
     record_approvals,
     set_fleet_limit,
     start_member,
     wait_for_earlier_members,
 )
-from autopr_migrate.orchestration.fleet_rollout import Rollout, publish_report, run_waves
+from autopr_migrate.orchestration.fleet_rollout import Rollout, finish, resumed, run_waves
 from autopr_migrate.orchestration.steps.approval import await_approval, deadline_for
 from autopr_migrate.orchestration.steps.fleet import (
     census_of,
@@ -73,7 +70,6 @@ def fleet(
     policy = policy or FleetPolicy()
     fleet_id = fleet_id or str(flow_run.id)[:8]
     subject = FleetSubject(fleet_id)
-    logger = get_run_logger()
     try:
         check_fleet_inputs(revision=revision, requested_by=requested_by, fleet_id=fleet_id)
         require_requester(policy.migration.approval, requested_by, flow="fleet")
@@ -85,11 +81,7 @@ def fleet(
         return Failed(message=f"{describe(exc)}; no member was started")
     pending = [g for g in groups if g.plan is not None]
     members = [m for m in census.included if any(m.target in g.members for g in pending)]
-    rollout_policy = policy.rollout
-    if any(run.succeeded for run in earlier):  # the canary passed the first time
-        rollout_policy = rollout_policy.model_copy(update={"canary": 0})
-    # A member still to do whose earlier run ended is tried again, in a run of its own.
-    attempts = Counter(run.target for run in earlier if run.final)
+    rollout_policy, attempts = resumed(policy.rollout, earlier)
     order = waves(members, rollout_policy)
     events.emit(subject, events.FLEET_STARTED, members=len(members), excluded=len(census.excluded))
     if not members:
@@ -137,21 +129,7 @@ def fleet(
         fleet_size=len(census.included),
         before_wave=lambda number, wave: wave_approval(request, policy, number, wave),
     )
-    drop_fleet_limit(fleet_id)
-    untouched = [m.target for m in members if m.target not in rollout.runs]
-    publish_report(rollout, untouched)
-    message = fleet_summary(census, len(rollout.succeeded), len(rollout.failed), rollout.stopped)
-    events.emit(
-        subject,
-        events.FLEET_DONE,
-        succeeded=len(rollout.succeeded),
-        failed=len(rollout.failed),
-        untouched=len(untouched),
-    )
-    logger.info("%s", message)
-    return (
-        Failed(message=message) if rollout.failed or rollout.stopped else Completed(message=message)
-    )
+    return finish(rollout, census, [m.target for m in members])
 
 
 if __name__ == "__main__":

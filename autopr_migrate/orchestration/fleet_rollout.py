@@ -10,6 +10,7 @@ the progress artifact are updated as members end; events mark the waves.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -20,14 +21,17 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.states import Completed, Failed, State
 
 from autopr_migrate.errors import describe
-from autopr_migrate.operations.fleet_plan import FleetSubject
+from autopr_migrate.operations.census import Census
+from autopr_migrate.operations.fleet_plan import FleetSubject, fleet_summary
 from autopr_migrate.operations.rollout import budget_exceeded
 from autopr_migrate.orchestration import events
 from autopr_migrate.orchestration.fleet_members import (
     MemberRun,
     cancel_member,
+    drop_fleet_limit,
     not_started,
     read_members,
 )
@@ -190,3 +194,29 @@ def publish_report(rollout: Rollout, untouched: list[str] | None = None) -> None
         description=f"fleet {rollout.fleet.fleet_id}: {len(rollout.succeeded)} succeeded, "
         f"{len(rollout.failed)} failed",
     )
+
+
+def resumed(policy: RolloutPolicy, earlier: list[MemberRun]) -> tuple[RolloutPolicy, Counter]:
+    """The rollout after earlier attempts: no canary again if they had successes; a member
+    still to do whose earlier runs ended is tried again, in a run of its own (the attempt)."""
+    if any(run.succeeded for run in earlier):
+        policy = policy.model_copy(update={"canary": 0})
+    return policy, Counter(run.target for run in earlier if run.final)
+
+
+def finish(rollout: Rollout, census: Census, members: list[str]) -> State:
+    """The fleet's end: its limit removed, the final report, the done event, its state."""
+    drop_fleet_limit(rollout.fleet.fleet_id)
+    untouched = [target for target in members if target not in rollout.runs]
+    publish_report(rollout, untouched)
+    succeeded, failed = len(rollout.succeeded), len(rollout.failed)
+    message = fleet_summary(census, succeeded, failed, rollout.stopped)
+    events.emit(
+        rollout.fleet,
+        events.FLEET_DONE,
+        succeeded=succeeded,
+        failed=failed,
+        untouched=len(untouched),
+    )
+    get_run_logger().info("%s", message)
+    return Failed(message=message) if failed or rollout.stopped else Completed(message=message)
