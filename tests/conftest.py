@@ -36,11 +36,15 @@ _ADMIN_URL = admin_url_from_env()
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test that does not care about the dialect runs on SQLite only; PostgreSQL runs where
-    behaviour differs (``both_dialects``) or where a test asks for it by name."""
+    behaviour differs (``both_dialects``) or where a test asks for it by name. Tests marked
+    ``long`` run first."""
     dropped = [item for item in items if _postgresql_run_of_a_dialect_blind_test(item)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = [item for item in items if item not in dropped]
+    # The longest tests first: the workers share out the rest meanwhile, and none is left
+    # running one long test alone at the end.
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 
 def _postgresql_run_of_a_dialect_blind_test(item: pytest.Item) -> bool:

@@ -131,6 +131,7 @@ def test_deployments_read_back_as_declared(stack) -> None:
     )
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_deployment_run_pauses_is_approved_and_completes(stack, history) -> None:
     env, target = stack

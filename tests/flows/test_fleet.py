@@ -248,6 +248,7 @@ def _approve_then_kill(parent: subprocess.Popen, fleet_id: str, urls: dict, log:
     assert approved, log.read_text()[-3000:]
 
 
+@pytest.mark.long
 @pytest.mark.timeout(240)
 def test_a_killed_fleet_resumes_and_stops_at_its_error_budget(fleet_bed, tmp_path):
     bed = fleet_bed(20, poisoned=["t05"], broken=["t07"], drifted=["t03"])

@@ -211,7 +211,7 @@ class ThirdPartyTarget:
         return found
 
 
-@pytest.fixture(params=sorted(HISTORIES))
+@pytest.fixture(params=[pytest.param(name, marks=pytest.mark.long) for name in sorted(HISTORIES)])
 def third_party(request, third_party_templates, postgresql_admin_url, tmp_path, monkeypatch):
     """Target ``app`` on a copy of the history's template, its application served over HTTP."""
     history = HISTORIES[request.param]

@@ -91,6 +91,7 @@ def test_server_is_healthy_and_serves_the_ui(prefect_server) -> None:
     assert settings["api_url"] == f"{base}/api"  # the port reached the UI through the environment
 
 
+@pytest.mark.long
 def test_an_operator_approves_a_migration_in_the_ui(prefect_server, sqlite_url, history, tmp_path):
     from playwright.sync_api import sync_playwright
 
