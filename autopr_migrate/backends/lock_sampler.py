@@ -3,7 +3,8 @@
 A thread reads ``pg_stat_activity`` every ``interval`` seconds on a connection of its own: each
 session of the database waiting for a lock, since when its query runs, and the sessions that
 block it (``pg_blocking_pids``). With ``watched`` (the migrating session's pid) it also records
-the locks that session holds, by the statement it runs. PostgreSQL only.
+the locks that session holds, by the statement it runs. The migration's own sessions carry
+``application_name`` ``autopr-migrate`` and are not counted as the application. PostgreSQL only.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from datetime import datetime
 from sqlalchemy import URL, create_engine, text
 from sqlalchemy.pool import NullPool
 
+MIGRATING_APPLICATION = "autopr-migrate"  # the application_name of every migrating session
 _WAITING = text(
     "SELECT a.pid, left(a.query, 200) AS query, a.query_start, "
     "EXTRACT(EPOCH FROM now() - a.query_start) AS seconds, pg_blocking_pids(a.pid) AS blockers "
     "FROM pg_stat_activity a WHERE a.datname = current_database() "
-    "AND a.pid <> pg_backend_pid() AND a.wait_event_type = 'Lock'"
+    "AND a.pid <> pg_backend_pid() AND a.wait_event_type = 'Lock' "
+    "AND a.application_name IS DISTINCT FROM :ignored"
 )
 _HELD = text(
     "SELECT coalesce(c.relname, l.locktype) AS relation, l.mode, left(a.query, 200) AS query "
@@ -64,8 +67,18 @@ class Observed:
 class LockSampler:
     """``with LockSampler(url) as observed:`` samples while the block runs."""
 
-    def __init__(self, url: URL, *, interval: float = 0.05, watched: int | None = None) -> None:
+    def __init__(
+        self,
+        url: URL,
+        *,
+        interval: float = 0.05,
+        watched: int | None = None,
+        ignored_application: str = "",
+    ) -> None:
+        """``ignored_application``: sessions of that ``application_name`` are not the
+        application (the migration's own, when it waits behind a long transaction)."""
         self.url, self.interval, self.watched = url, interval, watched
+        self.ignored = ignored_application
         self.observed = Observed()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lock-sampler", daemon=True)
@@ -92,7 +105,7 @@ class LockSampler:
     def _sample(self, connection) -> None:
         observed = self.observed
         observed.samples += 1
-        for row in connection.execute(_WAITING):
+        for row in connection.execute(_WAITING, {"ignored": self.ignored}):
             key = (row.pid, row.query_start)
             wait = observed.waits.setdefault(
                 key, LockWait(row.pid, row.query, row.query_start, 0.0)

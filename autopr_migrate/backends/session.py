@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
+from autopr_migrate.backends.lock_sampler import MIGRATING_APPLICATION
 from autopr_migrate.errors import DowngradeLockTimeout, LockTimeout
 from autopr_migrate.history.runtime import SessionSettings
 from autopr_migrate.masking import mask_secrets
@@ -61,6 +62,7 @@ def inherited_settings(policy: LockPolicy) -> SessionSettings:
             "postgresql": (
                 f"SET lock_timeout = {lock_ms}",
                 f"SET statement_timeout = {statement_ms}",
+                f"SET application_name = '{MIGRATING_APPLICATION}'",
             ),
             "sqlite": (f"PRAGMA busy_timeout = {lock_ms}",),
         },
@@ -76,7 +78,8 @@ def timeouts(connection: Connection, policy: LockPolicy) -> Iterator[None]:
         statement_ms = int(policy.statement_timeout_seconds * 1000)
         connection.exec_driver_sql(f"SET lock_timeout = {lock_ms}")
         connection.exec_driver_sql(f"SET statement_timeout = {statement_ms}")
-        reset = ("RESET lock_timeout", "RESET statement_timeout")
+        connection.exec_driver_sql(f"SET application_name = '{MIGRATING_APPLICATION}'")
+        reset = ("RESET lock_timeout", "RESET statement_timeout", "RESET application_name")
     else:
         connection.exec_driver_sql(f"PRAGMA busy_timeout = {lock_ms}")
         reset = ()

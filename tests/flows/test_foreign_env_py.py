@@ -6,8 +6,10 @@ the run's lock and statement timeouts must reach that session too.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import threading
 import time
 from contextlib import suppress
 from pathlib import Path
@@ -186,6 +188,9 @@ def test_a_lock_held_on_the_table_stops_an_env_py_with_its_own_connection(
     assert time.monotonic() - started < 60
     assert revision_of(engine) == HEAD
     assert "priority" not in {c["name"] for c in inspect(engine).get_columns("workflows")}
+    # the upgrade's own session waited, not the application: that is no application impact
+    impact = run_artifacts(state.state_details.flow_run_id)["migration-impact-app"]
+    assert "no application query waited for a lock" in impact
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -252,3 +257,45 @@ def test_an_env_py_that_connects_what_it_is_handed_migrates_on_the_run_s_connect
     state = migrate(target="app", policy=fast_policy(), return_state=True)
     assert state.is_completed(), state.message
     assert revision_of(engine) == "eeee00000105"
+
+
+HOLDS_THE_TABLE = (
+    'op.add_column("workflows", sa.Column("tier", sa.Integer(), nullable=True))\n'
+    'op.execute("SELECT pg_sleep(1)")',
+    'op.drop_column("workflows", "tier")',
+)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_what_the_application_feels_during_the_upgrade_is_recorded(
+    own_connection_project, migration_target
+):
+    """An application reading the table the upgrade holds: its waits are the impact; the
+    migration's own sessions are not the application."""
+    at_head_with_rows(migration_target.engine())
+    add_revision(own_connection_project, "eeee00000106", HOLDS_THE_TABLE, down=HEAD)
+    reading = threading.Event()
+    reading.set()
+
+    def application() -> None:
+        engine = create_engine(migration_target.url, poolclass=NullPool)
+        with engine.connect() as connection:
+            connection.execute(text("SET statement_timeout = '10s'"))
+            while reading.is_set():
+                connection.execute(text("SELECT count(*) FROM workflows")).scalar()
+                connection.rollback()
+                time.sleep(0.05)
+        engine.dispose()
+
+    reader = threading.Thread(target=application)
+    reader.start()
+    try:
+        state = migrate(target="app", policy=fast_policy(), return_state=True)
+    finally:
+        reading.clear()
+        reader.join(timeout=15)
+    assert state.is_completed(), state.message
+    impact = run_artifacts(state.state_details.flow_run_id)["migration-impact-app"]
+    assert "SELECT count(*) FROM workflows" in impact
+    waited = [float(row["waited s"]) for row in json.loads(impact)]
+    assert 0.3 <= max(waited) <= 3, waited
