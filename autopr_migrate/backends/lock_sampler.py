@@ -23,7 +23,7 @@ _WAITING = text(
     "EXTRACT(EPOCH FROM now() - a.query_start) AS seconds, pg_blocking_pids(a.pid) AS blockers "
     "FROM pg_stat_activity a WHERE a.datname = current_database() "
     "AND a.pid <> pg_backend_pid() AND a.wait_event_type = 'Lock' "
-    "AND a.application_name IS DISTINCT FROM :ignored"
+    "AND (:ignored = '' OR a.application_name IS DISTINCT FROM :ignored)"
 )
 _HELD = text(
     "SELECT coalesce(c.relname, l.locktype) AS relation, l.mode, left(a.query, 200) AS query "

@@ -53,7 +53,8 @@ def test_a_lapsed_lease_lets_no_second_run_or_alembic_in(migration_target, histo
         target="app",
         requested_by="mallory",
         return_state=True,
-        policy=fast_policy(lock={"wait_seconds": 2}),
+        # long enough for Prefect to see the revoked lease on a busy machine
+        policy=fast_policy(lock={"wait_seconds": 5}),
     )
     assert second.is_failed()
     assert "holds the migration lock" in second.message  # a session, or a lock file
