@@ -10,16 +10,19 @@ refuse the whole fleet, as the policy says), with the reason.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
+from sqlalchemy.exc import DBAPIError
+
 from autopr_migrate.backends.connections import connect
 from autopr_migrate.backends.fingerprint import fingerprint
 from autopr_migrate.backends.registry import backend_for
-from autopr_migrate.errors import describe
+from autopr_migrate.errors import DatabaseUnreachable, describe
 from autopr_migrate.history import commands as alembic_ops
 from autopr_migrate.operations.history_integrity import check_applied
 from autopr_migrate.operations.probe import check_health
@@ -87,12 +90,11 @@ def take_census(
 ) -> Census:
     """Read every target (``parallel`` at a time) and decide who is left out."""
     targets = list(targets)
-    done: list[int] = [0]
+    done = itertools.count(1)  # one step at a time whichever thread takes it
 
     def read(target: Target) -> Member:
         member = _read(target)
-        done[0] += 1
-        on_read(done[0], len(targets))
+        on_read(next(done), len(targets))
         return member
 
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(targets)))) as pool:
@@ -116,7 +118,7 @@ def _read_member(target: Target) -> Member:
             rows = ledger.unfinished(connection) if ledger.exists(connection) else []
             changed = check_applied(target.project, connection)
             connection.rollback()
-    except Exception as exc:  # an unreachable member is a census result, not a failure
+    except (DatabaseUnreachable, DBAPIError, OSError) as exc:  # a census result, not a failure
         return Member(target.name, excluded=f"unreachable: {describe(exc)[:160]}")
     unfinished = (
         f"ledger row {rows[-1].id} ({rows[-1].from_revision or 'base'} -> "
