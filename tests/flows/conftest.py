@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
-from contextlib import suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from prefect import get_client
 from prefect.exceptions import ObjectNotFound
@@ -35,11 +37,27 @@ def prefect_api() -> Iterator[None]:
     # The server subprocess inherits the environment: persist events every 0.5 s, not 5 s, so
     # tests that read events back do not sit out the flush.
     os.environ.setdefault("PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL", "0.5")
-    with (
-        prefect_test_harness(server_startup_timeout=60),
-        temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
-    ):
+    with _started_harness(), temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield
+
+
+@contextmanager
+def _started_harness(attempts: int = 3) -> Iterator[None]:
+    """The temporary Prefect API. Its start polls /api/health and gives up on the first reset
+    connection ("Server disconnected without sending a response", a port taken between being
+    found free and being bound), which four workers starting servers at once on two cores
+    sometimes see: start another rather than fail every test of this worker."""
+    for attempt in range(1, attempts + 1):
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(prefect_test_harness(server_startup_timeout=60))
+            except httpx.TransportError:
+                if attempt == attempts:
+                    raise
+                time.sleep(2)
+                continue
+            yield
+            return
 
 
 @pytest.fixture(autouse=True)
