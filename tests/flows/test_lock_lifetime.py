@@ -53,8 +53,7 @@ def test_a_lapsed_lease_lets_no_second_run_or_alembic_in(migration_target, histo
         target="app",
         requested_by="mallory",
         return_state=True,
-        # long enough for Prefect to see the revoked lease on a busy machine
-        policy=fast_policy(lock={"wait_seconds": 5}),
+        policy=fast_policy(lock={"wait_seconds": 2}),
     )
     assert second.is_failed()
     assert "holds the migration lock" in second.message  # a session, or a lock file
