@@ -22,7 +22,6 @@ from autopr_migrate.backends.registry import backend_for
 from autopr_migrate.errors import PreflightRefused, RenderFailed, describe
 from autopr_migrate.history import commands as alembic_ops
 from autopr_migrate.history.commands import RevisionInfo
-from autopr_migrate.history.recording import statements_by_revision
 from autopr_migrate.model import Risk
 from autopr_migrate.operations.preflight import PreflightReport
 from autopr_migrate.targets.targets import Target
@@ -208,12 +207,10 @@ def record_upgrade_on_a_copy(target: Target, goal: str) -> dict[str, str]:
         ) as copy,
     ):
         engine = make_engine(copy.url, poolclass=NullPool)
+        heard: dict[str, list[str]] = {}
         try:
-            with (
-                statements_by_revision(copy.project, copy.url.database or "") as heard,
-                engine.connect() as connection,
-            ):
-                alembic_ops.upgrade(copy.project, connection, goal)
+            with engine.connect() as connection:
+                alembic_ops.upgrade(copy.project, connection, goal, recorded=heard)
         except Exception as exc:  # the upgrade fails before it touches anything real
             raise PreflightRefused(
                 f"the upgrade fails on a scratch copy of the database: {describe(exc)}"

@@ -27,7 +27,6 @@ from prefect.states import Cancelled
 from autopr_migrate.errors import PreflightRefused
 from autopr_migrate.policy.parameters import FleetApproval, MigrationPolicy
 
-WAITING = {StateType.SCHEDULED, StateType.PENDING, StateType.PAUSED}
 _PAGE = 200  # the most flow runs the API returns at once
 
 
@@ -260,10 +259,6 @@ def _member(target: str, run: FlowRun) -> MemberRun:
         message=(state.message or "") if state else "",
         started=run.start_time,
         ended=run.end_time,
-        worker=_worker_of(run),
+        worker=str(run.infrastructure_pid or ""),  # host:pid of the process that ran it
         created=run.created,
     )
-
-
-def _worker_of(run: FlowRun) -> str:
-    return str(run.infrastructure_pid or "")
