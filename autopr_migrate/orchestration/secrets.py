@@ -5,6 +5,9 @@ from __future__ import annotations
 from prefect.blocks.system import Secret
 from prefect.settings import PREFECT_API_URL
 
+from autopr_migrate.targets.selection import select_targets
+from autopr_migrate.targets.targets import Target, resolve_target
+
 
 def secret_block(block_name: str) -> str | None:
     """The Secret block's value, or None when it does not exist or no Prefect API is set."""
@@ -31,3 +34,10 @@ def secret_block_names() -> list[str]:
             return []
     prefix = "autopr-db-"
     return sorted(d.name[len(prefix) :] for d in documents if d.name and d.name.startswith(prefix))
+
+
+def selected_targets(selectors: list[str]) -> dict[str, Target]:
+    """The targets ``selectors`` name (names, globs, groups, labels; Secret blocks count as
+    known targets), resolved with their URLs from variables or Secret blocks."""
+    names = select_targets(list(selectors), secret_names=secret_block_names())
+    return {name: resolve_target(name, secrets=secret_block) for name in names}

@@ -16,12 +16,11 @@ from autopr_migrate.operations.rules import (
     require_person_for_production,
     require_window_for_production,
 )
-from autopr_migrate.orchestration.secrets import secret_block, secret_block_names
+from autopr_migrate.orchestration.secrets import selected_targets
 from autopr_migrate.orchestration.steps.approval import await_approval
 from autopr_migrate.policy.inputs import bounded, shown
 from autopr_migrate.policy.parameters import FleetPolicy, MigrationPolicy, RolloutPolicy
-from autopr_migrate.targets.selection import select_targets
-from autopr_migrate.targets.targets import Target, resolve_target
+from autopr_migrate.targets.targets import Target
 
 _FLEET_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 
@@ -40,9 +39,8 @@ def check_fleet_inputs(*, revision: str, requested_by: str, fleet_id: str) -> No
 def fleet_members(selectors: list[str], policy: MigrationPolicy) -> dict[str, Target]:
     """The selected targets, resolved (a target that cannot be resolved refuses the fleet),
     each held to the rules its own migrate run would be held to."""
-    names = select_targets(list(selectors), secret_names=secret_block_names())
-    get_run_logger().info("fleet of %d target(s): %s", len(names), ", ".join(names))
-    targets = {name: resolve_target(name, secrets=secret_block) for name in names}
+    targets = selected_targets(selectors)
+    get_run_logger().info("fleet of %d target(s): %s", len(targets), ", ".join(targets))
     for target in targets.values():
         require_person_for_production(target, policy.approval)
         require_window_for_production(target, policy.window)
