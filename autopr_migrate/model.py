@@ -45,3 +45,4 @@ class Risk:
     level: str = "unknown"
     summary: list[str] = field(default_factory=lambda: ["no risk analysis ran for this plan"])
     rehearsal: str | None = None
+    application: tuple[str, ...] = ()  # the impact report's lines: what the application felt

@@ -88,6 +88,11 @@ class LintReport:
     def level(self) -> str:
         return worst([finding.level for finding in self.findings])
 
+    @property
+    def tables(self) -> list[str]:
+        """The tables the statements touch, in the order they first appear."""
+        return list(dict.fromkeys(t for statement in self.statements for t in statement.tables))
+
     def worst_findings(self, count: int = 3) -> list[Finding]:
         ranked = sorted(self.findings, key=lambda f: LEVELS.index(f.level), reverse=True)
         return ranked[:count]

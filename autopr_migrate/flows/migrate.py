@@ -20,6 +20,7 @@ from autopr_migrate.model import Status
 from autopr_migrate.operations.approval_text import ChangeApproval
 from autopr_migrate.operations.guarded_change import Change, guarded_change
 from autopr_migrate.operations.history_integrity import ledger_checksums
+from autopr_migrate.operations.impact import assess, gate_impact
 from autopr_migrate.operations.rehearse import require
 from autopr_migrate.operations.risk import gate, risk_of
 from autopr_migrate.operations.rules import (
@@ -46,7 +47,7 @@ from autopr_migrate.orchestration.steps.lint_plan import lint_plan
 from autopr_migrate.orchestration.steps.plan import plan_migration, publish_plan
 from autopr_migrate.orchestration.steps.preflight import preflight
 from autopr_migrate.orchestration.steps.prune import prune_backups
-from autopr_migrate.orchestration.steps.rehearse import rehearse
+from autopr_migrate.orchestration.steps.rehearse import publish_impact, rehearse
 from autopr_migrate.orchestration.steps.window import wait_for_window
 from autopr_migrate.orchestration.task_steps import TaskSteps
 from autopr_migrate.policy.inputs import REVISION, TARGET_NAME, check_run_inputs
@@ -117,7 +118,7 @@ def _locked(run: Run, revision: str, fleet_approval: FleetApproval | None) -> Ou
         findings = lint_plan(target, checks, plan)
     gate(findings, policy.risk, log=get_run_logger())
     with run.timeline.step("rehearse"):
-        rehearsal = rehearse(target, checks, policy.rehearsal)
+        rehearsal = rehearse(target, checks, policy.rehearsal, policy.impact, findings)
     require(rehearsal, policy.rehearsal)
     if plan.planned.unknown and rehearsal.recorded:
         plan = plan.with_recorded(rehearsal.recorded)
@@ -125,7 +126,11 @@ def _locked(run: Run, revision: str, fleet_approval: FleetApproval | None) -> Ou
             with run.timeline.step("lint recorded SQL"):
                 findings = lint_plan(target, checks, plan)
             gate(findings, policy.risk, log=get_run_logger())
-    risk = risk_of(findings, rehearsal, plan.planned.unknown)
+    impact = assess(rehearsal.load, findings, policy.impact, why_not=rehearsal.load_skipped)
+    publish_impact(target, impact)
+    run.report.impact["rehearsal"] = impact.to_json()
+    gate_impact(impact, policy.impact)
+    risk = risk_of(findings, rehearsal, plan.planned.unknown, impact)
     publish_plan(target, checks, plan, risk)
     request = ChangeApproval(
         target,
@@ -144,8 +149,11 @@ def _locked(run: Run, revision: str, fleet_approval: FleetApproval | None) -> Ou
     with connect(target) as reader:
         checksums = ledger_checksums(target.project, reader, checks, plan.checksums)
     change = Change.upgrade(checks, checksums)
-    result = guarded_change(run, TaskSteps(), change)
+    steps = TaskSteps()
+    result = guarded_change(run, steps, change)
     run.report.revision_seconds = result.revision_seconds
+    if steps.watch is not None and target.dialect == "postgresql":
+        run.report.impact["upgrade"] = steps.watch.summary()
     outcome = change_outcome(result, change, target.name)
     return with_accepted_history(outcome, checks, policy.risk.changed_history_reason)
 

@@ -111,6 +111,8 @@ def render(request: ChangeApproval, *, refused: str | None = None) -> str:
     lines += [
         f"**Risk: {request.risk.level.upper()}**",
         "",
+        *(f"{line}  " for line in request.risk.application),
+        *([""] if request.risk.application else []),
         *([request.risk.rehearsal, ""] if request.risk.rehearsal else []),
         f"**Decision asked:** {request.checks.operation} **{target.name}** from "
         f"`{plan.current or 'base'}` to `{plan.target_revision or 'base'}` "

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from autopr_migrate.analysis.model import worst
 from autopr_migrate.model import Risk
 from autopr_migrate.operations.census import Census
+from autopr_migrate.operations.impact import assess, gate_impact
 from autopr_migrate.operations.plan import Plan, build_plan
 from autopr_migrate.operations.preflight import PreflightReport, preflight
 from autopr_migrate.operations.rehearse import rehearse, require
@@ -90,13 +91,22 @@ def plan_group(
     plan = build_plan(representative, checks)
     findings = lint_plan(representative, checks, plan, log=log)
     gate(findings, policy.risk, log=log)
-    rehearsal = rehearse(representative, checks, policy.rehearsal, log=log)
+    rehearsal = rehearse(
+        representative,
+        checks,
+        policy.rehearsal,
+        impact=policy.impact,
+        tables=findings.tables if findings else [],
+        log=log,
+    )
     require(rehearsal, policy.rehearsal)
     if plan.planned.unknown and rehearsal.recorded:
         plan = plan.with_recorded(rehearsal.recorded)
         findings = lint_plan(representative, checks, plan, log=log)
         gate(findings, policy.risk, log=log)
-    risk = risk_of(findings, rehearsal, plan.planned.unknown)
+    impact = assess(rehearsal.load, findings, policy.impact, why_not=rehearsal.load_skipped)
+    gate_impact(impact, policy.impact)
+    risk = risk_of(findings, rehearsal, plan.planned.unknown, impact)
     return GroupPlan(
         checks.current,
         checks.target_revision or "",

@@ -18,14 +18,17 @@ from pathlib import Path
 from autopr_migrate.backends import pgtools
 from autopr_migrate.backends.connections import connect
 from autopr_migrate.backends.fingerprint import differences, fingerprint
+from autopr_migrate.backends.lock_sampler import MIGRATING_APPLICATION
 from autopr_migrate.backends.registry import backend_for
 from autopr_migrate.errors import BackupFailed, PreflightRefused, describe
 from autopr_migrate.history import commands as alembic_ops
 from autopr_migrate.history.isolated import in_own_process, shared
+from autopr_migrate.history.runtime import SessionSettings
 from autopr_migrate.operations.backup import take_backup
+from autopr_migrate.operations.load_rehearsal import LoadMeasurement, under_load
 from autopr_migrate.operations.preflight import PreflightReport
 from autopr_migrate.operations.scratch import scratch_copy
-from autopr_migrate.policy.parameters import BackupPolicy, RehearsalPolicy
+from autopr_migrate.policy.parameters import BackupPolicy, ImpactPolicy, RehearsalPolicy
 from autopr_migrate.store.directory import ready_backup_directory
 from autopr_migrate.targets.targets import Target
 
@@ -45,6 +48,9 @@ class Rehearsal:
     failed: str | None = None
     # revision -> the statements its upgrade ran on the copy, for plans that cannot render
     recorded: dict[str, str] = field(default_factory=dict)
+    upgrade_window: tuple[float, float] | None = None  # epoch seconds
+    load: LoadMeasurement | None = None
+    load_skipped: str | None = None
 
     def line(self) -> str:
         if self.skipped:
@@ -67,9 +73,14 @@ def rehearse(
     checks: PreflightReport,
     policy: RehearsalPolicy,
     *,
+    impact: ImpactPolicy | None = None,
+    tables: list[str] | tuple[str, ...] = (),
     log: logging.Logger | logging.LoggerAdapter = LOG,
 ) -> Rehearsal:
-    """Run the plan on a copy; never raises for a failure on the copy (it is reported)."""
+    """Run the plan on a copy; never raises for a failure on the copy (it is reported).
+
+    With ``impact``, the copy's upgrade runs under that workload, on ``tables`` (the plan's).
+    """
     if not policy.enabled:
         return Rehearsal(skipped="rehearsal is switched off by the policy")
     if checks.database_bytes > policy.skip_above_bytes:
@@ -95,11 +106,23 @@ def rehearse(
                 database_bytes=checks.database_bytes,
                 log=log,
             )
-            with scratch_copy(target, dump, Path(scratch_dir), prefix=SCRATCH_PREFIX) as scratch:
+            with (
+                scratch_copy(target, dump, Path(scratch_dir), prefix=SCRATCH_PREFIX) as scratch,
+                under_load(
+                    target,
+                    scratch,
+                    impact or ImpactPolicy(rehearse_under_load=False),
+                    list(tables),
+                    Path(scratch_dir),
+                    log=log,
+                ) as measuring,
+            ):
                 result = _rehearse_on_copy(scratch, checks)
+                measuring.window = result.upgrade_window
         except (BackupFailed, pgtools.ToolError, sqlite3.Error) as exc:
             return Rehearsal(failed=f"the copy could not be made: {exc}")
     result.rows = sum(dump.row_counts.values())
+    result.load, result.load_skipped = measuring.measurement, measuring.skipped
     log.info("%s", result.line())
     return result
 
@@ -117,7 +140,9 @@ def _rehearse_on_copy(scratch: Target, checks: PreflightReport) -> Rehearsal:
 def _rehearse_on(scratch: Target, checks: PreflightReport) -> Rehearsal:
     result = Rehearsal()
     with connect(scratch) as connection:
+        marked = _as_migration(connection)
         before = fingerprint(connection, version_table=scratch.project.version_table)
+        began = time.time()
         started = time.monotonic()
         clock = [started]
 
@@ -134,12 +159,14 @@ def _rehearse_on(scratch: Target, checks: PreflightReport) -> Rehearsal:
                 checks.target_revision,
                 on_revision=applied,
                 recorded=heard,
+                session=marked,
             )
         except Exception as exc:  # the copy shows the failure before production sees it
             result.failed = f"the upgrade fails: {describe(exc)}"
             return result
         finally:
             result.recorded = {rev: "\n".join(statements) for rev, statements in heard.items()}
+            result.upgrade_window = (began, time.time())
         result.upgrade_seconds = round(time.monotonic() - started, 3)
         try:
             started = time.monotonic()
@@ -157,6 +184,17 @@ def _rehearse_on(scratch: Target, checks: PreflightReport) -> Rehearsal:
         except Exception as exc:  # up, down, then up again must work too
             result.failed = f"the second upgrade, after the downgrade, fails: {describe(exc)}"
     return result
+
+
+def _as_migration(connection) -> SessionSettings:
+    """The copy's migrating sessions carry the migration's ``application_name``, so the lock
+    sampler tells them from the workload's."""
+    statement = f"SET application_name = '{MIGRATING_APPLICATION}'"
+    if connection.dialect.name != "postgresql":
+        return SessionSettings()
+    connection.exec_driver_sql(statement)
+    connection.commit()
+    return SessionSettings(statements={"postgresql": (statement,)})
 
 
 def require(rehearsal: Rehearsal, policy: RehearsalPolicy) -> None:

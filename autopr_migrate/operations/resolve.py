@@ -223,7 +223,9 @@ def _still_alive_guard(connection: Connection, target: Target) -> Iterator[None]
 def _read_row(target: Target, row_id: int) -> dict:
     with connect(target) as connection:
         found = (
-            connection.execute(select(ledger.ledger).where(ledger.ledger.c.id == row_id))
+            connection.execute(
+                select(*ledger.present_columns(connection)).where(ledger.ledger.c.id == row_id)
+            )
             .mappings()
             .one()
         )

@@ -15,6 +15,7 @@ from autopr_migrate.analysis.model import LintReport, worst
 from autopr_migrate.backends.connections import connect
 from autopr_migrate.errors import PreflightRefused, RenderFailed
 from autopr_migrate.model import Risk
+from autopr_migrate.operations.impact import ImpactReport
 from autopr_migrate.operations.plan import Plan, planned_sql
 from autopr_migrate.operations.preflight import PreflightReport
 from autopr_migrate.operations.rehearse import Rehearsal
@@ -104,10 +105,13 @@ def risk_of(
     report: LintReport | None,
     rehearsal: Rehearsal | None = None,
     unknown_sql: list[str] | tuple[str, ...] = (),
+    impact: ImpactReport | None = None,
 ) -> Risk:
-    """The approval text's risk section: the level, the rehearsal, the worst findings.
+    """The approval text's risk section: the level, the rehearsal, the application's impact,
+    the worst findings.
 
-    A revision whose SQL is unknown (``unknown_sql``) makes the risk at least high: a person
+    A revision whose SQL is unknown (``unknown_sql``), an impact over the budget, or a lock
+    PostgreSQL took that the analyzer did not predict makes the risk at least high: a person
     reads it and decides, whatever the approval mode.
     """
     if report is None:
@@ -146,7 +150,22 @@ def risk_of(
             f"read the code before approving",
             *lines,
         ]
-    return Risk(level, lines, rehearsal.line() if rehearsal else None)
+    application: tuple[str, ...] = ()
+    if impact is not None:
+        application = tuple(impact.lines())
+        mismatched = [m for m in impact.mismatches if m.level == "high"]
+        lines = [
+            *(
+                f"**high** lock-mismatch"
+                f"{f' (statement {m.statement})' if m.statement else ''}: {m.message}"
+                for m in mismatched
+            ),
+            *lines,
+            *(f"low lock-mismatch: {m.message}" for m in impact.mismatches if m.level != "high"),
+        ]
+        if impact.over_budget or mismatched:
+            level = "high" if level == "unknown" else worst([level, "high"])
+    return Risk(level, lines, rehearsal.line() if rehearsal else None, application)
 
 
 def gate(

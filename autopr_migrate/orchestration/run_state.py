@@ -6,6 +6,7 @@ the migrating connection, the ledger row.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -189,6 +190,9 @@ class Run:
                 status=outcome.status,
                 timings=self.timeline.as_dict(),
                 message=outcome.message,
+                impact=(
+                    json.dumps(self.report.impact, sort_keys=True) if self.report.impact else None
+                ),
             )
         )
 

@@ -12,14 +12,18 @@ from autopr_migrate.orchestration.steps.downgrade import downgrade_to, drop_inva
 from autopr_migrate.orchestration.steps.lock import lock_retries
 from autopr_migrate.orchestration.steps.probe import probe_health
 from autopr_migrate.orchestration.steps.restore import restore_backup
-from autopr_migrate.orchestration.steps.upgrade import apply_upgrade
+from autopr_migrate.orchestration.steps.upgrade import UpgradeWatch, apply_upgrade
 from autopr_migrate.policy.parameters import BackupPolicy, MigrationPolicy, ProbePolicy
 from autopr_migrate.store.backups import Backup
 from autopr_migrate.targets.targets import Target
 
 
 class TaskSteps:
-    """Lock timeouts of the upgrade and the downgrade are retried as the policy says."""
+    """Lock timeouts of the upgrade and the downgrade are retried as the policy says; ``watch``
+    holds what the application felt during the upgrade."""
+
+    def __init__(self) -> None:
+        self.watch: UpgradeWatch | None = None
 
     def backup(
         self, target: Target, policy: BackupPolicy, *, label: str, database_bytes: int
@@ -29,8 +33,9 @@ class TaskSteps:
     def upgrade(
         self, connection: Connection, target: Target, goal: str, policy: MigrationPolicy
     ) -> UpgradeResult:
+        self.watch = UpgradeWatch(policy.impact)
         return apply_upgrade.with_options(**lock_retries(policy))(
-            connection, target, goal, policy.lock
+            connection, target, goal, policy.lock, self.watch
         )
 
     def downgrade(

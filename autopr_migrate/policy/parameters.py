@@ -200,6 +200,49 @@ class RehearsalPolicy(_Policy):
     )
 
 
+class ImpactPolicy(_Policy):
+    """What the application may feel: measured under load on the rehearsal's copy, watched
+    during the upgrade, and the budget that decides whether a person must look."""
+
+    rehearse_under_load: bool = Field(
+        True, description="Run a workload against the rehearsal's copy while its upgrade runs."
+    )
+    workload_file: str = Field(
+        "",
+        max_length=500,
+        description="A pgbench script (on the worker) to run against the copy; empty: the "
+        "target's top queries from pg_stat_statements, else a generic read/write mix.",
+    )
+    rate: float = Field(50, gt=0, le=10_000, description="Workload transactions per second.")
+    clients: int = Field(4, ge=1, le=64, description="Workload connections.")
+    baseline_seconds: float = Field(
+        2, ge=0.5, le=600, description="Load without the migration, to compare against."
+    )
+    max_wait_ms: float = Field(
+        500,
+        gt=0,
+        le=3_600_000,
+        description="Budget: no application query waits longer than this behind the migration.",
+    )
+    max_failed_queries: int = Field(
+        0, ge=0, le=1_000_000, description="Budget: application queries that may fail."
+    )
+    max_p99_ratio: float | None = Field(
+        None, ge=1, le=1000, description="Budget: p99 latency during the upgrade / baseline p99."
+    )
+    over_budget: Literal["person", "refuse"] = Field(
+        "person",
+        description="A plan over budget on the copy: a person decides with the numbers in "
+        "front of them (whatever approval.mode says), or the run is refused.",
+    )
+    cancel_queued: bool = Field(
+        True,
+        description="During the upgrade, cancel our statement while it is still queued for its "
+        "lock once an application query has waited max_wait_ms behind it (retried as a lock "
+        "timeout), instead of letting the queue pile up.",
+    )
+
+
 class RiskPolicy(_Policy):
     """What the risk analysis may block."""
 
@@ -222,6 +265,7 @@ class MigrationPolicy(_Policy):
     approval: ApprovalPolicy = ApprovalPolicy()
     risk: RiskPolicy = RiskPolicy()
     rehearsal: RehearsalPolicy = RehearsalPolicy()
+    impact: ImpactPolicy = ImpactPolicy()
     window: WindowPolicy = WindowPolicy()
     lock: LockPolicy = LockPolicy()
     preflight: PreflightPolicy = PreflightPolicy()

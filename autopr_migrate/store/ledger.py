@@ -59,7 +59,10 @@ ledger = Table(
     Column("duration_seconds", Float),
     Column("timings", Text),
     Column("message", Text),
+    Column("impact", Text),  # JSON: what the application felt, on the copy and in the upgrade
 )
+# Columns added since the table was first written; older ledgers get them on the next write.
+_ADDED_COLUMNS = ("impact",)
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,9 @@ def unfinished(connection: Connection) -> list[LedgerRow]:
     """Rows still ``running``: runs that crashed or were killed before they finished."""
     if not exists(connection):
         return []
+    columns = [ledger.c[name] for name in LedgerRow.__dataclass_fields__]
     rows = connection.execute(
-        select(ledger).where(ledger.c.status == RUNNING).order_by(ledger.c.id)
+        select(*columns).where(ledger.c.status == RUNNING).order_by(ledger.c.id)
     ).all()
     return [_row(row) for row in rows]
 
@@ -135,7 +139,10 @@ def finish(
 
 def _write(connection: Connection, entry: Entry) -> None:
     with connection.begin():
+        # Checked on every write: a restore may have taken the table away, or brought back one
+        # written by an older version.
         ledger.create(connection, checkfirst=True)
+        _add_missing_columns(connection)
         if entry.id is not None:
             updated = connection.execute(
                 update(ledger).where(ledger.c.id == entry.id).values(**entry.values)
@@ -144,6 +151,19 @@ def _write(connection: Connection, entry: Entry) -> None:
                 return
         result = connection.execute(insert(ledger).values(**entry.values))
         entry.id = int(result.inserted_primary_key[0])
+
+
+def present_columns(connection: Connection) -> list[Column]:
+    """The columns the table has (one written by an older version lacks the newer ones)."""
+    present = {column["name"] for column in inspect(connection).get_columns(LEDGER_TABLE)}
+    return [column for column in ledger.c if column.name in present]
+
+
+def _add_missing_columns(connection: Connection) -> None:
+    present = {column.name for column in present_columns(connection)}
+    for name in _ADDED_COLUMNS:
+        if name not in present:
+            connection.exec_driver_sql(f"ALTER TABLE {LEDGER_TABLE} ADD COLUMN {name} TEXT")
 
 
 def _aware(value: datetime) -> datetime:

@@ -23,6 +23,7 @@ from autopr.database import make_engine
 from autopr.health import create_app
 from autopr_migrate.policy.parameters import (
     ApprovalPolicy,
+    ImpactPolicy,
     LockPolicy,
     MigrationPolicy,
     PreflightPolicy,
@@ -89,8 +90,10 @@ def fast_policy(
     preflight: dict | None = None,
     approval: dict | None = None,
     rehearsal: dict | None = None,
+    impact: dict | None = None,
 ) -> MigrationPolicy:
-    """Short waits, so a failing run fails in seconds; no approval unless asked for."""
+    """Short waits, so a failing run fails in seconds; no approval unless asked for; no load on
+    the rehearsal's copy unless asked for."""
     approval = {"mode": "never", "poll_interval_seconds": 1, **(approval or {})}
     probe = {"consecutive_successes": 2, "interval_seconds": 0.2, "deadline_seconds": 1.5}
     return MigrationPolicy(
@@ -98,6 +101,7 @@ def fast_policy(
         lock=LockPolicy(**{"wait_seconds": 30, "lock_timeout_seconds": 2, **(lock or {})}),
         preflight=PreflightPolicy(**{"connect_timeout_seconds": 5, **(preflight or {})}),
         rehearsal=RehearsalPolicy(**(rehearsal or {"enabled": False})),
+        impact=ImpactPolicy(**(impact or {"rehearse_under_load": False})),
         probe=ProbePolicy(**probe, request_timeout_seconds=2),
     )
 

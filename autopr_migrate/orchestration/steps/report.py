@@ -22,6 +22,8 @@ class Report:
     approval_reason: str | None = None
     backup: str | None = None
     revision_seconds: dict[str, float] = field(default_factory=dict)
+    # "rehearsal" (on the copy, under load) and "upgrade" (watched): what the application felt
+    impact: dict[str, dict] = field(default_factory=dict)
 
 
 def write_report(report: Report, timeline: Timeline) -> str:
@@ -40,6 +42,24 @@ def _approval(report: Report) -> str:
     return f"{report.approved_by}" + (
         f" ({report.approval_reason})" if report.approval_reason else ""
     )
+
+
+def _impact_line(seen: dict) -> str:
+    if seen.get("measured") is False:
+        return f"not measured ({seen.get('why_not')})"
+    parts = [f"longest wait {seen.get('longest_wait_ms', 0)} ms"]
+    if "queries_waited" in seen:
+        parts.append(f"{seen['queries_waited']} queries waited for a lock")
+    if "failed_queries" in seen:
+        parts.append(f"{seen['failed_queries']} failed queries")
+    if seen.get("p99_ms") is not None:
+        baseline = seen.get("baseline_p99_ms") or 0
+        parts.append(f"p99 {seen['p99_ms']:.0f} ms (baseline {baseline:.0f} ms)")
+    if seen.get("statements_cancelled"):
+        parts.append(f"{seen['statements_cancelled']} statement(s) cancelled to drain the queue")
+    if seen.get("over_budget"):
+        parts.append("over budget: " + "; ".join(seen["over_budget"]))
+    return ", ".join(parts)
 
 
 def render_report(report: Report, timeline: Timeline) -> str:
@@ -62,6 +82,9 @@ def render_report(report: Report, timeline: Timeline) -> str:
             for s in timeline.steps
         ),
     ]
+    if report.impact:
+        lines += ["", "## Application impact", ""]
+        lines += [f"- **{when}:** {_impact_line(seen)}" for when, seen in report.impact.items()]
     if report.revision_seconds:
         lines += ["", "## Revisions applied", "", "| revision | seconds |", "|---|---|"]
         lines += [f"| `{rev}` | {sec:.2f} |" for rev, sec in report.revision_seconds.items()]

@@ -2,7 +2,10 @@
 for what the application feels (PostgreSQL).
 
 The flow sets the retry count and delays from the policy (``lock_retries``); any failure other
-than a lock timeout is not retried.
+than a lock timeout is not retried. While the upgrade runs, the lock sampler watches the
+application's queries; with ``impact.cancel_queued`` it cancels our statement while it is still
+queued for its lock once an application query has waited ``impact.max_wait_ms`` behind it, and
+that attempt counts as a lock timeout.
 """
 
 from __future__ import annotations
@@ -19,17 +22,39 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection
 
-from autopr_migrate.backends.lock_sampler import MIGRATING_APPLICATION, LockSampler, Observed
+from autopr_migrate.backends.lock_sampler import LockSampler, Observed
 from autopr_migrate.backends.session import retry_on_lock_timeout
+from autopr_migrate.errors import LockTimeout, UpgradeFailed
 from autopr_migrate.masking import mask_secrets
 from autopr_migrate.operations import upgrade
-from autopr_migrate.policy.parameters import LockPolicy
+from autopr_migrate.policy.parameters import ImpactPolicy, LockPolicy
 from autopr_migrate.targets.targets import Target
+
+
+class UpgradeWatch:
+    """What the application felt over every attempt of the upgrade."""
+
+    def __init__(self, policy: ImpactPolicy) -> None:
+        self.policy = policy
+        self.attempts: list[Observed] = []
+
+    def summary(self) -> dict:
+        waits = [wait for observed in self.attempts for wait in observed.waits.values()]
+        return {
+            "queries_waited": len(waits),
+            "longest_wait_ms": round(max((w.seconds for w in waits), default=0.0) * 1000),
+            "blocked_seconds": round(sum(w.seconds for w in waits), 2),
+            "statements_cancelled": sum(len(o.cancelled) for o in self.attempts),
+        }
 
 
 @task(name="upgrade", cache_policy=NO_CACHE, retry_condition_fn=retry_on_lock_timeout)
 def apply_upgrade(
-    connection: Connection, target: Target, revision: str, policy: LockPolicy
+    connection: Connection,
+    target: Target,
+    revision: str,
+    policy: LockPolicy,
+    watch: UpgradeWatch | None = None,
 ) -> upgrade.UpgradeResult:
     progress = []
 
@@ -43,30 +68,54 @@ def apply_upgrade(
                 progress[0], 100.0 * done / max(total, 1), description=description
             )
 
-    with _watched(target):
-        return upgrade.apply_upgrade(
-            target.project, connection, revision, policy, log=get_run_logger(), on_progress=show
-        )
+    with _watched(target, watch or UpgradeWatch(ImpactPolicy())) as observed:
+        try:
+            return upgrade.apply_upgrade(
+                target.project, connection, revision, policy, log=get_run_logger(), on_progress=show
+            )
+        except UpgradeFailed as exc:
+            if not observed.cancelled or isinstance(exc, LockTimeout):
+                raise
+            cancel = observed.cancelled[-1]
+            raise LockTimeout(
+                f"our statement was cancelled while it waited for its lock, because an "
+                f"application query had waited {cancel.waited * 1000:.0f} ms behind it "
+                f"(policy.impact.max_wait_ms): {mask_secrets(' '.join(cancel.query.split()))[:80]}"
+            ) from exc
 
 
 @contextmanager
-def _watched(target: Target) -> Iterator[None]:
+def _watched(target: Target, watch: UpgradeWatch) -> Iterator[Observed]:
     """What the application felt during the upgrade (PostgreSQL): its queries that waited for
     a lock, as the artifact ``migration-impact-<target>`` and a log line."""
     if target.dialect != "postgresql":
-        yield
+        yield Observed()
         return
-    sampler = LockSampler(target.url, interval=0.1, ignored_application=MIGRATING_APPLICATION)
+    policy = watch.policy
+    sampler = LockSampler(
+        target.url,
+        interval=0.1,
+        cancel_after=policy.max_wait_ms / 1000 if policy.cancel_queued else None,
+    )
     try:
         with sampler:
-            yield
+            yield sampler.observed
     finally:
+        watch.attempts.append(sampler.observed)
         _publish_impact(target, sampler.observed)
 
 
 def _publish_impact(target: Target, observed: Observed) -> None:
     waits = sorted(observed.waits.values(), key=lambda wait: -wait.seconds)
-    get_run_logger().info(
+    logger = get_run_logger()
+    for cancel in observed.cancelled:
+        logger.warning(
+            "cancelled our statement while it was queued for its lock: an application query "
+            "had waited %.2f s behind it: %s",
+            cancel.waited,
+            mask_secrets(" ".join(cancel.query.split()))[:80],
+        )
+    logger.info(
         "application during the upgrade: %d quer%s waited for a lock, the longest %.2f s, "
         "%.2f s in all",
         len(waits),
@@ -86,5 +135,6 @@ def _publish_impact(target: Target, observed: Observed) -> None:
         or [{"waited s": 0, "query": "no application query waited for a lock"}],
         key=f"migration-impact-{target.name}",
         description=f"longest application wait {observed.longest_wait:.2f} s, "
-        f"{observed.blocked_seconds:.2f} s in all",
+        f"{observed.blocked_seconds:.2f} s in all, {len(observed.cancelled)} statement(s) "
+        f"cancelled",
     )

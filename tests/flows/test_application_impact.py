@@ -1,0 +1,116 @@
+"""What the application feels, in whole migrate runs: the budget gates approval, and the
+watched upgrade drains the lock queue it would otherwise pile up behind a long transaction."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from prefect.flow_runs import resume_flow_run
+from prefect.input import read_flow_run_input
+from prefect.input.run_input import keyset_from_paused_state
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from tests.flows.conftest import fast_policy
+from tests.flows.helpers import at_head_with_rows, ledger_rows
+from tests.support.alembic_run import revision_of
+from tests.support.paused import BackgroundRun
+from tests.support.prefect_api import logged, run_artifacts
+from tests.support.revisions import ADD_PRIORITY, add_revision
+
+PLAIN_INDEX = (
+    'op.execute("CREATE INDEX ix_orders_note ON orders (note)")',
+    'op.execute("DROP INDEX ix_orders_note")',
+)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_plan_over_the_impact_budget_waits_for_a_person_with_the_numbers_first(
+    migration_target, history
+):
+    engine = at_head_with_rows(migration_target.engine())
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE orders (id bigint PRIMARY KEY, note text)"))
+        connection.execute(
+            text("INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, 300000) g")
+        )
+    goal = add_revision(history, "aaaa00000150", PLAIN_INDEX, message="index orders.note")
+    policy = fast_policy(
+        approval={"mode": "never", "timeout_seconds": 60},  # the budget overrides it
+        rehearsal={"enabled": True},
+        impact={"rate": 200, "baseline_seconds": 1.5, "max_wait_ms": 50},
+    )
+    background = BackgroundRun(target="app", revision="head", policy=policy)
+    run = background.paused()
+    description = read_flow_run_input(
+        keyset_from_paused_state(run.state)["description"], flow_run_id=run.id
+    )
+    first, second = description.splitlines()[0], description.splitlines()[2]
+    assert first == "**Risk: HIGH**"
+    assert second.startswith("**Application impact on the copy** (**over budget**: a query waited")
+    assert "`CREATE INDEX ix_orders_note ON orders (note)`" in description
+    impact = json.loads(run_artifacts(run.id)["rehearsal-impact-app"])
+    (build,) = [row for row in impact if row["statement"].startswith("CREATE INDEX")]
+    assert build["longest wait ms"] > 50 and "orders: SHARE" in build["locks held"]
+    resume_flow_run(
+        run.id, run_input={"decision": "reject", "approver": "ops", "reason": "concurrently"}
+    )
+    assert background.result().is_failed()
+    assert revision_of(engine) != goal
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_alter_queued_behind_a_long_transaction_is_cancelled_before_the_queue_piles_up(
+    migration_target, history
+):
+    """Plain Alembic would block the application for as long as the transaction lasts (4 s);
+    the run cancels its queued ALTER once a query has waited 300 ms, and retries."""
+    engine = at_head_with_rows(migration_target.engine())
+    goal = add_revision(history, "aaaa00000151", ADD_PRIORITY)
+    holder = create_engine(migration_target.url, poolclass=NullPool).connect()
+    holder.execute(text("SET idle_in_transaction_session_timeout = '30s'"))
+    holder.execute(text("SELECT count(*) FROM workflows"))  # ACCESS SHARE until it ends
+    ends = threading.Timer(4, holder.rollback)
+    latencies: list[float] = []
+    reading = threading.Event()
+    reading.set()
+
+    def application() -> None:
+        reader = create_engine(migration_target.url, poolclass=NullPool)
+        with reader.connect() as connection:
+            connection.execute(text("SET statement_timeout = '20s'"))
+            while reading.is_set():
+                started = time.monotonic()
+                connection.execute(text("SELECT count(*) FROM workflows")).scalar()
+                latencies.append(time.monotonic() - started)
+                connection.rollback()
+                time.sleep(0.05)
+        reader.dispose()
+
+    policy = fast_policy(
+        lock={"lock_timeout_seconds": 10, "lock_retries": 8, "retry_backoff_seconds": 0.5},
+        impact={"rehearse_under_load": False, "max_wait_ms": 300},
+    )
+    app = threading.Thread(target=application)
+    app.start()
+    ends.start()
+    try:
+        background = BackgroundRun(target="app", revision="head", policy=policy)
+        state = background.result(timeout=90)
+    finally:
+        reading.clear()
+        app.join(timeout=30)
+        ends.join()
+        holder.close()
+    assert state.is_completed(), state.message
+    assert revision_of(engine) == goal
+    assert max(latencies) < 1.0, max(latencies)  # lock_timeout is 10 s, the holder lasted 4 s
+    run_id = state.state_details.flow_run_id
+    logged(run_id, r"cancelled our statement while it was queued for its lock")
+    recorded = json.loads(ledger_rows(engine)[-1]["impact"])
+    assert recorded["upgrade"]["statements_cancelled"] >= 1
+    assert recorded["upgrade"]["longest_wait_ms"] < 1000
+    assert "## Application impact" in run_artifacts(run_id)["migration-report-app"]
