@@ -16,6 +16,7 @@ from autopr_migrate.backends.session import (
 )
 from autopr_migrate.errors import DowngradeFailed, DowngradeLockTimeout, describe
 from autopr_migrate.history import commands as alembic_ops
+from autopr_migrate.operations.queue_guard import no_queue_behind_long_transactions
 from autopr_migrate.policy.parameters import LockPolicy
 from autopr_migrate.targets.project import Project
 from autopr_migrate.targets.targets import Target
@@ -38,7 +39,11 @@ def downgrade_to(
         DowngradeFailed: a downgrade step failed, or it stopped elsewhere.
     """
     try:
-        with timeouts(connection, policy), alembic_logs_to(log):
+        with (
+            timeouts(connection, policy),
+            alembic_logs_to(log),
+            no_queue_behind_long_transactions(policy, log=log),
+        ):
             alembic_ops.downgrade(
                 project,
                 connection,

@@ -23,6 +23,7 @@ from autopr_migrate.backends.session import (
 )
 from autopr_migrate.errors import LockTimeout, UpgradeFailed, describe
 from autopr_migrate.history import commands as alembic_ops
+from autopr_migrate.operations.queue_guard import no_queue_behind_long_transactions
 from autopr_migrate.policy.parameters import LockPolicy
 from autopr_migrate.targets.project import Project
 
@@ -63,7 +64,11 @@ def apply_upgrade(
 
     log.info("upgrading %s -> %s: %d revision(s)", start or "base", revision, len(path))
     try:
-        with timeouts(connection, policy), alembic_logs_to(log):
+        with (
+            timeouts(connection, policy),
+            alembic_logs_to(log),
+            no_queue_behind_long_transactions(policy, log=log),
+        ):
             alembic_ops.upgrade(
                 project,
                 connection,

@@ -48,6 +48,14 @@ class LockPolicy(_Policy):
     retry_backoff_seconds: float = Field(
         2, ge=0, le=600, description="First delay between lock-timeout retries; doubles."
     )
+    queue_behind_seconds: float = Field(
+        1,
+        ge=0,
+        le=3600,
+        description="Before a statement whose lock blocks writes, a transaction holding a lock "
+        "on its table and open longer than this is waited out (up to lock_timeout, then "
+        "retried as a lock timeout) instead of queued behind; 0 switches this off.",
+    )
 
 
 class PreflightPolicy(_Policy):

@@ -62,12 +62,9 @@ def test_a_plan_over_the_impact_budget_waits_for_a_person_with_the_numbers_first
     assert revision_of(engine) != goal
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_an_alter_queued_behind_a_long_transaction_is_cancelled_before_the_queue_piles_up(
-    migration_target, history
-):
-    """Plain Alembic would block the application for as long as the transaction lasts (4 s);
-    the run cancels its queued ALTER once a query has waited 300 ms, and retries."""
+def _behind_a_long_transaction(migration_target, history, lock: dict):
+    """An application reading ``workflows`` every 50 ms while a session holds a transaction on
+    it for 4 s and the run adds a column to it; the run's state and each read's latency."""
     engine = at_head_with_rows(migration_target.engine())
     goal = add_revision(history, "aaaa00000151", ADD_PRIORITY)
     holder = create_engine(migration_target.url, poolclass=NullPool).connect()
@@ -91,15 +88,14 @@ def test_an_alter_queued_behind_a_long_transaction_is_cancelled_before_the_queue
         reader.dispose()
 
     policy = fast_policy(
-        lock={"lock_timeout_seconds": 10, "lock_retries": 8, "retry_backoff_seconds": 0.5},
+        lock={"lock_timeout_seconds": 10, "lock_retries": 8, "retry_backoff_seconds": 0.5, **lock},
         impact={"rehearse_under_load": False, "max_wait_ms": 300},
     )
     app = threading.Thread(target=application)
     app.start()
     ends.start()
     try:
-        background = BackgroundRun(target="app", revision="head", policy=policy)
-        state = background.result(timeout=90)
+        state = BackgroundRun(target="app", revision="head", policy=policy).result(timeout=90)
     finally:
         reading.clear()
         app.join(timeout=30)
@@ -107,10 +103,31 @@ def test_an_alter_queued_behind_a_long_transaction_is_cancelled_before_the_queue
         holder.close()
     assert state.is_completed(), state.message
     assert revision_of(engine) == goal
+    return state, latencies, json.loads(ledger_rows(engine)[-1]["impact"])["upgrade"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_blocking_statement_waits_out_a_long_transaction_instead_of_queueing_behind_it(
+    migration_target, history
+):
+    """Plain Alembic would block the application for as long as the transaction lasts (4 s)."""
+    state, latencies, recorded = _behind_a_long_transaction(migration_target, history, {})
+    assert max(latencies) < 0.3, max(latencies)  # nothing queued: nothing waited
+    logged(state.state_details.flow_run_id, r"waiting for a transaction open for \d+ s \(pid")
+    assert recorded["queries_waited"] == 0 and recorded["statements_cancelled"] == 0
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_alter_queued_behind_a_long_transaction_is_cancelled_before_the_queue_piles_up(
+    migration_target, history
+):
+    """Without waiting transactions out, the ALTER queues; once a query has waited 300 ms
+    behind it, it is cancelled and retried, so the queue drains."""
+    state, latencies, recorded = _behind_a_long_transaction(
+        migration_target, history, {"queue_behind_seconds": 0}
+    )
     assert max(latencies) < 1.0, max(latencies)  # lock_timeout is 10 s, the holder lasted 4 s
     run_id = state.state_details.flow_run_id
     logged(run_id, r"cancelled our statement while it was queued for its lock")
-    recorded = json.loads(ledger_rows(engine)[-1]["impact"])
-    assert recorded["upgrade"]["statements_cancelled"] >= 1
-    assert recorded["upgrade"]["longest_wait_ms"] < 1000
+    assert recorded["statements_cancelled"] >= 1 and recorded["longest_wait_ms"] < 1000
     assert "## Application impact" in run_artifacts(run_id)["migration-report-app"]
