@@ -10,7 +10,9 @@ database under the same load. Printed: failed application transactions, their p9
 latency, and the time application queries spent waiting for locks (sampled from
 ``pg_stat_activity``). Target for (d): no failed queries and no query blocked longer than the
 flow's ``lock_timeout`` + 100 ms, where plain Alembic blocks them for as long as the long
-transaction lasts. Usage: python bench/impact.py [--scale 10] [--rate 200] [--hold 8]
+transaction lasts. Then the rehearsal's impact report for each change (its copy's upgrade
+under the generic workload): what it would have told the person approving.
+Usage: python bench/impact.py [--scale 10] [--rate 200] [--hold 8]
 """
 
 from __future__ import annotations
@@ -140,11 +142,58 @@ def main() -> int:
                         latencies, failed, elapsed = _under_load(url, work, args, apply)
                     results.append((name, how, latencies, failed, observed, elapsed))
                     drop_database(admin, database)
+            reports = _rehearsal_reports(admin, template, work, args, health_url)
     finally:
         drop_database(admin, template)
         shutil.rmtree(work, ignore_errors=True)
     _print(results, args)
+    _print_reports(reports)
     return 0
+
+
+def _rehearsal_reports(admin, template, work, args, health_url) -> list[tuple[str, object]]:
+    """What the rehearsal's impact report says of each change, before anything runs for real:
+    the copy's upgrade under the default generic workload at the bench's rate."""
+    from autopr_migrate.operations.impact import assess
+    from autopr_migrate.operations.preflight import preflight
+    from autopr_migrate.operations.rehearse import rehearse
+    from autopr_migrate.operations.risk import lint_plan
+    from autopr_migrate.policy.parameters import ImpactPolicy, MigrationPolicy, RehearsalPolicy
+    from autopr_migrate.targets.targets import resolve_target
+    from tests.support.databases import drop_database, recreate_from_template
+
+    reports = []
+    policy = ImpactPolicy(rate=args.rate, clients=8)
+    for name, body in CHANGES.items():
+        database = f"{template}_rehearsal"
+        recreate_from_template(admin, database, template)
+        url = admin.set(database=database)
+        project = _project(work / uuid.uuid4().hex[:6], name, body)
+        _configure(project, url, health_url)
+        target = resolve_target("bench")
+        checks = preflight(target, "head", MigrationPolicy())
+        report = lint_plan(target, checks)
+        rehearsal = rehearse(target, checks, RehearsalPolicy(), impact=policy, tables=report.tables)
+        reports.append(
+            (name, assess(rehearsal.load, report, policy, why_not=rehearsal.load_skipped))
+        )
+        drop_database(admin, database)
+    return reports
+
+
+def _print_reports(reports) -> None:
+    print()
+    print("the rehearsal's impact report (budget: no wait over 500 ms, no failed query)")
+    header = f"{'change':42} {'longest wait ms':>15} {'failed':>6} {'p99 ms':>8} {'base p99':>8}"
+    print(f"{header}  verdict")
+    for name, impact in reports:
+        p99 = impact.during.p99_ms if impact.during and impact.during.p99_ms else 0.0
+        base = impact.baseline.p99_ms if impact.baseline and impact.baseline.p99_ms else 0.0
+        verdict = "over budget" if impact.over_budget else "within budget"
+        print(
+            f"{name:42} {impact.longest_wait * 1000:>15.0f} {len(impact.failed):>6} "
+            f"{p99:>8.1f} {base:>8.1f}  {verdict}"
+        )
 
 
 def _apply(how, project, url, hold, health_url, run_flow) -> str:
@@ -270,6 +319,22 @@ def _run_flow(project: Path, url, health_url: str) -> str:
     from autopr_migrate.policy.parameters import MigrationPolicy
     from tests.support.paused import migrate_approving
 
+    _configure(project, url, health_url)
+    policy = MigrationPolicy.model_validate(
+        {
+            "approval": {"mode": "never", "poll_interval_seconds": 1},
+            "rehearsal": {"enabled": False},
+            "risk": {"allow_critical": True, "override_reason": "bench"},
+            "lock": {"lock_timeout_seconds": 1, "lock_retries": 5, "retry_backoff_seconds": 1},
+            "preflight": {"max_transaction_seconds": 3600},
+            "probe": {"consecutive_successes": 1, "interval_seconds": 0.1},
+        }
+    )
+    state = migrate_approving(target="bench", policy=policy)
+    return "applied" if state.is_completed() else f"not applied: {state.message[:120]}"
+
+
+def _configure(project: Path, url, health_url: str) -> None:
     config = project / "autopr-migrate.toml"
     config.write_text(
         f'[projects.bench]\nscript_location = "{project / "migrations"}"\n'
@@ -283,18 +348,6 @@ def _run_flow(project: Path, url, health_url: str) -> str:
             "AUTOPR_DB_BENCH_BACKUP_DIR": str(project / "backups"),
         }
     )
-    policy = MigrationPolicy.model_validate(
-        {
-            "approval": {"mode": "never", "poll_interval_seconds": 1},
-            "rehearsal": {"enabled": False},
-            "risk": {"allow_critical": True, "override_reason": "bench"},
-            "lock": {"lock_timeout_seconds": 1, "lock_retries": 5, "retry_backoff_seconds": 1},
-            "preflight": {"max_transaction_seconds": 3600},
-            "probe": {"consecutive_successes": 1, "interval_seconds": 0.1},
-        }
-    )
-    state = migrate_approving(target="bench", policy=policy)
-    return "applied" if state.is_completed() else f"not applied: {state.message[:120]}"
 
 
 def _print(results, args) -> None:

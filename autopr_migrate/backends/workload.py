@@ -16,7 +16,7 @@ import signal
 import subprocess
 import threading
 import time
-from contextlib import suppress
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +79,7 @@ class Workload:
         self._process: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
         self._stopping = False
+        self._environment = ExitStack()
 
     def __enter__(self) -> Workload:
         files = []
@@ -102,9 +103,11 @@ class Workload:
             str(self.directory / "load"),
             *files,
         ]
-        with libpq_environment(self.url) as env:
-            env["PGAPPNAME"] = LOAD_APPLICATION
-            self.log.began = time.time()
+        # The password file stays until the load stops: pgbench's clients connect when they start.
+        env = self._environment.enter_context(libpq_environment(self.url))
+        env["PGAPPNAME"] = LOAD_APPLICATION
+        self.log.began = time.time()
+        try:
             self._process = subprocess.Popen(
                 args,
                 env=env,
@@ -114,9 +117,12 @@ class Workload:
                 text=True,
                 preexec_fn=_die_with_parent,
             )
-            self._reader = threading.Thread(target=self._read_errors, daemon=True)
-            self._reader.start()
-            time.sleep(0.3)  # libpq reads the password file while connecting
+        except OSError:
+            self._environment.close()
+            raise
+        self._reader = threading.Thread(target=self._read_errors, daemon=True)
+        self._reader.start()
+        time.sleep(0.3)  # a script pgbench cannot read, or a refused connection, ends it by now
         if self._process.poll() is not None:
             self._reader.join(timeout=5)
             self.log.problem = "the workload did not start: " + (
@@ -153,6 +159,7 @@ class Workload:
                 self._process.wait()
         if self._reader is not None:
             self._reader.join(timeout=5)
+        self._environment.close()
         stopped = self.log.stopped
         self.log.errors = [(when, line) for when, line in self.log.errors if when < stopped]
         self.log.transactions = _read_logs(self.directory)

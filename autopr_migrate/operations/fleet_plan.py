@@ -217,6 +217,7 @@ class FleetRequest:
             "",
             f"**Risk: {risk.level.upper()}**" + (f"; {risk.rehearsal}" if risk.rehearsal else ""),
             "",
+            *(f"- {line}" for line in risk.application),
             *(f"- {line}" for line in risk.summary),
             "",
             "| revision | message |",

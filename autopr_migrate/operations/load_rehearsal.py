@@ -109,5 +109,5 @@ def _why_not(scratch: Target, policy: ImpactPolicy) -> str | None:
     if not policy.rehearse_under_load:
         return "switched off by policy.impact.rehearse_under_load"
     if scratch.dialect != "postgresql":
-        return "measured on PostgreSQL only"
+        return "the target is not PostgreSQL"
     return pgbench_available()

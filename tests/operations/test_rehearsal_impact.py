@@ -109,6 +109,9 @@ def test_the_report_catches_a_blocking_index_build_and_passes_its_concurrent_twi
     risk = risk_of(report, rehearsal, (), plain)
     assert risk.level == "high"  # over the budget: a person decides, whatever the mode
     assert risk.application[0].startswith("**Application impact on the copy** (**over budget**")
+    with pytest.raises(PreflightRefused, match=r"over the budget \(a query waited"):
+        gate_impact(plain, LOAD.model_copy(update={"over_budget": "refuse"}))
+    gate_impact(plain, LOAD)  # "person": it goes on, to a person
 
     orders(CONCURRENT_INDEX)
     report, rehearsal, concurrent = _rehearsed(LOAD)
@@ -139,16 +142,6 @@ def test_a_lock_postgresql_took_that_the_analyzer_did_not_predict_is_a_high_find
     risk = risk_of(report, rehearsal, (), impact)
     assert risk.level == "high"
     assert f"**high** lock-mismatch (statement {mismatch.statement}): `DO $$" in risk.summary[0]
-
-
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_over_the_budget_with_refuse_stops_before_approval(orders):
-    orders(PLAIN_INDEX)
-    policy = LOAD.model_copy(update={"over_budget": "refuse"})
-    _, _, impact = _rehearsed(policy)
-    with pytest.raises(PreflightRefused, match=r"over the budget .*a query waited"):
-        gate_impact(impact, policy)
-    gate_impact(impact, LOAD)  # "person": it goes on to a person
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
