@@ -58,6 +58,7 @@ class Script:
 
     text: str
     weight: int = 1
+    query: str = ""  # the query it replays, when it replays one with sampled parameters
 
 
 class Workload:

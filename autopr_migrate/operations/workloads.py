@@ -69,15 +69,14 @@ def choose_workload(
     """The workload, or why there is none (then the impact is not measured)."""
     if workload_file:
         return _from_file(workload_file)
-    top = top_queries(target_connection, tables)
-    if top:
-        scripts = _with_sampled_parameters(copy_connection, top)
-        if scripts:
-            return ChosenWorkload(
-                scripts,
-                f"the target's {len(top)} most frequent quer{'y' if len(top) == 1 else 'ies'} "
-                f"on these tables (pg_stat_statements), parameters sampled from the copy",
-            )
+    scripts = _with_sampled_parameters(copy_connection, top_queries(target_connection, tables))
+    if scripts:
+        replayed = len({script.query for script in scripts})
+        return ChosenWorkload(
+            scripts,
+            f"the target's {replayed} most frequent quer{'y' if replayed == 1 else 'ies'} on "
+            f"these tables (pg_stat_statements), parameters sampled from the copy",
+        )
     return generic_mix(copy_connection, tables)
 
 
@@ -145,7 +144,9 @@ def _with_sampled_parameters(connection: Connection, queries: list[str]) -> list
         values = {n: _sample(connection, tables, where) for n, where in wanted.items()}
         if any(not found for found in values.values()):
             continue
-        scripts += [Script(_bound(query, values, variant)) for variant in range(VARIANTS)]
+        scripts += [
+            Script(_bound(query, values, variant), query=query) for variant in range(VARIANTS)
+        ]
     return scripts
 
 

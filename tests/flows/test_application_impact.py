@@ -64,13 +64,13 @@ def test_a_plan_over_the_impact_budget_waits_for_a_person_with_the_numbers_first
 
 def _behind_a_long_transaction(migration_target, history, lock: dict):
     """An application reading ``workflows`` every 50 ms while a session holds a transaction on
-    it for 4 s and the run adds a column to it; the run's state and each read's latency."""
+    it for 3 s and the run adds a column to it; the run's state and each read's latency."""
     engine = at_head_with_rows(migration_target.engine())
     goal = add_revision(history, "aaaa00000151", ADD_PRIORITY)
     holder = create_engine(migration_target.url, poolclass=NullPool).connect()
     holder.execute(text("SET idle_in_transaction_session_timeout = '30s'"))
     holder.execute(text("SELECT count(*) FROM workflows"))  # ACCESS SHARE until it ends
-    ends = threading.Timer(4, holder.rollback)
+    ends = threading.Timer(3, holder.rollback)
     latencies: list[float] = []
     reading = threading.Event()
     reading.set()
@@ -110,7 +110,7 @@ def _behind_a_long_transaction(migration_target, history, lock: dict):
 def test_a_blocking_statement_waits_out_a_long_transaction_instead_of_queueing_behind_it(
     migration_target, history
 ):
-    """Plain Alembic would block the application for as long as the transaction lasts (4 s)."""
+    """Plain Alembic would block the application for as long as the transaction lasts (3 s)."""
     state, latencies, recorded = _behind_a_long_transaction(migration_target, history, {})
     assert max(latencies) < 0.3, max(latencies)  # nothing queued: nothing waited
     logged(state.state_details.flow_run_id, r"waiting for a transaction open for \d+ s \(pid")
@@ -126,7 +126,7 @@ def test_an_alter_queued_behind_a_long_transaction_is_cancelled_before_the_queue
     state, latencies, recorded = _behind_a_long_transaction(
         migration_target, history, {"queue_behind_seconds": 0}
     )
-    assert max(latencies) < 1.0, max(latencies)  # lock_timeout is 10 s, the holder lasted 4 s
+    assert max(latencies) < 1.0, max(latencies)  # lock_timeout is 10 s, the holder lasted 3 s
     run_id = state.state_details.flow_run_id
     logged(run_id, r"cancelled our statement while it was queued for its lock")
     assert recorded["statements_cancelled"] >= 1 and recorded["longest_wait_ms"] < 1000
