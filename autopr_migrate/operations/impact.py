@@ -41,8 +41,9 @@ class StatementImpact:
     seconds: float
     longest_wait: float
     waits: int
-    locks: str  # the table locks PostgreSQL granted it, "t: AccessExclusiveLock"
+    locks: str  # the table locks PostgreSQL granted it, "t: SHARE"
     predicted: str | None
+    p99_ms: float | None = None  # of the workload's transactions due or running meanwhile
 
 
 @dataclass
@@ -110,6 +111,7 @@ class ImpactReport:
                 "ran s": round(s.seconds, 2),
                 "longest wait ms": round(s.longest_wait * 1000),
                 "queries waited": s.waits,
+                "p99 ms": s.p99_ms if s.p99_ms is not None else "",
                 "locks held": s.locks,
                 "predicted": s.predicted or "",
             }
@@ -161,7 +163,9 @@ def assess(
     locks = compare_locks(list(observed.statements.values()), report)
     impact.statements = [
         seen
-        for found, seen in ((found, _statement(found, observed)) for found in locks)
+        for found, seen in (
+            (found, _statement(found, observed, log.transactions)) for found in locks
+        )
         if found.in_plan or found.mismatches or seen.waits
     ]
     impact.mismatches = [mismatch for found in locks for mismatch in found.mismatches]
@@ -206,7 +210,9 @@ def over_budget(impact: ImpactReport, policy: ImpactPolicy) -> list[str]:
     return reasons
 
 
-def _statement(found: StatementLocks, observed: Observed) -> StatementImpact:
+def _statement(
+    found: StatementLocks, observed: Observed, transactions: list[Transaction]
+) -> StatementImpact:
     statement = found.statement
     key = (statement.pid, statement.started)
     waits = [wait for wait in observed.waits.values() if wait.behind == key]
@@ -217,6 +223,7 @@ def _statement(found: StatementLocks, observed: Observed) -> StatementImpact:
         len(waits),
         ", ".join(f"{table}: {mode}" for table, mode in sorted(found.strongest.items())),
         found.predicted,
+        _latency(transactions, statement.first_seen, statement.last_seen).p99_ms,
     )
 
 
