@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import pytest
 from prefect.flow_runs import resume_flow_run
@@ -17,6 +16,7 @@ from sqlalchemy.pool import NullPool
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, ledger_rows
 from tests.support.alembic_run import revision_of
+from tests.support.application import reading
 from tests.support.paused import BackgroundRun
 from tests.support.prefect_api import logged, run_artifacts
 from tests.support.revisions import ADD_PRIORITY, add_revision
@@ -71,34 +71,15 @@ def _behind_a_long_transaction(migration_target, history, lock: dict):
     holder.execute(text("SET idle_in_transaction_session_timeout = '30s'"))
     holder.execute(text("SELECT count(*) FROM workflows"))  # ACCESS SHARE until it ends
     ends = threading.Timer(3, holder.rollback)
-    latencies: list[float] = []
-    reading = threading.Event()
-    reading.set()
-
-    def application() -> None:
-        reader = create_engine(migration_target.url, poolclass=NullPool)
-        with reader.connect() as connection:
-            connection.execute(text("SET statement_timeout = '20s'"))
-            while reading.is_set():
-                started = time.monotonic()
-                connection.execute(text("SELECT count(*) FROM workflows")).scalar()
-                latencies.append(time.monotonic() - started)
-                connection.rollback()
-                time.sleep(0.05)
-        reader.dispose()
-
     policy = fast_policy(
         lock={"lock_timeout_seconds": 10, "lock_retries": 8, "retry_backoff_seconds": 0.5, **lock},
         impact={"rehearse_under_load": False, "max_wait_ms": 300},
     )
-    app = threading.Thread(target=application)
-    app.start()
     ends.start()
     try:
-        state = BackgroundRun(target="app", revision="head", policy=policy).result(timeout=90)
+        with reading(migration_target.url) as latencies:
+            state = BackgroundRun(target="app", revision="head", policy=policy).result(timeout=90)
     finally:
-        reading.clear()
-        app.join(timeout=30)
         ends.join()
         holder.close()
     assert state.is_completed(), state.message

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 import time
 from contextlib import suppress
 from pathlib import Path
@@ -27,6 +26,7 @@ from autopr_migrate.targets.targets import resolve_target
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows
 from tests.support.alembic_run import PROJECT_ROOT, revision_of
+from tests.support.application import reading
 from tests.support.databases import create_database, drop_database
 from tests.support.prefect_api import run_artifacts
 from tests.support.revisions import ADD_PRIORITY, add_revision
@@ -274,26 +274,8 @@ def test_what_the_application_feels_during_the_upgrade_is_recorded(
     migration's own sessions are not the application."""
     at_head_with_rows(migration_target.engine())
     add_revision(own_connection_project, "eeee00000106", HOLDS_THE_TABLE, down=HEAD)
-    reading = threading.Event()
-    reading.set()
-
-    def application() -> None:
-        engine = create_engine(migration_target.url, poolclass=NullPool)
-        with engine.connect() as connection:
-            connection.execute(text("SET statement_timeout = '10s'"))
-            while reading.is_set():
-                connection.execute(text("SELECT count(*) FROM workflows")).scalar()
-                connection.rollback()
-                time.sleep(0.05)
-        engine.dispose()
-
-    reader = threading.Thread(target=application)
-    reader.start()
-    try:
+    with reading(migration_target.url):
         state = migrate(target="app", policy=fast_policy(), return_state=True)
-    finally:
-        reading.clear()
-        reader.join(timeout=15)
     assert state.is_completed(), state.message
     impact = run_artifacts(state.state_details.flow_run_id)["migration-impact-app"]
     assert "SELECT count(*) FROM workflows" in impact
