@@ -4,19 +4,23 @@ which of the migration's statements, and the locks those statements hold.
 A thread reads ``pg_stat_activity`` (and, for the migration's sessions, ``pg_locks``) every
 ``interval`` seconds on a connection of its own. The migration's sessions are those whose
 ``application_name`` is ``autopr-migrate`` (every migrating session carries it), or the
-``watched`` pid; every other session waiting for a lock is the application. PostgreSQL only.
+``watched`` pid; every other session waiting for a lock is the application. A wait is blamed on
+the statement of the migration that took the lock it waits for (else, when ours is queued for
+that lock too, the one ours runs). PostgreSQL only.
 
 With ``cancel_after`` the sampler also acts: when an application query has waited longer than
 that behind a statement of the migration that is itself still queued for its lock, the statement
-is cancelled (``pg_cancel_backend``), so the lock queue drains; the caller retries it as a lock
-timeout. With ``cancel_running`` a statement that holds its lock and works is cancelled too.
+is cancelled (``pg_cancel_backend``, only while it is still that statement, still queued, in the
+``watched`` session or one of ours opened since the sampler started), so the lock queue
+drains; the caller retries it as a lock timeout. A statement that holds its lock and works is
+never cancelled.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import URL, create_engine, text
@@ -26,22 +30,29 @@ MIGRATING_APPLICATION = "autopr-migrate"  # the application_name of every migrat
 SAMPLER_APPLICATION = "autopr-lock-sampler"
 _SESSIONS = text(
     "SELECT a.pid, a.application_name = :ours OR a.pid = :watched AS ours, "
-    "left(a.query, 1024) AS query, a.query_start, a.wait_event_type = 'Lock' AS waiting, "
-    "EXTRACT(EPOCH FROM now() - a.query_start) AS seconds, "
-    "CASE WHEN a.wait_event_type = 'Lock' THEN pg_blocking_pids(a.pid) END AS blockers "
+    "left(a.query, 1024) AS query, a.query_start, a.xact_start, a.backend_start, "
+    "a.state = 'active' AS active, a.wait_event_type = 'Lock' AS waiting, "
+    "EXTRACT(EPOCH FROM clock_timestamp() - a.query_start) AS seconds, "
+    "CASE WHEN a.wait_event_type = 'Lock' THEN pg_blocking_pids(a.pid) END AS blockers, "
+    "CASE WHEN a.wait_event_type = 'Lock' THEN (SELECT l.relation FROM pg_locks l "
+    "WHERE l.pid = a.pid AND NOT l.granted AND l.relation IS NOT NULL LIMIT 1) END AS waits_on "
     "FROM pg_stat_activity a WHERE a.datname = current_database() "
     "AND a.pid <> pg_backend_pid() AND a.query_start IS NOT NULL "
     "AND a.backend_type = 'client backend' "
     "AND (a.wait_event_type = 'Lock' OR a.application_name = :ours OR a.pid = :watched)"
 )
 _HELD = text(
-    "SELECT l.pid, c.relname AS relation, l.mode FROM pg_locks l "
+    "SELECT l.pid, l.relation AS oid, c.relname AS relation, l.mode FROM pg_locks l "
     "JOIN pg_class c ON c.oid = l.relation "
     "WHERE l.pid = ANY(:pids) AND l.granted AND l.locktype = 'relation' "
     "AND c.relkind IN ('r', 'p', 'm') AND c.relnamespace NOT IN "
     "('pg_catalog'::regnamespace, 'pg_toast'::regnamespace, 'information_schema'::regnamespace)"
 )
-_CANCEL = text("SELECT pg_cancel_backend(:pid)")
+# Only while it is still that statement, still queued for its lock.
+_CANCEL = text(
+    "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = :pid "
+    "AND query_start = :started AND wait_event_type = 'Lock'"
+)
 
 
 @dataclass
@@ -98,6 +109,10 @@ class Observed:
         """Every waiting query's wait, added up: the time the application spent blocked."""
         return sum(wait.seconds for wait in self.waits.values())
 
+    def behind_migration(self) -> Observed:
+        """Only the waits behind the migration (not the application's waits for itself)."""
+        return replace(self, waits={k: w for k, w in self.waits.items() if w.behind is not None})
+
     def behind(self, pid: int) -> list[LockWait]:
         return [wait for wait in self.waits.values() if pid in wait.blocked_by]
 
@@ -135,11 +150,13 @@ class LockSampler:
         interval: float = 0.05,
         watched: int | None = None,
         cancel_after: float | None = None,
-        cancel_running: bool = False,
     ) -> None:
         self.url, self.interval, self.watched = url, interval, watched
-        self.cancel_after, self.cancel_running = cancel_after, cancel_running
+        self.cancel_after = cancel_after
         self.observed = Observed()
+        # (pid, transaction start, relation oid) -> the statement that first held a lock on it
+        self._holders: dict[tuple, tuple[int, datetime]] = {}
+        self._since: datetime | None = None  # sessions of ours opened since may be cancelled
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lock-sampler", daemon=True)
 
@@ -157,6 +174,7 @@ class LockSampler:
             with engine.connect() as connection:
                 connection.execution_options(isolation_level="AUTOCOMMIT")
                 connection.exec_driver_sql(f"SET application_name = '{SAMPLER_APPLICATION}'")
+                self._since = connection.execute(text("SELECT clock_timestamp()")).scalar()
                 while not self._stop.is_set():
                     self._sample(connection)
                     time.sleep(self.interval)
@@ -179,16 +197,18 @@ class LockSampler:
                 statement = observed.statements[key] = OurStatement(
                     row.pid, row.query, row.query_start, now, now
                 )
-            statement.last_seen = now
-            if row.waiting:
-                statement.queued_seconds = max(statement.queued_seconds, float(row.seconds))
-            else:
-                statement.running_samples += 1
+            if row.active:
+                statement.last_seen = now
+                if row.waiting:
+                    statement.queued_seconds = max(statement.queued_seconds, float(row.seconds))
+                else:
+                    statement.running_samples += 1
         if ours:
             for lock in connection.execute(_HELD, {"pids": list(ours)}):
                 row = ours[lock.pid]
-                held = observed.statements[(row.pid, row.query_start)].held
-                held.setdefault(lock.relation, set()).add(lock.mode)
+                key = (row.pid, row.query_start)
+                observed.statements[key].held.setdefault(lock.relation, set()).add(lock.mode)
+                self._holders.setdefault((row.pid, row.xact_start, lock.oid), key)
         for row in rows:
             if row.ours or not row.waiting:
                 continue
@@ -202,20 +222,32 @@ class LockSampler:
             wait.last_seen = now
             wait.blocked_by.update(row.blockers or ())
             blocker = next((ours[pid] for pid in row.blockers or () if pid in ours), None)
-            if blocker is not None:
-                if wait.behind is None:  # the statement it met; later ones of ours only kept it
-                    wait.behind = (blocker.pid, blocker.query_start)
-                self._maybe_cancel(connection, blocker, wait)
+            if blocker is None:
+                continue
+            if wait.behind is None:
+                # The statement that took the lock it waits for; else (ours is queued for that
+                # lock too) the one ours is running.
+                wait.behind = self._holders.get(
+                    (blocker.pid, blocker.xact_start, row.waits_on),
+                    (blocker.pid, blocker.query_start),
+                )
+            self._maybe_cancel(connection, blocker, wait)
 
     def _maybe_cancel(self, connection, statement, wait: LockWait) -> None:
         if self.cancel_after is None or wait.seconds <= self.cancel_after:
             return
-        if not (statement.waiting or self.cancel_running):
-            return
+        if not statement.waiting:
+            return  # it holds its lock and works: its cost was in the rehearsal's report
+        opened_since = self._since is not None and statement.backend_start >= self._since
+        if not (statement.pid == self.watched or opened_since):
+            return  # a session of that name this run did not open
         key = (statement.pid, statement.query_start)
         if any((c.pid, c.started) == key for c in self.observed.cancelled):
             return
-        self.observed.cancelled.append(
-            Cancel(statement.pid, statement.query, statement.query_start, wait.seconds)
-        )
-        connection.execute(_CANCEL, {"pid": statement.pid})
+        cancel = Cancel(statement.pid, statement.query, statement.query_start, wait.seconds)
+        self.observed.cancelled.append(cancel)  # before: the statement fails the moment it is
+        cancelled = connection.execute(
+            _CANCEL, {"pid": statement.pid, "started": statement.query_start}
+        ).scalar()
+        if not cancelled:  # it got its lock meanwhile, or is another statement now
+            self.observed.cancelled.remove(cancel)

@@ -72,7 +72,7 @@ class Workload:
         rate: float,
         clients: int,
         directory: Path,
-        longest_seconds: int = 3600,
+        longest_seconds: int = 86400,
     ) -> None:
         self.url, self.scripts, self.rate, self.clients = url, scripts, rate, clients
         self.directory, self.longest_seconds = directory, longest_seconds
@@ -195,9 +195,15 @@ def _read_logs(directory: Path) -> list[Transaction]:
     return sorted(transactions, key=lambda t: t.started)
 
 
+try:  # resolved here: loading a library in the forked child could deadlock
+    _PRCTL = ctypes.CDLL(None).prctl
+except (OSError, AttributeError):
+    _PRCTL = None
+
+
 def _die_with_parent() -> None:
-    with suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def pgbench_available() -> str | None:

@@ -126,7 +126,13 @@ def _locked(run: Run, revision: str, fleet_approval: FleetApproval | None) -> Ou
             with run.timeline.step("lint recorded SQL"):
                 findings = lint_plan(target, checks, plan)
             gate(findings, policy.risk, log=get_run_logger())
-    impact = assess(rehearsal.load, findings, policy.impact, why_not=rehearsal.load_skipped)
+    impact = assess(
+        rehearsal.load,
+        findings,
+        policy.impact,
+        why_not=rehearsal.load_skipped,
+        missing=rehearsal.load_missing,
+    )
     publish_impact(target, impact)
     run.report.impact["rehearsal"] = impact.to_json()
     gate_impact(impact, policy.impact)

@@ -42,7 +42,7 @@ def downgrade_to(
         with (
             timeouts(connection, policy),
             alembic_logs_to(log),
-            no_queue_behind_long_transactions(policy, log=log),
+            no_queue_behind_long_transactions(policy),
         ):
             alembic_ops.downgrade(
                 project,

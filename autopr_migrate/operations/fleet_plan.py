@@ -104,7 +104,13 @@ def plan_group(
         plan = plan.with_recorded(rehearsal.recorded)
         findings = lint_plan(representative, checks, plan, log=log)
         gate(findings, policy.risk, log=log)
-    impact = assess(rehearsal.load, findings, policy.impact, why_not=rehearsal.load_skipped)
+    impact = assess(
+        rehearsal.load,
+        findings,
+        policy.impact,
+        why_not=rehearsal.load_skipped,
+        missing=rehearsal.load_missing,
+    )
     gate_impact(impact, policy.impact)
     risk = risk_of(findings, rehearsal, plan.planned.unknown, impact)
     return GroupPlan(

@@ -48,10 +48,12 @@ class StatementImpact:
 
 @dataclass
 class ImpactReport:
-    """``measured`` is False when no load ran (``why_not``); the budget is then not checked."""
+    """``measured`` is False when no load ran (``why_not``); the budget is then not checked.
+    ``missing``: the policy asked for a measurement that could not be taken."""
 
     measured: bool
     why_not: str | None = None
+    missing: bool = False
     workload: str = ""
     rate: float = 0.0
     baseline: Latency | None = None
@@ -73,6 +75,8 @@ class ImpactReport:
     def lines(self) -> list[str]:
         """The approval text's first lines about the application."""
         if not self.measured:
+            if self.missing:
+                return [f"**Application impact could not be measured**: {self.why_not}"]
             return [f"Application impact not measured: {self.why_not}"]
         verdict = (
             f"**over budget**: {'; '.join(self.over_budget)}"
@@ -137,12 +141,22 @@ def assess(
     policy: ImpactPolicy,
     *,
     why_not: str | None = None,
+    missing: bool = False,
 ) -> ImpactReport:
+    """``missing``: the policy asked for a measurement that could not be taken (the risk then
+    says so and is at least medium)."""
     if measurement is None:
-        return ImpactReport(False, why_not or "the rehearsal did not run")
+        return ImpactReport(False, why_not or "the rehearsal did not run", missing=missing)
     began, ended = measurement.window
-    observed = measurement.observed.between(began, ended)
     log = measurement.log
+    early = [message for when, message in log.errors if when < began]
+    if early:
+        return ImpactReport(
+            False,
+            f"the workload failed before the migration started: {early[0][:120]}",
+            missing=True,
+        )
+    observed = measurement.observed.between(began, ended).behind_migration()
     impact = ImpactReport(
         True,
         workload=measurement.workload,
@@ -150,16 +164,13 @@ def assess(
         baseline=_latency(log.transactions, *measurement.baseline),
         during=_latency(log.transactions, began, max(ended, began + 1.0)),
         failed=[
-            mask_secrets(message) for when, message in log.errors if when >= measurement.baseline[1]
+            mask_secrets(message)
+            for when, message in log.errors
+            if began <= when <= ended + measurement.settle
         ],
         longest_wait=observed.longest_wait,
         blocked_seconds=observed.blocked_seconds,
     )
-    early = [message for when, message in log.errors if when < measurement.baseline[1]]
-    if early:
-        return ImpactReport(
-            False, f"the workload failed before the migration started: {early[0][:120]}"
-        )
     locks = compare_locks(list(observed.statements.values()), report)
     impact.statements = [
         seen

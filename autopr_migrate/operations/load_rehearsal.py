@@ -37,6 +37,7 @@ class LoadMeasurement:
     log: LoadLog
     observed: Observed
     window: tuple[float, float]
+    settle: float = 0.0
 
     @property
     def baseline(self) -> tuple[float, float]:
@@ -48,8 +49,11 @@ class Measuring:
     """Filled in while the rehearsal runs: its upgrade's window, then the measurement."""
 
     window: tuple[float, float] | None = None
+    settle: float = 0.0  # seconds the upgraded copy stayed under the load after the window
     measurement: LoadMeasurement | None = None
     skipped: str | None = None
+    missing: bool = False  # the policy asked for a measurement that could not be taken
+    loaded: bool = False  # the workload runs
 
 
 @contextmanager
@@ -66,6 +70,9 @@ def under_load(
     seen, or ``measuring.skipped`` says why nothing was measured."""
     measuring = Measuring()
     why_not = _why_not(scratch, policy)
+    measuring.missing = (
+        why_not is not None and policy.rehearse_under_load and (scratch.dialect == "postgresql")
+    )
     if why_not is None:
         ours = {scratch.project.version_table, LEDGER_TABLE}
         tables = [table for table in tables if table.split(".")[-1].strip('"') not in ours]
@@ -83,9 +90,10 @@ def under_load(
         scratch.url, chosen.scripts, rate=policy.rate, clients=policy.clients, directory=load_dir
     ) as load:
         if load.log.problem:
-            measuring.skipped = load.log.problem
+            measuring.skipped, measuring.missing = load.log.problem, True
             yield measuring
             return
+        measuring.loaded = True
         log.info(
             "workload on the copy: %s, %g transactions/s from %d clients; baseline %g s",
             chosen.description,
@@ -100,8 +108,17 @@ def under_load(
     if measuring.window is None:
         measuring.skipped = "the rehearsal's upgrade did not run"
         return
+    if observed.problem:
+        measuring.skipped, measuring.missing = observed.problem, True
+        return
     measuring.measurement = LoadMeasurement(
-        chosen.description, policy.rate, policy.clients, done, observed, measuring.window
+        chosen.description,
+        policy.rate,
+        policy.clients,
+        done,
+        observed,
+        measuring.window,
+        measuring.settle,
     )
 
 

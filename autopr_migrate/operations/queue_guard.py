@@ -3,17 +3,16 @@
 A statement waiting for a lock that blocks writes (an ``ALTER TABLE`` waiting behind a long
 report, say) blocks every query on that table that arrives after it, for as long as it waits.
 Before sending such a statement (SHARE or stronger, as the analyzer reads it), the guard looks
-for transactions of other sessions that hold a lock on one of its tables and have been open
-longer than ``lock.queue_behind_seconds``. It waits for them to end, up to ``lock_timeout``;
-if they do not, the statement is not sent and the attempt ends as a lock timeout (SQLSTATE
-55P03), which the lock policy retries. Nothing queues, so the application waits for nothing.
+for transactions of other sessions, open longer than ``lock.queue_behind_seconds``, that hold
+a lock on one of its tables in a mode that conflicts with the statement's. If there is one, the
+statement is not sent: the attempt ends at once as a lock timeout (SQLSTATE 55P03), its
+transaction rolls back (releasing what earlier statements locked), and the lock policy retries
+after its backoff. Nothing queues, so the application waits for nothing.
 """
 
 from __future__ import annotations
 
-import logging
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,11 +22,56 @@ from autopr_migrate.backends.lock_sampler import MIGRATING_APPLICATION, SAMPLER_
 from autopr_migrate.history.runtime import engine_hook
 from autopr_migrate.policy.parameters import LockPolicy
 
-LOG = logging.getLogger(__name__)
 _MAY_BLOCK = re.compile(
     r"^\s*(alter|drop|create|truncate|lock|cluster|reindex|vacuum|refresh|comment)\b", re.I
 )
-_POLL_SECONDS = 0.1
+# pg_locks modes, weakest first; each conflicts with the modes listed for it.
+_CONFLICTS = {
+    "ACCESS SHARE": {"AccessExclusiveLock"},
+    "ROW SHARE": {"ExclusiveLock", "AccessExclusiveLock"},
+    "ROW EXCLUSIVE": {"ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"},
+    "SHARE UPDATE EXCLUSIVE": {
+        "ShareUpdateExclusiveLock",
+        "ShareLock",
+        "ShareRowExclusiveLock",
+        "ExclusiveLock",
+        "AccessExclusiveLock",
+    },
+    "SHARE": {
+        "RowExclusiveLock",
+        "ShareUpdateExclusiveLock",
+        "ShareRowExclusiveLock",
+        "ExclusiveLock",
+        "AccessExclusiveLock",
+    },
+    "SHARE ROW EXCLUSIVE": {
+        "RowExclusiveLock",
+        "ShareUpdateExclusiveLock",
+        "ShareLock",
+        "ShareRowExclusiveLock",
+        "ExclusiveLock",
+        "AccessExclusiveLock",
+    },
+    "EXCLUSIVE": {
+        "RowShareLock",
+        "RowExclusiveLock",
+        "ShareUpdateExclusiveLock",
+        "ShareLock",
+        "ShareRowExclusiveLock",
+        "ExclusiveLock",
+        "AccessExclusiveLock",
+    },
+    "ACCESS EXCLUSIVE": {
+        "AccessShareLock",
+        "RowShareLock",
+        "RowExclusiveLock",
+        "ShareUpdateExclusiveLock",
+        "ShareLock",
+        "ShareRowExclusiveLock",
+        "ExclusiveLock",
+        "AccessExclusiveLock",
+    },
+}
 
 
 class LongTransactionAhead(Exception):
@@ -37,9 +81,7 @@ class LongTransactionAhead(Exception):
 
 
 @contextmanager
-def no_queue_behind_long_transactions(
-    policy: LockPolicy, *, log: logging.Logger | logging.LoggerAdapter = LOG
-) -> Iterator[None]:
+def no_queue_behind_long_transactions(policy: LockPolicy) -> Iterator[None]:
     """While the block runs, every PostgreSQL statement this process sends is guarded."""
     if policy.queue_behind_seconds <= 0:
         yield
@@ -48,54 +90,47 @@ def no_queue_behind_long_transactions(
     def guard(connection, cursor, statement, _parameters, _context, _many) -> None:
         if connection.dialect.name != "postgresql" or not _MAY_BLOCK.match(statement):
             return
-        tables = _blocking_tables(statement)
-        if tables:
-            _wait_out(cursor, tables, policy, log)
+        blocking = _blocking_lock(statement)
+        if blocking is not None:
+            _refuse_behind_long_transactions(cursor, *blocking, policy)
 
     with engine_hook("before_cursor_execute", guard):
         yield
 
 
-def _blocking_tables(statement: str) -> list[str]:
+def _blocking_lock(statement: str) -> tuple[list[str], str] | None:
+    """The tables and the lock mode of a statement whose lock blocks writes."""
     try:
         (read,) = analyze(statement).statements
     except (LintError, ValueError):
-        return []
-    return list(read.tables) if read.lock in BLOCKING else []
+        return None
+    if read.lock not in BLOCKING or not read.tables:
+        return None
+    return list(read.tables), read.lock
 
 
-def _wait_out(cursor, tables: list[str], policy: LockPolicy, log) -> None:
+def _refuse_behind_long_transactions(
+    cursor, tables: list[str], mode: str, policy: LockPolicy
+) -> None:
     names = ", ".join("'" + table.replace("'", "''") + "'" for table in tables)
+    conflicting = ", ".join(f"'{held}'" for held in sorted(_CONFLICTS[mode]))
     query = (
-        "SELECT DISTINCT a.pid, round(EXTRACT(EPOCH FROM now() - a.xact_start)) AS open_s, "
+        "SELECT a.pid, round(EXTRACT(EPOCH FROM clock_timestamp() - a.xact_start)) AS open_s, "
         "c.relname FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
         "JOIN pg_class c ON c.oid = l.relation WHERE l.granted AND l.locktype = 'relation' "
+        f"AND l.mode IN ({conflicting}) "
         f"AND l.relation IN (SELECT to_regclass(name) FROM unnest(ARRAY[{names}]) name) "
         "AND a.pid <> pg_backend_pid() AND a.backend_type = 'client backend' "
         f"AND a.application_name NOT IN ('{MIGRATING_APPLICATION}', '{SAMPLER_APPLICATION}') "
-        f"AND a.xact_start < now() - interval '{policy.queue_behind_seconds:g} seconds'"
+        "AND a.xact_start < clock_timestamp() - "
+        f"interval '{policy.queue_behind_seconds:g} seconds' ORDER BY a.xact_start LIMIT 1"
     )
-    deadline = time.monotonic() + policy.lock_timeout_seconds
-    logged = False
-    while True:
-        cursor.execute(query)
-        ahead = cursor.fetchall()
-        if not ahead:
-            return
-        pid, open_seconds, table = ahead[0]
-        if time.monotonic() >= deadline:
-            raise LongTransactionAhead(
-                f"not queueing behind a transaction open for {open_seconds:g} s (pid {pid}) "
-                f"that holds a lock on {table}: its lock would block the application for as "
-                f"long as that transaction lasts"
-            )
-        if not logged:
-            log.info(
-                "waiting for a transaction open for %s s (pid %s) on %s to end before a "
-                "statement that would block it",
-                open_seconds,
-                pid,
-                table,
-            )
-            logged = True
-        time.sleep(_POLL_SECONDS)
+    cursor.execute(query)
+    ahead = cursor.fetchone()
+    if ahead is not None:
+        pid, open_seconds, table = ahead
+        raise LongTransactionAhead(
+            f"not queueing behind a transaction open for {open_seconds:g} s (pid {pid}) that "
+            f"holds a conflicting lock on {table}: waiting for its lock would block the "
+            f"application for as long as that transaction lasts"
+        )

@@ -28,11 +28,13 @@ from autopr_migrate.operations.backup import take_backup
 from autopr_migrate.operations.load_rehearsal import LoadMeasurement, under_load
 from autopr_migrate.operations.preflight import PreflightReport
 from autopr_migrate.operations.scratch import scratch_copy
+from autopr_migrate.operations.workloads import read_workload_file
 from autopr_migrate.policy.parameters import BackupPolicy, ImpactPolicy, RehearsalPolicy
 from autopr_migrate.store.directory import ready_backup_directory
 from autopr_migrate.targets.targets import Target
 
 SCRATCH_PREFIX = "autopr_rehearsal_"
+SETTLE_SECONDS = 1.0
 LOG = logging.getLogger(__name__)
 
 
@@ -51,6 +53,7 @@ class Rehearsal:
     upgrade_window: tuple[float, float] | None = None  # epoch seconds
     load: LoadMeasurement | None = None
     load_skipped: str | None = None
+    load_missing: bool = False  # asked for, and could not be measured
 
     def line(self) -> str:
         if self.skipped:
@@ -83,6 +86,8 @@ def rehearse(
     """
     if not policy.enabled:
         return Rehearsal(skipped="rehearsal is switched off by the policy")
+    if impact is not None and impact.rehearse_under_load and impact.workload_file:
+        read_workload_file(impact.workload_file)  # refused before anything is copied
     if checks.database_bytes > policy.skip_above_bytes:
         return Rehearsal(
             skipped=f"the database ({checks.database_bytes} bytes) is above "
@@ -117,27 +122,32 @@ def rehearse(
                     log=log,
                 ) as measuring,
             ):
-                result = _rehearse_on_copy(scratch, checks)
+                settle = SETTLE_SECONDS if measuring.loaded else 0.0
+                result = _rehearse_on_copy(scratch, checks, settle)
                 measuring.window = result.upgrade_window
+                measuring.settle = settle
         except (BackupFailed, pgtools.ToolError, sqlite3.Error) as exc:
             return Rehearsal(failed=f"the copy could not be made: {exc}")
     result.rows = sum(dump.row_counts.values())
     result.load, result.load_skipped = measuring.measurement, measuring.skipped
+    result.load_missing = measuring.missing
     log.info("%s", result.line())
     return result
 
 
-def _rehearse_on_copy(scratch: Target, checks: PreflightReport) -> Rehearsal:
+def _rehearse_on_copy(scratch: Target, checks: PreflightReport, settle: float) -> Rehearsal:
     """Up, down and up again; for a project run in processes of its own, all in one."""
     project = scratch.project
     if not project.isolated:
-        return _rehearse_on(scratch, checks)
+        return _rehearse_on(scratch, checks, settle)
     url = scratch.url.render_as_string(hide_password=False)
     here = replace(scratch, project=shared(project))
-    return in_own_process(project, url, lambda _: _rehearse_on(here, checks))
+    return in_own_process(project, url, lambda _: _rehearse_on(here, checks, settle))
 
 
-def _rehearse_on(scratch: Target, checks: PreflightReport) -> Rehearsal:
+def _rehearse_on(scratch: Target, checks: PreflightReport, settle: float) -> Rehearsal:
+    """``settle``: seconds the upgraded copy stays as it is before the downgrade, so a workload
+    the change breaks shows it."""
     result = Rehearsal()
     with connect(scratch) as connection:
         marked = _as_migration(connection)
@@ -168,6 +178,7 @@ def _rehearse_on(scratch: Target, checks: PreflightReport) -> Rehearsal:
             result.recorded = {rev: "\n".join(statements) for rev, statements in heard.items()}
             result.upgrade_window = (began, time.time())
         result.upgrade_seconds = round(time.monotonic() - started, 3)
+        time.sleep(settle)
         try:
             started = time.monotonic()
             alembic_ops.downgrade(scratch.project, connection, checks.current)

@@ -234,7 +234,7 @@ def _read_row(target: Target, row_id: int) -> dict:
 
 def _reinsert(target: Target, values: dict) -> None:
     with connect(target) as connection, connection.begin():
-        ledger.ledger.create(connection, checkfirst=True)
+        ledger.ensure_table(connection)
         exists = connection.execute(
             select(ledger.ledger.c.id).where(ledger.ledger.c.id == values["id"])
         ).first()

@@ -165,6 +165,8 @@ def risk_of(
         ]
         if impact.over_budget or mismatched:
             level = "high" if level == "unknown" else worst([level, "high"])
+        elif impact.missing and level != "unknown":
+            level = worst([level, "medium"])
     return Risk(level, lines, rehearsal.line() if rehearsal else None, application)
 
 

@@ -67,7 +67,7 @@ def apply_upgrade(
         with (
             timeouts(connection, policy),
             alembic_logs_to(log),
-            no_queue_behind_long_transactions(policy, log=log),
+            no_queue_behind_long_transactions(policy),
         ):
             alembic_ops.upgrade(
                 project,

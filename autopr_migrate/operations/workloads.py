@@ -26,6 +26,7 @@ MOST_TABLES = 4
 _PARAMETER = re.compile(
     r'(?:"?(?P<table>\w+)"?\.)?"?(?P<column>\w+)"?\s*(?:=|<>|!=|<=|>=|<|>)\s*\$(?P<n>\d+)'
 )
+_SHELL = re.compile(r"^\s*\\(set)?shell\b", re.IGNORECASE | re.MULTILINE)
 _LIMIT = re.compile(r"\b(?P<word>limit|offset)\s+\$(?P<n>\d+)", re.IGNORECASE)
 _TOP = text(
     "SELECT s.query, s.calls FROM pg_stat_statements s "
@@ -43,6 +44,11 @@ _LARGEST = text(
     "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
     "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_' "
     f"ORDER BY pg_relation_size(c.oid) DESC LIMIT {MOST_TABLES}"
+)
+_ATTRIBUTE = text(
+    "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(:name) AND attnum > 0 "
+    "AND NOT attisdropped AND attname IN (:column, lower(:column)) "
+    "ORDER BY attname = :column DESC LIMIT 1"
 )
 _COLUMN = text(
     "SELECT quote_ident(a.attname) FROM pg_attribute a "
@@ -68,7 +74,7 @@ def choose_workload(
 ) -> ChosenWorkload | str:
     """The workload, or why there is none (then the impact is not measured)."""
     if workload_file:
-        return _from_file(workload_file)
+        return read_workload_file(workload_file)
     scripts = _with_sampled_parameters(copy_connection, top_queries(target_connection, tables))
     if scripts:
         replayed = len({script.query for script in scripts})
@@ -80,7 +86,9 @@ def choose_workload(
     return generic_mix(copy_connection, tables)
 
 
-def _from_file(path: str) -> ChosenWorkload:
+def read_workload_file(path: str) -> ChosenWorkload:
+    """The policy's pgbench script; refused when it cannot be read, is empty, or would run
+    commands on the worker (``\\shell``, ``\\setshell``)."""
     script = Path(path).expanduser()
     try:
         body = script.read_text()
@@ -92,6 +100,11 @@ def _from_file(path: str) -> ChosenWorkload:
     if not body.strip():
         raise PreflightRefused(
             f"policy.impact.workload_file {path[:80]!r} is empty: give a pgbench script"
+        )
+    if _SHELL.search(body):
+        raise PreflightRefused(
+            f"policy.impact.workload_file {path[:80]!r} runs commands on the worker "
+            f"(\\shell or \\setshell): remove them; the workload is SQL only"
         )
     return ChosenWorkload([Script(body)], f"the policy's workload file {script.name}")
 
@@ -135,53 +148,91 @@ def parameters_of(query: str) -> dict[int, tuple[str | None, str]] | None:
 
 
 def _with_sampled_parameters(connection: Connection, queries: list[str]) -> list[Script]:
+    """Each query in ``VARIANTS`` variants; a variant takes all its values of one table from one
+    sampled row, so a query keeps meaning something (an UPDATE sets a row's own values)."""
     scripts = []
     for query in queries:
         wanted = parameters_of(query)
-        if wanted is None:
+        homes = _homes(connection, query, wanted) if wanted is not None else None
+        if homes is None:
             continue
-        tables = [word for word in re.findall(r"\b(?:from|update|join)\s+([\w.\"]+)", query, re.I)]
-        values = {n: _sample(connection, tables, where) for n, where in wanted.items()}
-        if any(not found for found in values.values()):
+        fixed = {n: ("10" if c == "limit" else "0") for n, (t, c) in wanted.items() if t == ""}
+        rows = {
+            home: _sample_rows(connection, home, [c for _, c in on]) for home, on in homes.items()
+        }
+        if not all(rows.values()):
             continue
-        scripts += [
-            Script(_bound(query, values, variant), query=query) for variant in range(VARIANTS)
-        ]
+        for variant in range(VARIANTS):
+            values = dict(fixed)
+            for home, on in homes.items():
+                row = rows[home][variant % len(rows[home])]
+                values.update((n, value) for (n, _), value in zip(on, row, strict=True))
+            scripts.append(Script(_bound(query, values), query=query))
     return scripts
 
 
-def _bound(query: str, values: dict[int, list[str]], variant: int) -> str:
-    def value(match: re.Match) -> str:
-        choices = values[int(match[1])]
-        return choices[variant % len(choices)]
+def _homes(
+    connection: Connection, query: str, wanted: dict[int, tuple[str | None, str]]
+) -> dict[str, list[tuple[int, str]]] | None:
+    """table -> its (parameter, column) pairs; None when a column is in none of the tables."""
+    tables = re.findall(r"\b(?:from|update|join)\s+([\w.\"]+)", query, re.I)
+    homes: dict[str, list[tuple[int, str]]] = {}
+    for n, (table, column) in wanted.items():
+        if table == "":
+            continue  # LIMIT or OFFSET
+        home = _table_with(connection, [table, *tables] if table else tables, column)
+        if home is None:
+            return None
+        homes.setdefault(home[0], []).append((n, home[1]))
+    return homes
 
-    return re.sub(r"\$(\d+)", value, query).rstrip().rstrip(";") + ";\n"
+
+def _bound(query: str, values: dict[int, str]) -> str:
+    bound = re.sub(r"\$(\d+)", lambda match: values[int(match[1])], query)
+    return bound.rstrip().rstrip(";") + ";\n"
 
 
-def _sample(connection: Connection, tables: list[str], where: tuple[str | None, str]) -> list[str]:
-    table, column = where
-    if table == "":
-        return ["10"] if column == "limit" else ["0"]
-    for name in [table] if table else tables:
-        picked = f'SELECT "{column}"::text FROM {name} {{}} WHERE "{column}" IS NOT NULL LIMIT 8'
+def _table_with(connection: Connection, names: list[str], column: str) -> tuple[str, str] | None:
+    """The first of ``names`` that is a table with that column: (its name, the column's)."""
+    for name in names:
         try:
             with connection.begin_nested():
-                sampled = text(picked.format("TABLESAMPLE SYSTEM (1)"))
-                rows = (
-                    connection.execute(sampled).scalars().all()
-                    or connection.execute(text(picked.format(""))).scalars().all()
-                )
+                found = connection.execute(_ATTRIBUTE, {"name": name, "column": column}).scalar()
         except DBAPIError:
             continue
-        if rows:
-            return ["'" + value.replace("'", "''") + "'" for value in rows]
-    return []
+        if found is not None:
+            return name, found
+    return None
+
+
+def _sample_rows(connection: Connection, table: str, columns: list[str]) -> list[list[str]]:
+    """Up to ``VARIANTS`` rows of those columns, as SQL literals."""
+    quoted = [_identifier(column) for column in columns]
+    picked = (
+        f"SELECT {', '.join(f'{c}::text' for c in quoted)} FROM {table} {{}} "
+        f"WHERE {' AND '.join(f'{c} IS NOT NULL' for c in quoted)} LIMIT {VARIANTS}"
+    )
+    try:
+        with connection.begin_nested():
+            rows = (
+                connection.execute(text(picked.format("TABLESAMPLE SYSTEM (1)"))).all()
+                or connection.execute(text(picked.format(""))).all()
+            )
+    except DBAPIError:
+        return []
+    return [["'" + value.replace("'", "''") + "'" for value in row] for row in rows]
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def generic_mix(connection: Connection, tables: list[str]) -> ChosenWorkload | str:
     """On ``tables``; when the plan names none (its SQL is a DO block, a function call, or not
     known), on the database's largest tables."""
     scripts, named = [], []
+    version = connection.execute(text("SHOW server_version_num")).scalar()
+    ranged = int(version or 0) >= 140000  # TID range scans: the page's first live row
     for table in tables or connection.execute(_LARGEST).scalars().all():
         row = connection.execute(_TABLE, {"name": table}).first()
         if row is None:
@@ -190,7 +241,13 @@ def generic_mix(connection: Connection, tables: list[str]) -> ChosenWorkload | s
         if column is None:
             continue
         pick = f"\\set page random(0, {int(row.pages) - 1})\n"
-        where = "WHERE ctid = format('(%s,1)', :page)::tid"
+        on_page = (
+            f"SELECT ctid FROM {row.name} WHERE ctid >= format('(%s,0)', :page)::tid "
+            f"AND ctid < format('(%s,0)', :page + 1)::tid LIMIT 1"
+            if ranged
+            else "SELECT format('(%s,1)', :page)::tid"
+        )
+        where = f"WHERE ctid = ({on_page})"
         scripts.append(Script(f"{pick}SELECT * FROM {row.name} {where};\n", weight=3))
         scripts.append(Script(f"{pick}UPDATE {row.name} SET {column} = {column} {where};\n"))
         named.append(row.name)

@@ -139,10 +139,7 @@ def finish(
 
 def _write(connection: Connection, entry: Entry) -> None:
     with connection.begin():
-        # Checked on every write: a restore may have taken the table away, or brought back one
-        # written by an older version.
-        ledger.create(connection, checkfirst=True)
-        _add_missing_columns(connection)
+        ensure_table(connection)
         if entry.id is not None:
             updated = connection.execute(
                 update(ledger).where(ledger.c.id == entry.id).values(**entry.values)
@@ -157,6 +154,13 @@ def present_columns(connection: Connection) -> list[Column]:
     """The columns the table has (one written by an older version lacks the newer ones)."""
     present = {column["name"] for column in inspect(connection).get_columns(LEDGER_TABLE)}
     return [column for column in ledger.c if column.name in present]
+
+
+def ensure_table(connection: Connection) -> None:
+    """Checked before every write: a restore may have taken the table away, or brought back one
+    an older version wrote (it gets the newer columns)."""
+    ledger.create(connection, checkfirst=True)
+    _add_missing_columns(connection)
 
 
 def _add_missing_columns(connection: Connection) -> None:

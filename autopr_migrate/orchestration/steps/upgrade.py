@@ -30,6 +30,8 @@ from autopr_migrate.operations import upgrade
 from autopr_migrate.policy.parameters import ImpactPolicy, LockPolicy
 from autopr_migrate.targets.targets import Target
 
+_CANCELLED = "57014"  # query_canceled
+
 
 class UpgradeWatch:
     """What the application felt over every attempt of the upgrade."""
@@ -39,7 +41,11 @@ class UpgradeWatch:
         self.attempts: list[Observed] = []
 
     def summary(self) -> dict:
-        waits = [wait for observed in self.attempts for wait in observed.waits.values()]
+        waits = [
+            wait
+            for observed in self.attempts
+            for wait in observed.behind_migration().waits.values()
+        ]
         return {
             "queries_waited": len(waits),
             "longest_wait_ms": round(max((w.seconds for w in waits), default=0.0) * 1000),
@@ -68,13 +74,13 @@ def apply_upgrade(
                 progress[0], 100.0 * done / max(total, 1), description=description
             )
 
-    with _watched(target, watch or UpgradeWatch(ImpactPolicy())) as observed:
+    with _watched(target, connection, watch or UpgradeWatch(ImpactPolicy())) as observed:
         try:
             return upgrade.apply_upgrade(
                 target.project, connection, revision, policy, log=get_run_logger(), on_progress=show
             )
         except UpgradeFailed as exc:
-            if not observed.cancelled or isinstance(exc, LockTimeout):
+            if isinstance(exc, LockTimeout) or not (observed.cancelled and _cancelled(exc)):
                 raise
             cancel = observed.cancelled[-1]
             raise LockTimeout(
@@ -84,17 +90,30 @@ def apply_upgrade(
             ) from exc
 
 
+def _cancelled(exc: BaseException) -> bool:
+    """The upgrade failed because its statement was cancelled (SQLSTATE 57014)."""
+    while exc is not None:
+        inner = getattr(exc, "orig", None) or exc
+        if (getattr(inner, "pgcode", None) or getattr(inner, "sqlstate", None)) == _CANCELLED:
+            return True
+        exc = exc.__cause__
+    return False
+
+
 @contextmanager
-def _watched(target: Target, watch: UpgradeWatch) -> Iterator[Observed]:
+def _watched(target: Target, connection: Connection, watch: UpgradeWatch) -> Iterator[Observed]:
     """What the application felt during the upgrade (PostgreSQL): its queries that waited for
-    a lock, as the artifact ``migration-impact-<target>`` and a log line."""
+    a lock behind the migration, as the artifact ``migration-impact-<target>`` and a log line."""
     if target.dialect != "postgresql":
         yield Observed()
         return
     policy = watch.policy
+    migrating = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    connection.rollback()
     sampler = LockSampler(
         target.url,
         interval=0.1,
+        watched=migrating,
         cancel_after=policy.max_wait_ms / 1000 if policy.cancel_queued else None,
     )
     try:
@@ -105,7 +124,8 @@ def _watched(target: Target, watch: UpgradeWatch) -> Iterator[Observed]:
         _publish_impact(target, sampler.observed)
 
 
-def _publish_impact(target: Target, observed: Observed) -> None:
+def _publish_impact(target: Target, everything: Observed) -> None:
+    observed = everything.behind_migration()
     waits = sorted(observed.waits.values(), key=lambda wait: -wait.seconds)
     logger = get_run_logger()
     for cancel in observed.cancelled:
@@ -116,8 +136,8 @@ def _publish_impact(target: Target, observed: Observed) -> None:
             mask_secrets(" ".join(cancel.query.split()))[:80],
         )
     logger.info(
-        "application during the upgrade: %d quer%s waited for a lock, the longest %.2f s, "
-        "%.2f s in all",
+        "application during the upgrade: %d quer%s waited for a lock behind the migration, "
+        "the longest %.2f s, %.2f s in all",
         len(waits),
         "y" if len(waits) == 1 else "ies",
         observed.longest_wait,
