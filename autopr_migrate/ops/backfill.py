@@ -1,0 +1,181 @@
+"""A batched backfill: ``UPDATE`` in primary-key order, a batch at a time, resumable.
+
+Each batch is one statement, in its own transaction, that updates the next ``batch_size`` keys
+and moves the checkpoint (table ``autopr_backfill_checkpoint``) in the same statement: after a
+crash the revision, re-run, goes on after the last finished batch and never updates a finished
+batch again. Between batches it pauses; the pause doubles (up to ``max_pause_seconds``) while
+the application's queries wait behind the batches or a batch runs longer than
+``slow_batch_seconds``, and halves back towards ``pause_seconds`` when they stop. The
+checkpoint's row, and the table once empty, are removed at the end. Progress: a log line every
+few batches, and ``ops.progress`` listeners (the migrate flow's progress artifact).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+from alembic import op
+from sqlalchemy import text
+
+from autopr_migrate.backends.lock_sampler import LockSampler
+from autopr_migrate.ops import progress
+from autopr_migrate.ops.runner import Runner
+
+LOG = logging.getLogger("autopr_migrate.ops")
+CHECKPOINT_TABLE = "autopr_backfill_checkpoint"
+_LOG_EVERY = 20  # batches
+
+
+def backfill(
+    table: str,
+    set_: str | dict[str, str],
+    *,
+    where: str | None = None,
+    key: str = "id",
+    batch_size: int = 1000,
+    name: str | None = None,
+    schema: str | None = None,
+    pause_seconds: float = 0.0,
+    max_pause_seconds: float = 5.0,
+    slow_batch_seconds: float = 1.0,
+) -> int:
+    """``UPDATE table SET <set_> [WHERE <where>]`` in batches of ``batch_size`` by ``key``
+    (unique, not null, orderable: the primary key); the rows updated, by this run."""
+    assignments = (
+        ", ".join(f"{_quote(column)} = {value}" for column, value in set_.items())
+        if isinstance(set_, dict)
+        else set_
+    )
+    qualified = f"{_quote(schema)}.{_quote(table)}" if schema else _quote(table)
+    condition = f" WHERE {where}" if where else ""
+    runner = Runner("backfill")
+    if runner.offline:
+        op.execute(
+            f"-- safe.backfill: UPDATE {qualified} SET {assignments}{condition} in batches of "
+            f"{batch_size} by {key}, resumable"
+        )
+        return 0
+    if not runner.postgresql:
+        result = op.get_bind().exec_driver_sql(f"UPDATE {qualified} SET {assignments}{condition}")
+        return int(result.rowcount or 0)
+    label = name or hashlib.sha256(f"{qualified}|{assignments}|{where}".encode()).hexdigest()[:16]
+    with runner.outside_transaction():
+        return _in_batches(
+            runner,
+            label,
+            qualified,
+            assignments,
+            where,
+            key,
+            batch_size,
+            (pause_seconds, max_pause_seconds, slow_batch_seconds),
+        )
+
+
+def _in_batches(
+    runner: Runner,
+    label: str,
+    qualified: str,
+    assignments: str,
+    where: str | None,
+    key: str,
+    batch_size: int,
+    pacing: tuple[float, float, float],
+) -> int:
+    assert runner.connection is not None
+    connection = runner.connection
+    runner.run(
+        "checkpoint table",
+        f"CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (name text PRIMARY KEY, "
+        "last_key text, rows_done bigint NOT NULL DEFAULT 0, updated_at timestamptz)",
+        brief=True,
+    )
+    connection.execute(
+        text(f"INSERT INTO {CHECKPOINT_TABLE} (name) VALUES (:name) ON CONFLICT DO NOTHING"),
+        {"name": label},
+    )
+    last, done_before = connection.execute(
+        text(f"SELECT last_key, rows_done FROM {CHECKPOINT_TABLE} WHERE name = :name"),
+        {"name": label},
+    ).one()
+    key_type = connection.execute(
+        text(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
+            "to_regclass(:table) AND attname = :key AND NOT attisdropped"
+        ),
+        {"table": qualified, "key": key},
+    ).scalar()
+    if key_type is None:
+        raise ValueError(f"backfill: {qualified} has no column {key[:40]!r} to page by")
+    estimate = connection.execute(
+        text("SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass(:t)"),
+        {"t": qualified},
+    ).scalar()
+    if last is not None:
+        LOG.info(
+            "backfill %s: resuming after %s=%s (%d rows done before)",
+            qualified,
+            key,
+            last,
+            done_before,
+        )
+    statement = text(_batch_sql(qualified, assignments, where, _quote(key), key_type, batch_size))
+    pause, max_pause, slow = pacing
+    current_pause, updated, batches = pause, 0, 0
+    migrating = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    with LockSampler(connection.engine.url, interval=0.1, watched=migrating) as observed:
+        while True:
+            started, seen = time.monotonic(), len(observed.waits)
+            rows = runner.query("batch", statement, {"name": label, "last": last}, brief=True)
+            if not rows:
+                break
+            last, count = rows[0]
+            updated += count
+            batches += 1
+            runner.crash_point("batch")
+            total = done_before + updated
+            progress.report(f"backfill {qualified}", total, max(estimate or 0, total))
+            if batches % _LOG_EVERY == 0:
+                LOG.info("backfill %s: %d rows updated, up to %s=%s", qualified, total, key, last)
+            waited = any(w.behind is not None for w in list(observed.waits.values())[seen:])
+            if waited or time.monotonic() - started > slow:
+                current_pause = min(max_pause, max(0.1, current_pause * 2))
+            else:
+                current_pause = max(pause, current_pause / 2)
+            time.sleep(current_pause)
+    connection.execute(text(f"DELETE FROM {CHECKPOINT_TABLE} WHERE name = :name"), {"name": label})
+    if connection.execute(text(f"SELECT NOT EXISTS (SELECT 1 FROM {CHECKPOINT_TABLE})")).scalar():
+        runner.run("drop checkpoint table", f"DROP TABLE IF EXISTS {CHECKPOINT_TABLE}", brief=True)
+    LOG.info(
+        "backfill %s: done, %d rows updated (%d before a restart)",
+        qualified,
+        done_before + updated,
+        done_before,
+    )
+    return updated
+
+
+def _batch_sql(
+    qualified: str, assignments: str, where: str | None, key: str, key_type: str, size: int
+) -> str:
+    """One statement: the next batch's keys, their update, and the checkpoint moved past them;
+    no row when nothing is left."""
+    after = f"CAST(:last AS {key_type})"
+    return (
+        f"WITH batch AS (SELECT {key} AS k FROM {qualified} "
+        f"WHERE :last IS NULL OR {key} > {after} ORDER BY {key} LIMIT {int(size)}), "
+        "bound AS (SELECT max(k) AS upper FROM batch), "
+        f"updated AS (UPDATE {qualified} SET {assignments} FROM bound "
+        f"WHERE (:last IS NULL OR {key} > {after}) AND {key} <= bound.upper"
+        f"{f' AND ({where})' if where else ''} RETURNING 1) "
+        f"UPDATE {CHECKPOINT_TABLE} SET last_key = (SELECT upper::text FROM bound), "
+        "rows_done = rows_done + (SELECT count(*) FROM updated), updated_at = clock_timestamp() "
+        "WHERE name = :name AND (SELECT upper FROM bound) IS NOT NULL "
+        "RETURNING last_key, (SELECT count(*) FROM updated)"
+    )
+
+
+def _quote(name: str) -> str:
+    return op.get_context().dialect.identifier_preparer.quote(name)

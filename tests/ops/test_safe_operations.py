@@ -1,0 +1,192 @@
+"""Each safe operation gives the schema its naive twin gives, survives a kill after any of its
+sub-steps (the revision re-run completes), renders offline, and does the plain thing on SQLite."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+from sqlalchemy import URL, create_engine, inspect, text
+
+from autopr_migrate.ops.runner import CRASH_AFTER_ENV
+from tests.ops.conftest import ROWS, Shop
+
+# name: (the safe call, its naive twin, the sub-steps a kill may follow)
+OPERATIONS = {
+    "create_index": (
+        'safe.create_index("ix_orders_note", "orders", ["note"])',
+        'op.create_index("ix_orders_note", "orders", ["note"])',
+        ["build"],
+    ),
+    "add_foreign_key": (
+        'safe.add_foreign_key("fk_orders_customer", "orders", "customers", ["customer_id"], '
+        '["id"], ondelete="cascade")',
+        'op.create_foreign_key("fk_orders_customer", "orders", "customers", ["customer_id"], '
+        '["id"], ondelete="CASCADE")',
+        ["add not valid", "validate"],
+    ),
+    "add_check": (
+        'safe.add_check("ck_orders_note", "orders", "length(note) < 100")',
+        'op.create_check_constraint("ck_orders_note", "orders", "length(note) < 100")',
+        ["add not valid", "validate"],
+    ),
+    "set_not_null": (
+        'safe.set_not_null("orders", "note")',
+        'op.alter_column("orders", "note", nullable=False)',
+        ["add not valid", "validate", "set not null", "drop check"],
+    ),
+    "add_unique": (
+        'safe.add_unique("uq_orders_note", "orders", ["note"])',
+        'op.create_unique_constraint("uq_orders_note", "orders", ["note"])',
+        ["build", "attach"],
+    ),
+    "add_column": (
+        'safe.add_column("orders", sa.Column("urgent", sa.Boolean(), nullable=False, '
+        "server_default=sa.false()))",
+        'op.add_column("orders", sa.Column("urgent", sa.Boolean(), nullable=False, '
+        "server_default=sa.false()))",
+        ["add"],
+    ),
+    "backfill": (
+        'safe.backfill("orders", "note = note || \'!\'", batch_size=700)',
+        "op.execute(\"UPDATE orders SET note = note || '!'\")",
+        ["checkpoint table", "batch"],
+    ),
+}
+
+
+def _schema(shop) -> str:
+    dumped = subprocess.run(
+        [
+            "pg_dump",
+            "--schema-only",
+            "--no-owner",
+            "-h",
+            shop.url.host,
+            "-p",
+            str(shop.url.port),
+            "-U",
+            shop.url.username,
+            shop.url.database,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return "\n".join(
+        line
+        for line in dumped.splitlines()
+        if line.strip() and not line.startswith(("--", "\\restrict", "\\unrestrict"))
+    )
+
+
+def _ok(done: subprocess.CompletedProcess) -> None:
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", sorted(OPERATIONS))
+def test_killed_after_any_sub_step_the_rerun_completes_with_the_naive_schema(name, new_shop):
+    safe_call, naive_call, steps = OPERATIONS[name]
+    naive = new_shop()
+    _ok(naive.upgrade(naive_call))
+    expected = _schema(naive)
+    for step in steps:
+        shop = new_shop()
+        killed = shop.upgrade(safe_call, env={CRASH_AFTER_ENV: f"{name}:{step}"})
+        assert killed.returncode == -9, (step, killed.stderr[-1500:])
+        _ok(shop.upgrade(safe_call))
+        assert _schema(shop) == expected, step
+    if name == "backfill":  # every row updated exactly once, across the kill and the re-run
+        assert shop.execute("SELECT count(*) FROM orders WHERE note LIKE '%!'")[0][0] == ROWS
+        assert shop.execute("SELECT count(*) FROM orders WHERE note LIKE '%!!'")[0][0] == 0
+
+
+def test_an_invalid_leftover_of_a_failed_concurrent_build_is_dropped_and_built_again(new_shop):
+    shop = new_shop()
+    shop.execute("UPDATE orders SET note = 'same' WHERE id <= 2")
+    failed = shop.upgrade('safe.create_index("ix_note", "orders", ["note"], unique=True)')
+    assert failed.returncode != 0 and "could not create unique index" in failed.stderr
+    assert (
+        shop.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_note'::regclass")[0][0]
+        is False
+    )
+    shop.execute("UPDATE orders SET note = 'n' || id WHERE id <= 2")
+    _ok(shop.upgrade('safe.create_index("ix_note", "orders", ["note"], unique=True)'))
+    assert (
+        shop.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_note'::regclass")[0][0]
+        is True
+    )
+
+
+def test_offline_the_safe_statements_are_rendered_in_autocommit_blocks(new_shop):
+    shop = new_shop()
+    shop.write(
+        "\n".join(
+            OPERATIONS[name][0] for name in ("create_index", "add_foreign_key", "set_not_null")
+        )
+        + "\n"
+        + OPERATIONS["backfill"][0]
+    )
+    rendered = shop.alembic("upgrade", "--sql", "head")
+    _ok(rendered)
+    sql = rendered.stdout
+    assert "CREATE INDEX CONCURRENTLY ix_orders_note ON orders (note)" in sql
+    assert re.search(r"ADD CONSTRAINT fk_orders_customer FOREIGN KEY .* NOT VALID", sql)
+    assert "VALIDATE CONSTRAINT fk_orders_customer" in sql
+    assert "CHECK (note IS NOT NULL) NOT VALID" in sql and "SET NOT NULL" in sql
+    assert "-- safe.backfill: UPDATE orders SET note = note || '!' in batches of 700" in sql
+    assert sql.count("COMMIT;") >= 4  # each operation outside the revision's transaction
+
+
+def test_on_sqlite_each_operation_is_the_plain_one(tmp_path):
+    url = URL.create("sqlite", database=str(tmp_path / "shop.db"))
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE customers (id integer PRIMARY KEY, name text)"))
+        connection.execute(
+            text("CREATE TABLE orders (id integer PRIMARY KEY, customer_id integer, note text)")
+        )
+        connection.execute(text("INSERT INTO customers VALUES (1, 'c1')"))
+        connection.execute(
+            text("INSERT INTO orders VALUES (:id, 1, :note)"),
+            [{"id": n, "note": f"n{n}"} for n in range(1, 51)],
+        )
+    shop = Shop(url, tmp_path / "project")
+    _ok(shop.upgrade("\n".join(OPERATIONS[name][0] for name in sorted(OPERATIONS))))
+    columns = {c["name"]: c for c in inspect(engine).get_columns("orders")}
+    assert columns["note"]["nullable"] is False and "urgent" in columns
+    assert "ix_orders_note" in {i["name"] for i in inspect(engine).get_indexes("orders")}
+    assert [fk["name"] for fk in inspect(engine).get_foreign_keys("orders")] == [
+        "fk_orders_customer"
+    ]
+    with engine.connect() as connection:
+        changed = connection.execute(text("SELECT count(*) FROM orders WHERE note LIKE '%!'"))
+        assert changed.scalar() == 50
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("column", "reason"),
+    [
+        (
+            'sa.Column("token", sa.Text(), server_default=sa.text("gen_random_uuid()::text"))',
+            "is volatile",
+        ),
+        ('sa.Column("seq", sa.BigInteger(), sa.Identity())', "identity or generated"),
+        ('sa.Column("code", sa.Text(), nullable=False)', "NOT NULL without a default"),
+    ],
+)
+def test_a_column_that_would_rewrite_the_table_is_refused_with_the_safe_way(
+    column, reason, new_shop
+):
+    shop = new_shop()
+    refused = shop.upgrade(f'safe.add_column("orders", {column})')
+    assert refused.returncode != 0 and reason in refused.stderr, refused.stderr[-800:]
+    assert "safe.backfill" in refused.stderr
+    assert (
+        shop.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders'")[
+            0
+        ][0]
+        == 3
+    )
