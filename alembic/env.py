@@ -26,6 +26,7 @@ from autopr_migrate.backends.migration_lock import (
     try_advisory_lock,
 )
 from autopr_migrate.model import TOOL_OWNED_TABLES  # the migration tool's own, never the models'
+from autopr_migrate.ops.autogenerate import safe_operations
 
 config = context.config
 
@@ -61,6 +62,8 @@ def _configure(**kwargs: Any) -> None:
     context.configure(
         target_metadata=target_metadata,
         include_object=include_object,
+        # autogenerate writes safe.create_index / safe.drop_index for tables that exist
+        process_revision_directives=safe_operations,
         compare_type=True,
         compare_server_default=True,
         # SQLite's DDL is transactional too (the engine emits BEGIN itself): a failed revision

@@ -16,6 +16,9 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 ${imports if imports else ""}
+# On a table in use, prefer the safe operations (docs/safe-operations.md): from
+# autopr_migrate.ops import safe; safe.create_index, safe.add_foreign_key, safe.add_check,
+# safe.set_not_null, safe.add_unique, safe.add_column, safe.backfill, safe.drop_index.
 revision: str = ${repr(up_revision)}
 down_revision: str | Sequence[str] | None = ${repr(down_revision)}
 branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-# The tool keeps one table in the database it migrates; autogenerate must never touch it.
+# The tables the tool keeps in the database it migrates; autogenerate must never touch them.
 LEDGER_TABLE = "autopr_migration_ledger"
-TOOL_OWNED_TABLES = frozenset({LEDGER_TABLE})
+BACKFILL_CHECKPOINT_TABLE = "autopr_backfill_checkpoint"  # only while a backfill is unfinished
+TOOL_OWNED_TABLES = frozenset({LEDGER_TABLE, BACKFILL_CHECKPOINT_TABLE})
 
 
 class Status(StrEnum):

@@ -21,17 +21,19 @@ class Rule:
     what: str
     levels: tuple[str, str, str, str, str]  # empty, small, medium, large, unknown
     anchor: str
+    fix: str = ""  # the safe operation (autopr_migrate.ops.safe) that does it the safe way
 
     def level(self, tier: str) -> str:
         return self.levels[TIERS.index(tier)]
 
     @property
     def suggestion(self) -> str:
-        return f"{DOCS}#{self.anchor}"
+        where = f"{DOCS}#{self.anchor}"
+        return f"use {self.fix} (see {where})" if self.fix else f"see {where}"
 
 
-def _rule(name: str, what: str, levels: str, anchor: str) -> Rule:
-    return Rule(name, what, tuple(levels.split()), anchor)  # type: ignore[arg-type]
+def _rule(name: str, what: str, levels: str, anchor: str, fix: str = "") -> Rule:
+    return Rule(name, what, tuple(levels.split()), anchor, fix)  # type: ignore[arg-type]
 
 
 RULES = {
@@ -49,24 +51,28 @@ RULES = {
             "scans the whole table under ACCESS EXCLUSIVE: reads and writes wait until it finishes",
             "low low medium high medium",
             "adding-not-null-and-check-constraints",
+            "safe.set_not_null or safe.add_check",
         ),
         _rule(
             "unique-constraint-build",
             "builds a unique index under ACCESS EXCLUSIVE: reads and writes wait until it finishes",
             "low low high critical high",
             "adding-unique-constraints",
+            "safe.add_unique",
         ),
         _rule(
             "blocking-index",
             "builds an index under a SHARE lock: writes wait until it finishes",
             "low low medium high medium",
             "creating-indexes",
+            "safe.create_index",
         ),
         _rule(
             "blocking-index-drop",
             "drops an index under ACCESS EXCLUSIVE on its table",
             "low low low medium low",
             "dropping-indexes",
+            "safe.drop_index",
         ),
         _rule(
             "foreign-key-validation",
@@ -74,6 +80,7 @@ RULES = {
             "holding SHARE ROW EXCLUSIVE on both tables: writes wait",
             "low low medium high medium",
             "adding-foreign-keys",
+            "safe.add_foreign_key",
         ),
         _rule(
             "data-loss",
@@ -92,6 +99,8 @@ RULES = {
             "adds a NOT NULL column without a default: it fails on a table with rows",
             "low high high high high",
             "adding-columns",
+            "safe.add_column with a server_default (or nullable, then safe.backfill and "
+            "safe.set_not_null)",
         ),
         _rule(
             "unbatched-backfill",
@@ -99,6 +108,7 @@ RULES = {
             "transaction until it commits",
             "low low medium high medium",
             "backfilling-data",
+            "safe.backfill",
         ),
         _rule(
             "missing-lock-timeout",
@@ -106,12 +116,14 @@ RULES = {
             "behind long transactions, and every query queues behind it",
             "medium medium medium medium medium",
             "lock-timeout",
+            "the safe operations (each step with its own lock_timeout)",
         ),
         _rule(
             "concurrently-in-transaction",
             "runs CONCURRENTLY inside a transaction block: PostgreSQL refuses it",
             "high high high high high",
             "creating-indexes",
+            "safe.create_index",
         ),
         _rule(
             "non-transactional",
@@ -119,6 +131,7 @@ RULES = {
             "index behind (the migrate flow drops it)",
             "low low low low low",
             "creating-indexes",
+            "safe.create_index (it rebuilds an INVALID leftover)",
         ),
         _rule(
             "validate-constraint",

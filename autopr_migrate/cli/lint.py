@@ -117,7 +117,7 @@ def render_report(report: LintReport, fmt: str) -> str:
             f"line {statement.line + 1}, lock {statement.lock or 'none'}",
             f"         {statement.summary}",
             f"         {finding.message}",
-            f"         see {finding.suggestion}",
+            f"         {finding.suggestion}",
         ]
     lines += report.notes
     unknown = "" if report.sizes_known else "; table sizes unknown"

@@ -185,6 +185,5 @@ def gate(
     worst = report.worst_findings(1)[0]
     raise PreflightRefused(
         f"the plan's risk is critical ({worst.rule}: {worst.message}); rewrite the migration "
-        f"as {worst.suggestion} describes, or set policy.risk.allow_critical with an "
-        f"override_reason"
+        f"({worst.suggestion}), or set policy.risk.allow_critical with an override_reason"
     )

@@ -20,11 +20,12 @@ from alembic import op
 from sqlalchemy import text
 
 from autopr_migrate.backends.lock_sampler import LockSampler
+from autopr_migrate.model import BACKFILL_CHECKPOINT_TABLE
 from autopr_migrate.ops import progress
 from autopr_migrate.ops.runner import Runner
 
 LOG = logging.getLogger("autopr_migrate.ops")
-CHECKPOINT_TABLE = "autopr_backfill_checkpoint"
+CHECKPOINT_TABLE = BACKFILL_CHECKPOINT_TABLE
 _LOG_EVERY = 20  # batches
 
 

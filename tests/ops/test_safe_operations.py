@@ -4,13 +4,16 @@ sub-steps (the revision re-run completes), renders offline, and does the plain t
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 
 import pytest
 from sqlalchemy import URL, create_engine, inspect, text
 
+from autopr_migrate.analysis.lint import lint_sql
 from autopr_migrate.ops.runner import CRASH_AFTER_ENV
 from tests.ops.conftest import ROWS, Shop
+from tests.support.alembic_run import PROJECT_ROOT
 
 # name: (the safe call, its naive twin, the sub-steps a kill may follow)
 OPERATIONS = {
@@ -190,3 +193,66 @@ def test_a_column_that_would_rewrite_the_table_is_refused_with_the_safe_way(
         ][0]
         == 3
     )
+
+
+def test_the_lint_reads_what_the_safe_operations_render_as_safe(new_shop):
+    """Their statements are the patterns the lint's advice names: nothing above low."""
+    shop = new_shop()
+    shop.write("\n".join(OPERATIONS[name][0] for name in sorted(OPERATIONS)))
+    rendered = shop.alembic("upgrade", "--sql", "head")
+    _ok(rendered)
+    report = lint_sql(rendered.stdout, flow_sets_timeouts=True)
+    assert report.level == "low", [(f.rule, f.message) for f in report.findings]
+    naive = lint_sql(
+        "CREATE INDEX ix ON orders (note); ALTER TABLE orders ALTER COLUMN note SET NOT NULL;",
+        flow_sets_timeouts=True,
+    )
+    assert {f.suggestion.split(" (")[0] for f in naive.findings} >= {
+        "use safe.create_index",
+        "use safe.set_not_null or safe.add_check",
+    }
+
+
+AUTOGENERATE_ENV_PY = """
+import os
+
+import sqlalchemy as sa
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+from autopr_migrate.ops.autogenerate import safe_operations
+
+metadata = sa.MetaData()
+sa.Table("customers", metadata, sa.Column("id", sa.BigInteger, primary_key=True),
+         sa.Column("name", sa.Text))
+sa.Table("orders", metadata, sa.Column("id", sa.BigInteger, primary_key=True),
+         sa.Column("customer_id", sa.BigInteger), sa.Column("note", sa.Text),
+         sa.Index("ix_orders_note", "note"))
+invoices = sa.Table("invoices", metadata, sa.Column("id", sa.BigInteger, primary_key=True),
+                    sa.Column("total", sa.Integer), sa.Index("ix_invoices_total", "total"))
+
+engine = create_engine(os.environ["SHOP_URL"], poolclass=pool.NullPool)
+with engine.connect() as connection:
+    context.configure(connection=connection, target_metadata=metadata,
+                      process_revision_directives=safe_operations)
+    with context.begin_transaction():
+        context.run_migrations()
+engine.dispose()
+"""
+
+
+def test_autogenerate_writes_the_safe_index_operations_for_tables_that_exist(new_shop):
+    shop = new_shop()
+    (shop.directory / "env.py").write_text(AUTOGENERATE_ENV_PY)
+    shutil.copy(PROJECT_ROOT / "alembic" / "script.py.mako", shop.directory)
+    _ok(shop.alembic("revision", "--autogenerate", "-m", "indexes", "--rev-id", "a1"))
+    (written,) = (shop.directory / "versions").glob("a1_*.py")
+    source = written.read_text()
+    assert "from autopr_migrate.ops import safe" in source
+    assert "prefer the safe operations (docs/safe-operations.md)" in source  # the template
+    assert "safe.create_index('ix_orders_note', 'orders', ['note'])" in source
+    assert "safe.drop_index('ix_orders_note')" in source  # the downgrade
+    assert "op.create_index('ix_invoices_total', 'invoices', ['total']" in source  # a new table
+    _ok(shop.alembic("upgrade", "head"))
+    valid = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_orders_note'::regclass"
+    assert shop.execute(valid)[0][0] is True
