@@ -27,6 +27,7 @@ from autopr_migrate.backends.session import retry_on_lock_timeout
 from autopr_migrate.errors import LockTimeout, UpgradeFailed
 from autopr_migrate.masking import mask_secrets
 from autopr_migrate.operations import upgrade
+from autopr_migrate.ops.progress import listening
 from autopr_migrate.policy.parameters import ImpactPolicy, LockPolicy
 from autopr_migrate.targets.targets import Target
 
@@ -74,7 +75,22 @@ def apply_upgrade(
                 progress[0], 100.0 * done / max(total, 1), description=description
             )
 
-    with _watched(target, connection, watch or UpgradeWatch(ImpactPolicy())) as observed:
+    backfills: dict[str, object] = {}
+
+    def show_backfill(what: str, done: int, total: int) -> None:
+        """A backfill's rows, as the progress artifact ``backfill-progress-<target>``."""
+        description = f"{what}: {done:,} of about {total:,} rows"
+        share = 100.0 * done / max(total, 1)
+        if what not in backfills:
+            key = f"backfill-progress-{target.name}"
+            backfills[what] = create_progress_artifact(share, key=key, description=description)
+        else:
+            update_progress_artifact(backfills[what], share, description=description)
+
+    with (
+        _watched(target, connection, watch or UpgradeWatch(ImpactPolicy())) as observed,
+        listening(show_backfill),
+    ):
         try:
             return upgrade.apply_upgrade(
                 target.project, connection, revision, policy, log=get_run_logger(), on_progress=show
