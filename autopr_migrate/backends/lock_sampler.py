@@ -41,8 +41,12 @@ _SESSIONS = text(
     "AND a.backend_type = 'client backend' "
     "AND (a.wait_event_type = 'Lock' OR a.application_name = :ours OR a.pid = :watched)"
 )
+# The statement each lock is read with comes from the same query: a session may have moved on
+# to its next statement between two queries of one sample.
 _HELD = text(
-    "SELECT l.pid, l.relation AS oid, c.relname AS relation, l.mode FROM pg_locks l "
+    "SELECT l.pid, l.relation AS oid, c.relname AS relation, l.mode, a.query_start, "
+    "a.xact_start, left(a.query, 1024) AS query FROM pg_locks l "
+    "JOIN pg_stat_activity a ON a.pid = l.pid "
     "JOIN pg_class c ON c.oid = l.relation "
     "WHERE l.pid = ANY(:pids) AND l.granted AND l.locktype = 'relation' "
     "AND c.relkind IN ('r', 'p', 'm') AND c.relnamespace NOT IN "
@@ -205,10 +209,14 @@ class LockSampler:
                     statement.running_samples += 1
         if ours:
             for lock in connection.execute(_HELD, {"pids": list(ours)}):
-                row = ours[lock.pid]
-                key = (row.pid, row.query_start)
-                observed.statements[key].held.setdefault(lock.relation, set()).add(lock.mode)
-                self._holders.setdefault((row.pid, row.xact_start, lock.oid), key)
+                key = (lock.pid, lock.query_start)
+                statement = observed.statements.get(key)
+                if statement is None:
+                    statement = observed.statements[key] = OurStatement(
+                        lock.pid, lock.query, lock.query_start, now, now
+                    )
+                statement.held.setdefault(lock.relation, set()).add(lock.mode)
+                self._holders.setdefault((lock.pid, lock.xact_start, lock.oid), key)
         for row in rows:
             if row.ours or not row.waiting:
                 continue

@@ -57,12 +57,12 @@ CONCURRENT_INDEX = (
 
 @pytest.fixture
 def orders(migration_target, tmp_path, monkeypatch):
-    """Target ``app``: 300,000 orders, and a project with one revision to write."""
+    """Target ``app``: 200,000 orders, and a project with one revision to write."""
     engine = create_engine(migration_target.url, poolclass=NullPool)
     with engine.begin() as connection:
         connection.execute(text("CREATE TABLE orders (id bigint PRIMARY KEY, note text)"))
         connection.execute(
-            text("INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, 300000) g")
+            text("INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, 200000) g")
         )
         connection.execute(text("ANALYZE orders"))
     engine.dispose()
@@ -92,7 +92,7 @@ def _rehearsed(policy: ImpactPolicy):
     return report, rehearsal, impact
 
 
-# 200 transactions a second, a quarter of them writes: a 0.2 s index build meets a dozen writes.
+# 200 transactions a second, a quarter to a half of them writes: a 0.2 s build meets a dozen.
 LOAD = ImpactPolicy(rate=200, clients=4, baseline_seconds=1, max_wait_ms=50)
 
 
@@ -177,7 +177,7 @@ def test_a_lock_postgresql_took_that_the_analyzer_did_not_predict_is_a_high_find
 def test_workload_failures_after_the_change_are_failed_queries(orders, tmp_path):
     """A workload of the policy's own whose query the change breaks."""
     script = tmp_path / "app.sql"
-    script.write_text("\\set id random(1, 300000)\nSELECT note FROM orders WHERE id = :id;\n")
+    script.write_text("\\set id random(1, 200000)\nSELECT note FROM orders WHERE id = :id;\n")
     orders(('    op.execute("ALTER TABLE orders RENAME COLUMN note TO remark")', "    pass"))
     policy = LOAD.model_copy(update={"workload_file": str(script)})
     _, _, impact = _rehearsed(policy)
