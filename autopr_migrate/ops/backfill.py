@@ -126,7 +126,8 @@ def _in_batches(
     pause, max_pause, slow = pacing
     current_pause, updated, batches = pause, 0, 0
     migrating = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-    with LockSampler(connection.engine.url, interval=0.1, watched=migrating) as observed:
+    sampled = connection.engine.url.set(drivername="postgresql")  # env.py's may be async
+    with LockSampler(sampled, interval=0.1, watched=migrating) as observed:
         while True:
             started, seen = time.monotonic(), len(observed.waits)
             rows = runner.query("batch", statement, {"name": label, "last": last}, brief=True)
