@@ -147,6 +147,7 @@ def _in_batches(
             else:
                 current_pause = max(pause, current_pause / 2)
             time.sleep(current_pause)
+    progress.report(f"backfill {qualified}", done_before + updated, done_before + updated)
     connection.execute(text(f"DELETE FROM {CHECKPOINT_TABLE} WHERE name = :name"), {"name": label})
     if connection.execute(text(f"SELECT NOT EXISTS (SELECT 1 FROM {CHECKPOINT_TABLE})")).scalar():
         runner.run("drop checkpoint table", f"DROP TABLE IF EXISTS {CHECKPOINT_TABLE}", brief=True)

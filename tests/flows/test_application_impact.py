@@ -133,3 +133,33 @@ def test_an_alter_queued_behind_a_long_transaction_is_cancelled_before_the_queue
     logged(run_id, r"cancelled our statement while it was queued for its lock")
     assert recorded["statements_cancelled"] >= 1 and recorded["longest_wait_ms"] < 1000
     assert "## Application impact" in run_artifacts(run_id)["migration-report-app"]
+
+
+SAFE_CHANGES = (
+    "from autopr_migrate.ops import safe\n"
+    'safe.create_index("ix_workflows_name_safe", "workflows", ["name"])\n'
+    'safe.backfill("workflows", "name = name || \'.\'", batch_size=5)',
+    'from autopr_migrate.ops import safe\nsafe.drop_index("ix_workflows_name_safe")',
+)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_safe_operations_run_inside_the_migrate_flow_with_the_backfill_s_progress(
+    migration_target, history
+):
+    engine = at_head_with_rows(migration_target.engine())
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT count(*) FROM workflows")).scalar()
+    goal = add_revision(history, "aaaa00000152", SAFE_CHANGES)
+    state = BackgroundRun(target="app", revision="head", policy=fast_policy()).result(timeout=90)
+    assert state.is_completed(), state.message
+    assert revision_of(engine) == goal
+    with engine.connect() as connection:
+        dotted = connection.execute(text("SELECT count(*) FROM workflows WHERE name LIKE '%.'"))
+        assert dotted.scalar() == rows > 5  # every row once, over several batches
+        valid = (
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_workflows_name_safe'::regclass"
+        )
+        assert connection.execute(text(valid)).scalar() is True
+    artifacts = run_artifacts(state.state_details.flow_run_id)
+    assert float(artifacts["backfill-progress-app"]) == 100
