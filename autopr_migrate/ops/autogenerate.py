@@ -16,9 +16,25 @@ from __future__ import annotations
 
 from alembic.autogenerate import renderers
 from alembic.operations import ops
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import CompileError
 from sqlalchemy.sql.expression import ColumnClause
 
 _IMPORT = "from autopr_migrate.ops import safe"
+# index options safe.create_index takes ("unique" is how a dropped index is described)
+_RENDERED = {"postgresql_where", "postgresql_using", "unique"}
+_POSTGRESQL = postgresql.dialect()
+
+
+def _sql(expression) -> str:
+    """An index expression as PostgreSQL reads it, without table names or parameters."""
+    if isinstance(expression, str):
+        return expression
+    return str(
+        expression.compile(
+            dialect=_POSTGRESQL, compile_kwargs={"literal_binds": True, "include_table": False}
+        )
+    )
 
 
 class SafeCreateIndexOp(ops.MigrateOperation):
@@ -44,7 +60,7 @@ def safe_operations(context, revision, directives: list) -> None:
             continue
         containers = [c for c in (*script.upgrade_ops_list, *script.downgrade_ops_list) if c]
         created = {
-            op_.table_name
+            (op_.schema, op_.table_name)
             for container in containers
             for op_ in _walk(container.ops)
             if isinstance(op_, ops.CreateTableOp | ops.DropTableOp)
@@ -53,14 +69,30 @@ def safe_operations(context, revision, directives: list) -> None:
             _rewrite(container, created)
 
 
-def _rewrite(container: ops.OpContainer, created: set[str]) -> None:
+def _rewrite(container: ops.OpContainer, created: set[tuple[str | None, str]]) -> None:
     for position, op_ in enumerate(container.ops):
         if isinstance(op_, ops.OpContainer):
             _rewrite(op_, created)
-        elif isinstance(op_, ops.CreateIndexOp) and op_.table_name not in created:
+        elif not isinstance(op_, ops.CreateIndexOp | ops.DropIndexOp):
+            continue
+        elif (op_.schema, op_.table_name) in created or not _renderable(op_):
+            continue  # a new table's index; or options or expressions it cannot write
+        elif isinstance(op_, ops.CreateIndexOp):
             container.ops[position] = SafeCreateIndexOp(op_)
-        elif isinstance(op_, ops.DropIndexOp) and op_.table_name not in created:
+        else:
             container.ops[position] = SafeDropIndexOp(op_)
+
+
+def _renderable(op_: ops.CreateIndexOp | ops.DropIndexOp) -> bool:
+    if not set(op_.kw) <= _RENDERED:
+        return False
+    try:
+        for expression in [*getattr(op_, "columns", []), op_.kw.get("postgresql_where")]:
+            if expression is not None and not isinstance(expression, ColumnClause):
+                _sql(expression)
+    except CompileError:  # a literal PostgreSQL cannot be given as text here
+        return False
+    return True
 
 
 def _walk(items):
@@ -76,14 +108,18 @@ def _render_create(autogen_context, op_: SafeCreateIndexOp) -> str:
     autogen_context.imports.add(_IMPORT)
     index = op_.original
     columns = [
-        column.name if isinstance(column, ColumnClause) else str(column) for column in index.columns
+        column.name if isinstance(column, ColumnClause) else _sql(column)
+        for column in index.columns
     ]
     where = index.kw.get("postgresql_where")
+    using = index.kw.get("postgresql_using")
     arguments = [repr(index.index_name), repr(index.table_name), repr(columns)]
     if index.unique:
         arguments.append("unique=True")
     if where is not None:
-        arguments.append(f"where={str(where)!r}")
+        arguments.append(f"where={_sql(where)!r}")
+    if using:
+        arguments.append(f"using={using!r}")
     if index.schema:
         arguments.append(f"schema={index.schema!r}")
     return f"safe.create_index({', '.join(arguments)})"

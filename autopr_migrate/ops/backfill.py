@@ -5,9 +5,11 @@ and moves the checkpoint (table ``autopr_backfill_checkpoint``) in the same stat
 crash the revision, re-run, goes on after the last finished batch and never updates a finished
 batch again. Between batches it pauses; the pause doubles (up to ``max_pause_seconds``) while
 the application's queries wait behind the batches or a batch runs longer than
-``slow_batch_seconds``, and halves back towards ``pause_seconds`` when they stop. The
-checkpoint's row, and the table once empty, are removed at the end. Progress: a log line every
-few batches, and ``ops.progress`` listeners (the migrate flow's progress artifact).
+``slow_batch_seconds``, and halves back towards ``pause_seconds`` when they stop. A finished
+backfill's checkpoint stays until the transaction that records the revision as applied, which
+removes it (and the table once empty): a crash later in the revision does not repeat the
+backfill, and an upgrade after a downgrade runs it again. Progress: a log line every few
+batches, and ``ops.progress`` listeners (the migrate flow's progress artifact).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sqlalchemy import text
 from autopr_migrate.backends.lock_sampler import LockSampler
 from autopr_migrate.model import BACKFILL_CHECKPOINT_TABLE
 from autopr_migrate.ops import progress
-from autopr_migrate.ops.runner import Runner
+from autopr_migrate.ops.runner import BATCH, BRIEF, Runner, escape_colons
 
 LOG = logging.getLogger("autopr_migrate.ops")
 CHECKPOINT_TABLE = BACKFILL_CHECKPOINT_TABLE
@@ -53,17 +55,23 @@ def backfill(
     condition = f" WHERE {where}" if where else ""
     runner = Runner("backfill")
     if runner.offline:
+        described = " ".join(f"UPDATE {qualified} SET {assignments}{condition}".split())
         op.execute(
-            f"-- safe.backfill: UPDATE {qualified} SET {assignments}{condition} in batches of "
-            f"{batch_size} by {key}, resumable"
+            text(
+                escape_colons(
+                    f"-- safe.backfill: {described} in batches of {batch_size} by {key}, resumable"
+                )
+            )
         )
         return 0
     if not runner.postgresql:
         result = op.get_bind().exec_driver_sql(f"UPDATE {qualified} SET {assignments}{condition}")
         return int(result.rowcount or 0)
-    label = name or hashlib.sha256(f"{qualified}|{assignments}|{where}".encode()).hexdigest()[:16]
+    label = (
+        name or hashlib.sha256(f"{qualified}|{assignments}|{where}|{key}".encode()).hexdigest()[:16]
+    )
     with runner.outside_transaction():
-        return _in_batches(
+        updated = _in_batches(
             runner,
             label,
             qualified,
@@ -73,6 +81,29 @@ def backfill(
             batch_size,
             (pause_seconds, max_pause_seconds, slow_batch_seconds),
         )
+    _forget_once_stamped(label)
+    return updated
+
+
+def _forget_once_stamped(label: str) -> None:
+    """The finished checkpoint goes in the transaction that records the revision as applied:
+    until then, a re-run after a crash later in the revision finds the backfill done; after a
+    downgrade, the next upgrade backfills again. The table goes once it is empty."""
+    context = op.get_context()
+    earlier = context.on_version_apply_callbacks
+
+    def forget(ctx, **_applied) -> None:
+        ctx.on_version_apply_callbacks = earlier  # once: for this revision's stamp
+        connection = ctx.connection
+        connection.execute(
+            text(f"DELETE FROM {CHECKPOINT_TABLE} WHERE name = :name"), {"name": label}
+        )
+        connection.exec_driver_sql(
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM {CHECKPOINT_TABLE}) THEN "
+            f"DROP TABLE {CHECKPOINT_TABLE}; END IF; END $$"
+        )
+
+    context.on_version_apply_callbacks = (*earlier, forget)
 
 
 def _in_batches(
@@ -87,29 +118,37 @@ def _in_batches(
 ) -> int:
     assert runner.connection is not None
     connection = runner.connection
+    described = connection.execute(
+        text(
+            "SELECT format_type(atttypid, atttypmod), attnotnull FROM pg_attribute WHERE "
+            "attrelid = to_regclass(:table) AND attname = :key AND NOT attisdropped"
+        ),
+        {"table": qualified, "key": key},
+    ).first()
+    if described is None or not described[1]:
+        raise ValueError(
+            f"backfill: {qualified} has no NOT NULL column {key[:40]!r} to page by: give its "
+            f"primary key as key="
+        )
+    key_type = described[0]
     runner.run(
         "checkpoint table",
         f"CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (name text PRIMARY KEY, "
-        "last_key text, rows_done bigint NOT NULL DEFAULT 0, updated_at timestamptz)",
-        brief=True,
+        "last_key text, rows_done bigint NOT NULL DEFAULT 0, finished boolean NOT NULL "
+        "DEFAULT false, updated_at timestamptz)",
+        kind=BRIEF,
     )
     connection.execute(
         text(f"INSERT INTO {CHECKPOINT_TABLE} (name) VALUES (:name) ON CONFLICT DO NOTHING"),
         {"name": label},
     )
-    last, done_before = connection.execute(
-        text(f"SELECT last_key, rows_done FROM {CHECKPOINT_TABLE} WHERE name = :name"),
+    last, done_before, finished = connection.execute(
+        text(f"SELECT last_key, rows_done, finished FROM {CHECKPOINT_TABLE} WHERE name = :name"),
         {"name": label},
     ).one()
-    key_type = connection.execute(
-        text(
-            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
-            "to_regclass(:table) AND attname = :key AND NOT attisdropped"
-        ),
-        {"table": qualified, "key": key},
-    ).scalar()
-    if key_type is None:
-        raise ValueError(f"backfill: {qualified} has no column {key[:40]!r} to page by")
+    if finished:
+        LOG.info("backfill %s: done already (%d rows), before a restart", qualified, done_before)
+        return 0
     estimate = connection.execute(
         text("SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass(:t)"),
         {"t": qualified},
@@ -122,7 +161,16 @@ def _in_batches(
             last,
             done_before,
         )
-    statement = text(_batch_sql(qualified, assignments, where, _quote(key), key_type, batch_size))
+    statement = text(
+        _batch_sql(
+            qualified,
+            escape_colons(assignments),
+            escape_colons(where) if where else None,
+            _quote(key),
+            key_type,
+            batch_size,
+        )
+    )
     pause, max_pause, slow = pacing
     current_pause, updated, batches = pause, 0, 0
     migrating = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
@@ -130,13 +178,12 @@ def _in_batches(
     with LockSampler(sampled, interval=0.1, watched=migrating) as observed:
         while True:
             started, seen = time.monotonic(), len(observed.waits)
-            rows = runner.query("batch", statement, {"name": label, "last": last}, brief=True)
+            rows = runner.query("batch", statement, {"name": label, "last": last}, kind=BATCH)
             if not rows:
                 break
             last, count = rows[0]
             updated += count
             batches += 1
-            runner.crash_point("batch")
             total = done_before + updated
             progress.report(f"backfill {qualified}", total, max(estimate or 0, total))
             if batches % _LOG_EVERY == 0:
@@ -148,9 +195,9 @@ def _in_batches(
                 current_pause = max(pause, current_pause / 2)
             time.sleep(current_pause)
     progress.report(f"backfill {qualified}", done_before + updated, done_before + updated)
-    connection.execute(text(f"DELETE FROM {CHECKPOINT_TABLE} WHERE name = :name"), {"name": label})
-    if connection.execute(text(f"SELECT NOT EXISTS (SELECT 1 FROM {CHECKPOINT_TABLE})")).scalar():
-        runner.run("drop checkpoint table", f"DROP TABLE IF EXISTS {CHECKPOINT_TABLE}", brief=True)
+    connection.execute(
+        text(f"UPDATE {CHECKPOINT_TABLE} SET finished = true WHERE name = :name"), {"name": label}
+    )
     LOG.info(
         "backfill %s: done, %d rows updated (%d before a restart)",
         qualified,

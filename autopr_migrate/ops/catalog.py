@@ -11,12 +11,13 @@ _INDEX = (
     "WHERE c.oid = to_regclass(:name)"
 )
 _CONSTRAINT = (
-    "SELECT convalidated, contype FROM pg_constraint "
+    "SELECT convalidated FROM pg_constraint "
     "WHERE conrelid = to_regclass(:table) AND conname = :name"
 )
 _COLUMN = (
-    "SELECT attnotnull FROM pg_attribute WHERE attrelid = to_regclass(:table) "
-    "AND attname = :column AND attnum > 0 AND NOT attisdropped"
+    "SELECT attnotnull, format_type(atttypid, atttypmod) FROM pg_attribute "
+    "WHERE attrelid = to_regclass(:table) AND attname = :column AND attnum > 0 "
+    "AND NOT attisdropped"
 )
 _VOLATILE = (
     "SELECT coalesce(bool_or(provolatile = 'v'), false) FROM pg_proc "
@@ -40,6 +41,12 @@ def column_not_null(runner: Runner, table: str, column: str) -> bool | None:
     """True (NOT NULL), False (nullable), None (no such column)."""
     rows = runner.read(_COLUMN, table=table, column=column)
     return rows[0][0] if rows else None
+
+
+def column_type(runner: Runner, table: str, column: str) -> str | None:
+    """The column's type as ``format_type`` prints it; None when there is no such column."""
+    rows = runner.read(_COLUMN, table=table, column=column)
+    return rows[0][1] if rows else None
 
 
 def any_volatile(runner: Runner, functions: list[str]) -> bool:

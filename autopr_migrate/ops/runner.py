@@ -1,12 +1,15 @@
 """How a safe operation's sub-steps run: outside the revision's transaction, one statement each,
 with the timeouts of its lock level, retried on a lock timeout with backoff and jitter.
 
-A sub-step that takes a lock blocking the application (``brief``: ``ACCESS EXCLUSIVE`` and the
-like, for a catalog change that takes milliseconds) gets a short ``lock_timeout`` and a short
-``statement_timeout``; one that scans or builds under a lock the application's reads and writes
-pass (``long``: ``SHARE UPDATE EXCLUSIVE``, a concurrent build, a validation) gets the same short
-``lock_timeout`` and no statement limit but the session's. Offline (``alembic upgrade --sql``)
-the statements are rendered in order, in an autocommit block, without their checks.
+Three kinds of sub-step. ``BRIEF``: a catalog change under a lock that blocks the application
+(``ACCESS EXCLUSIVE`` and the like): a short ``lock_timeout`` (queued, it blocks everyone behind
+it) and a short ``statement_timeout``. ``LONG``: a scan or a build under a lock the application's
+reads and writes pass (``SHARE UPDATE EXCLUSIVE``: a concurrent build, a validation): a long
+``lock_timeout`` (waiting, it blocks no query of the application; a concurrent build also waits
+for every older transaction) and the session's statement limit. ``BATCH``: a backfill's batch:
+the short ``lock_timeout`` (row locks) and the session's statement limit. A retried unit may be
+several statements (read the catalog, drop a leftover, build): the whole unit is retried.
+Offline (``alembic upgrade --sql``) the statements are rendered in order, without their checks.
 
 ``AUTOPR_MIGRATE_CRASH_AFTER=<operation>:<step>`` kills the process right after that sub-step
 (for crash tests: the revision re-run must complete).
@@ -17,18 +20,24 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from alembic import op
 from sqlalchemy import Connection, TextClause, text
 
 LOG = logging.getLogger("autopr_migrate.ops")
+T = TypeVar("T")
 CRASH_AFTER_ENV = "AUTOPR_MIGRATE_CRASH_AFTER"
 _LOCK_NOT_AVAILABLE = "55P03"
+
+
+BRIEF, LONG, BATCH = "brief", "long", "batch"
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,7 @@ class Timeouts:
 
     lock_timeout_ms: int = 1000
     brief_statement_timeout_ms: int = 5000
+    long_lock_timeout_ms: int = 600_000
     retries: int = 8
     backoff_seconds: float = 0.5
     backoff_cap_seconds: float = 30.0
@@ -82,44 +92,58 @@ class Runner:
         assert self.connection is not None
         return list(self.connection.execute(text(sql), parameters))
 
-    def run(self, step: str, sql: str, *, brief: bool) -> None:
-        """One sub-step: its statement under its lock level's timeouts, retried on a lock
-        timeout; offline, the statement as text."""
+    def run(self, step: str, sql: str, *, kind: str) -> None:
+        """One sub-step: its statement under its kind's timeouts, retried on a lock timeout;
+        offline, the statement as text."""
         if self.offline:
-            op.execute(sql)
+            op.execute(text(escape_colons(sql)))
             return
-        self._retried(step, lambda c: c.exec_driver_sql(sql), brief=brief)
-        LOG.info("%s: %s done", self.operation, step)
-        self.crash_point(step)
+        self.retried(step, lambda: self.execute(sql, kind=kind))
 
-    def query(self, step: str, statement: TextClause, parameters: dict, *, brief: bool) -> list:
-        """A statement with parameters whose rows are wanted, as ``run`` runs it (online)."""
-        return self._retried(step, lambda c: list(c.execute(statement, parameters)), brief=brief)
-
-    def _retried(self, step: str, execute, *, brief: bool):
+    def execute(self, sql: str, *, kind: str) -> None:
+        """One statement under its kind's timeouts, not retried (a part of a retried unit)."""
         assert self.connection is not None
+        paramstyle = self.connection.dialect.paramstyle
+        driver_sql = sql.replace("%", "%%") if paramstyle in ("format", "pyformat") else sql
+        with _session_timeouts(self.connection, *_timeouts(kind)):
+            self.connection.exec_driver_sql(driver_sql)
+
+    def query(self, step: str, statement: TextClause, parameters: dict, *, kind: str) -> list:
+        """A statement with parameters whose rows are wanted, retried as ``run`` is (online)."""
+        assert self.connection is not None
+        connection = self.connection
+
+        def rows() -> list:
+            with _session_timeouts(connection, *_timeouts(kind)):
+                return list(connection.execute(statement, parameters))
+
+        return self.retried(step, rows)
+
+    def retried(self, step: str, unit: Callable[[], T]) -> T:
+        """``unit`` until it does not end in a lock timeout (or the retries are spent); then the
+        crash point of ``step``."""
         timeouts = settings()
-        statement_ms = timeouts.brief_statement_timeout_ms if brief else None
         for attempt in range(timeouts.retries + 1):
             try:
-                with _session_timeouts(self.connection, timeouts.lock_timeout_ms, statement_ms):
-                    return execute(self.connection)
+                done = unit()
+                break
             except Exception as exc:  # a driver's error, or the flow's guard refusing to queue
                 if _code(exc) != _LOCK_NOT_AVAILABLE or attempt == timeouts.retries:
                     raise
                 delay = min(timeouts.backoff_cap_seconds, timeouts.backoff_seconds * 2**attempt)
                 delay *= random.uniform(0.5, 1.0)
                 LOG.info(
-                    "%s: %s waited longer than lock_timeout=%d ms; retry %d/%d in %.1f s",
+                    "%s: %s met a lock timeout; retry %d/%d in %.1f s",
                     self.operation,
                     step,
-                    timeouts.lock_timeout_ms,
                     attempt + 1,
                     timeouts.retries,
                     delay,
                 )
                 time.sleep(delay)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        LOG.info("%s: %s done", self.operation, step)
+        self.crash_point(step)
+        return done
 
     def crash_point(self, step: str) -> None:
         if os.environ.get(CRASH_AFTER_ENV) == f"{self.operation}:{step}":
@@ -144,6 +168,24 @@ def _session_timeouts(
         if not connection.invalidated:
             connection.exec_driver_sql(f"SET lock_timeout = '{before[0]}'")
             connection.exec_driver_sql(f"SET statement_timeout = '{before[1]}'")
+
+
+def _timeouts(kind: str) -> tuple[int, int | None]:
+    timeouts = settings()
+    return {
+        BRIEF: (timeouts.lock_timeout_ms, timeouts.brief_statement_timeout_ms),
+        LONG: (timeouts.long_lock_timeout_ms, None),
+        BATCH: (timeouts.lock_timeout_ms, None),
+    }[kind]
+
+
+def escape_colons(sql: str) -> str:
+    """SQL for ``text()``: a lone colon is a colon, not a parameter (``::`` casts stay)."""
+    return re.sub(r"(?<![:\\]):(?!:)", r"\\:", sql)
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    return _code(exc) == _LOCK_NOT_AVAILABLE
 
 
 def _code(exc: BaseException) -> str | None:

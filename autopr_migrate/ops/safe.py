@@ -10,6 +10,7 @@ they render their statements; on SQLite they do the plain operation.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -18,10 +19,11 @@ from pglast import parse_sql
 from pglast.visitors import Visitor
 from sqlalchemy.schema import CreateColumn
 
+from autopr_migrate.analysis.types import parse_type
 from autopr_migrate.errors import MigrationError
 from autopr_migrate.ops import catalog
 from autopr_migrate.ops.backfill import backfill
-from autopr_migrate.ops.runner import Runner, configure
+from autopr_migrate.ops.runner import BRIEF, LONG, Runner, configure, is_lock_timeout
 
 __all__ = [
     "UnsafeOperation",
@@ -36,6 +38,22 @@ __all__ = [
     "set_not_null",
 ]
 _MAX_NAME = 63
+# Volatile functions a default commonly calls, for offline rendering (online, pg_proc says).
+VOLATILE = frozenset(
+    {
+        "random",
+        "gen_random_uuid",
+        "uuid_generate_v1",
+        "uuid_generate_v1mc",
+        "uuid_generate_v4",
+        "clock_timestamp",
+        "timeofday",
+        "nextval",
+        "setseed",
+        "txid_current",
+        "pg_current_xact_id",
+    }
+)
 
 
 class UnsafeOperation(MigrationError):
@@ -61,6 +79,7 @@ def create_index(
             table,
             [_column_or_expression(c) for c in columns],
             unique=unique,
+            schema=schema,
             sqlite_where=sa.text(where) if where else None,
         )
         return
@@ -74,10 +93,10 @@ def drop_index(name: str, *, schema: str | None = None) -> None:
     """``DROP INDEX CONCURRENTLY IF EXISTS``."""
     runner = Runner("drop_index")
     if not runner.offline and not runner.postgresql:
-        op.execute(f"DROP INDEX IF EXISTS {_quote(name)}")
+        op.execute(f"DROP INDEX IF EXISTS {_name(name, schema)}")
         return
     with runner.outside_transaction():
-        runner.run("drop", f"DROP INDEX CONCURRENTLY IF EXISTS {_name(name, schema)}", brief=False)
+        runner.run("drop", f"DROP INDEX CONCURRENTLY IF EXISTS {_name(name, schema)}", kind=LONG)
 
 
 def add_foreign_key(
@@ -140,7 +159,8 @@ def set_not_null(table: str, column: str, *, schema: str | None = None) -> None:
             batch.alter_column(column, nullable=False)
         return
     qualified = _name(table, schema)
-    check = _derived_name(f"{table}_{column}", "not_null")
+    # Not PostgreSQL 18's name for a NOT NULL constraint ({table}_{column}_not_null): ours only.
+    check = _derived_name(f"{table}_{column}", "nn_check")
     with runner.outside_transaction():
         done = not runner.offline and catalog.column_not_null(runner, qualified, column)
         if not done:
@@ -148,12 +168,12 @@ def set_not_null(table: str, column: str, *, schema: str | None = None) -> None:
             runner.run(
                 "set not null",
                 f"ALTER TABLE {qualified} ALTER COLUMN {_quote(column)} SET NOT NULL",
-                brief=True,
+                kind=BRIEF,
             )
         runner.run(
             "drop check",
             f"ALTER TABLE {qualified} DROP CONSTRAINT IF EXISTS {_quote(check)}",
-            brief=True,
+            kind=BRIEF,
         )
 
 
@@ -174,7 +194,7 @@ def add_unique(name: str, table: str, columns: Sequence[str], *, schema: str | N
             "attach",
             f"ALTER TABLE {qualified} ADD CONSTRAINT {_quote(name)} UNIQUE USING INDEX "
             f"{_quote(name)}",
-            brief=True,
+            kind=BRIEF,
         )
 
 
@@ -188,21 +208,37 @@ def add_column(table: str, column: sa.Column, *, schema: str | None = None) -> N
         op.add_column(table, column, schema=schema)
         return
     qualified = _name(table, schema)
-    definition = str(CreateColumn(column).compile(dialect=op.get_context().dialect))
+    dialect = op.get_context().dialect
     _refuse_rewrites(runner, table, column)
+    definition = str(CreateColumn(column).compile(dialect=dialect))
     with runner.outside_transaction():
-        if (
-            not runner.offline
-            and catalog.column_not_null(runner, qualified, column.name) is not None
-        ):
-            return
-        runner.run(
-            "add", f"ALTER TABLE {qualified} ADD COLUMN IF NOT EXISTS {definition}", brief=True
-        )
+        existing = None if runner.offline else catalog.column_type(runner, qualified, column.name)
+        if existing is not None:
+            wanted = column.type.compile(dialect=dialect)
+            if parse_type(existing) != parse_type(wanted):
+                raise UnsafeOperation(
+                    f"{table}.{column.name} exists already as {existing[:40]}, not {wanted[:40]}: "
+                    f"drop it or give the revision the column as it is"
+                )
+            return  # added by an earlier attempt
+        runner.run("add", f"ALTER TABLE {qualified} ADD COLUMN {definition}", kind=BRIEF)
+        if column.comment:
+            comment = column.comment.replace("'", "''")
+            runner.run(
+                "comment",
+                f"COMMENT ON COLUMN {qualified}.{_quote(column.name)} IS '{comment}'",
+                kind=BRIEF,
+            )
 
 
 def _refuse_rewrites(runner: Runner, table: str, column: sa.Column) -> None:
     name = f"{table}.{column.name}"
+    if column.primary_key or column.foreign_keys or column.constraints:
+        raise UnsafeOperation(
+            f"adding {name} with a key or constraint of its own builds or checks it under "
+            f"ACCESS EXCLUSIVE: add the column plain, then safe.add_foreign_key, "
+            f"safe.add_check or safe.add_unique"
+        )
     if column.identity is not None or (
         column.computed is not None and column.computed.persisted is not False
     ):
@@ -225,7 +261,8 @@ def _refuse_rewrites(runner: Runner, table: str, column: sa.Column) -> None:
         else default.arg
     )
     functions = _functions_in(expression)
-    if functions is None or (not runner.offline and catalog.any_volatile(runner, functions)):
+    volatile = functions is None or bool(VOLATILE & set(functions))
+    if volatile or (not runner.offline and catalog.any_volatile(runner, functions or [])):
         raise UnsafeOperation(
             f"the default of {name} ({expression[:60]}) is volatile, so every row is written "
             f"under ACCESS EXCLUSIVE: add the column without it, fill it with safe.backfill, "
@@ -268,22 +305,34 @@ def _build_index(
     using: str | None = None,
     schema: str | None = None,
 ) -> None:
+    """Build concurrently; a lock timeout during the build leaves an INVALID index, so the unit
+    retried is the whole of it: read the catalog, drop a leftover, build. A build that fails
+    otherwise (duplicates) drops what it left: an INVALID unique index still refuses writes."""
     index = _name(name, schema)
-    if not runner.offline:
+    build = (
+        f"CREATE {'UNIQUE ' if unique else ''}INDEX CONCURRENTLY {_quote(name)} ON "
+        f"{_name(table, schema)}{f' USING {using}' if using else ''} "
+        f"({', '.join(_column_sql(c) for c in columns)})" + (f" WHERE {where}" if where else "")
+    )
+    if runner.offline:
+        runner.run("build", build, kind=LONG)
+        return
+    drop = f"DROP INDEX CONCURRENTLY IF EXISTS {index}"
+
+    def unit() -> None:
         valid = catalog.index_valid(runner, index)
         if valid:
             return
         if valid is False:
-            runner.run(
-                "drop invalid leftover", f"DROP INDEX CONCURRENTLY IF EXISTS {index}", brief=False
-            )
-    runner.run(
-        "build",
-        f"CREATE {'UNIQUE ' if unique else ''}INDEX CONCURRENTLY {_quote(name)} ON "
-        f"{_name(table, schema)}{f' USING {using}' if using else ''} "
-        f"({', '.join(_column_sql(c) for c in columns)})" + (f" WHERE {where}" if where else ""),
-        brief=False,
-    )
+            runner.execute(drop, kind=LONG)  # the leftover of an earlier attempt
+        try:
+            runner.execute(build, kind=LONG)
+        except Exception:
+            if catalog.index_valid(runner, index) is False:
+                runner.execute(drop, kind=LONG)
+            raise
+
+    runner.retried("build", unit)
 
 
 def _add_validated(runner: Runner, name: str, qualified: str, definition: str) -> None:
@@ -292,12 +341,27 @@ def _add_validated(runner: Runner, name: str, qualified: str, definition: str) -
         runner.run(
             "add not valid",
             f"ALTER TABLE {qualified} ADD CONSTRAINT {_quote(name)} {definition} NOT VALID",
-            brief=True,
+            kind=BRIEF,
         )
-    if not validated:
-        runner.run(
-            "validate", f"ALTER TABLE {qualified} VALIDATE CONSTRAINT {_quote(name)}", brief=False
-        )
+    if validated:
+        return
+    validate = f"ALTER TABLE {qualified} VALIDATE CONSTRAINT {_quote(name)}"
+    if runner.offline:
+        runner.run("validate", validate, kind=LONG)
+        return
+
+    def unit() -> None:
+        try:
+            runner.execute(validate, kind=LONG)
+        except Exception as exc:
+            if not is_lock_timeout(exc):  # rows break it: do not leave it checking new writes
+                runner.execute(
+                    f"ALTER TABLE {qualified} DROP CONSTRAINT IF EXISTS {_quote(name)}",
+                    kind=BRIEF,
+                )
+            raise
+
+    runner.retried("validate", unit)
 
 
 def _quote(name: str) -> str:
@@ -312,12 +376,24 @@ def _columns(columns: Sequence[str]) -> str:
     return ", ".join(_quote(column) for column in columns)
 
 
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+_ORDERED = re.compile(r"^(?P<base>.+?)(?P<order>(\s+(asc|desc))?(\s+nulls\s+(first|last))?)$", re.I)
+
+
 def _column_sql(column: str) -> str:
-    return _quote(column) if column.replace("_", "").isalnum() else column
+    """A column name (quoted where it must be), or an expression (in parentheses), either with
+    its ASC/DESC and NULLS FIRST/LAST."""
+    match = _ORDERED.match(column.strip())
+    base, order = (match["base"], match["order"]) if match else (column, "")
+    if _IDENTIFIER.match(base):
+        return f"{_quote(base)}{order}"
+    if base.startswith("(") and base.endswith(")"):
+        return f"{base}{order}"
+    return f"({base}){order}"
 
 
 def _column_or_expression(column: str) -> str | sa.TextClause:
-    return column if column.replace("_", "").isalnum() else sa.text(column)
+    return column if _IDENTIFIER.match(column) else sa.text(column)
 
 
 def _action(value: str) -> str:

@@ -25,7 +25,11 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 if context.is_offline_mode():
-    context.configure(dialect_name=os.environ.get("SHOP_DIALECT", "postgresql"), literal_binds=True)
+    context.configure(
+        dialect_name=os.environ.get("SHOP_DIALECT", "postgresql"),
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+    )
     with context.begin_transaction():
         context.run_migrations()
 else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import threading
 
 import pytest
 from sqlalchemy import URL, create_engine, inspect, text
@@ -108,18 +109,20 @@ def test_killed_after_any_sub_step_the_rerun_completes_with_the_naive_schema(nam
 def test_an_invalid_leftover_of_a_failed_concurrent_build_is_dropped_and_built_again(new_shop):
     shop = new_shop()
     shop.execute("UPDATE orders SET note = 'same' WHERE id <= 2")
+    valid = "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('ix_note')"
+    # Its own failed build takes its INVALID unique index away: it would refuse writes.
     failed = shop.upgrade('safe.create_index("ix_note", "orders", ["note"], unique=True)')
     assert failed.returncode != 0 and "could not create unique index" in failed.stderr
-    assert (
-        shop.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_note'::regclass")[0][0]
-        is False
-    )
+    assert shop.execute(valid) == []
+    # A build killed half-way leaves one behind (here: a plain build that failed).
+    engine = create_engine(shop.url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection, pytest.raises(Exception, match="could not create"):
+        connection.exec_driver_sql("CREATE UNIQUE INDEX CONCURRENTLY ix_note ON orders (note)")
+    engine.dispose()
+    assert shop.execute(valid) == [(False,)]
     shop.execute("UPDATE orders SET note = 'n' || id WHERE id <= 2")
     _ok(shop.upgrade('safe.create_index("ix_note", "orders", ["note"], unique=True)'))
-    assert (
-        shop.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_note'::regclass")[0][0]
-        is True
-    )
+    assert shop.execute(valid) == [(True,)]
 
 
 def test_offline_the_safe_statements_are_rendered_in_autocommit_blocks(new_shop):
@@ -225,9 +228,11 @@ from autopr_migrate.ops.autogenerate import safe_operations
 metadata = sa.MetaData()
 sa.Table("customers", metadata, sa.Column("id", sa.BigInteger, primary_key=True),
          sa.Column("name", sa.Text))
-sa.Table("orders", metadata, sa.Column("id", sa.BigInteger, primary_key=True),
-         sa.Column("customer_id", sa.BigInteger), sa.Column("note", sa.Text),
-         sa.Index("ix_orders_note", "note"))
+orders = sa.Table("orders", metadata, sa.Column("id", sa.BigInteger, primary_key=True),
+                  sa.Column("customer_id", sa.BigInteger), sa.Column("note", sa.Text),
+                  sa.Index("ix_orders_note", "note"))
+sa.Index("ix_orders_recent", orders.c.customer_id.desc(), postgresql_where=orders.c.note == "x")
+sa.Index("ix_orders_lower", sa.func.lower(orders.c.note), postgresql_using="hash")
 invoices = sa.Table("invoices", metadata, sa.Column("id", sa.BigInteger, primary_key=True),
                     sa.Column("total", sa.Integer), sa.Index("ix_invoices_total", "total"))
 
@@ -253,6 +258,96 @@ def test_autogenerate_writes_the_safe_index_operations_for_tables_that_exist(new
     assert "safe.create_index('ix_orders_note', 'orders', ['note'])" in source
     assert "safe.drop_index('ix_orders_note')" in source  # the downgrade
     assert "op.create_index('ix_invoices_total', 'invoices', ['total']" in source  # a new table
+    assert (
+        "safe.create_index('ix_orders_recent', 'orders', ['customer_id DESC'], "
+        "where=\"note = 'x'\")" in source
+    )
+    assert "safe.create_index('ix_orders_lower', 'orders', ['lower(note)'], using='hash')" in source
     _ok(shop.alembic("upgrade", "head"))
+    valid = "SELECT bool_and(indisvalid), count(*) FROM pg_index WHERE indexrelid::regclass::text"
+    assert shop.execute(
+        f"{valid} IN ('ix_orders_note', 'ix_orders_recent', 'ix_orders_lower')"
+    ) == [(True, 3)]
+
+
+def test_a_finished_backfill_is_not_repeated_when_the_revision_dies_later(new_shop):
+    """Its checkpoint goes only with the revision's stamp: after a downgrade it runs again."""
+    shop = new_shop()
+    body = OPERATIONS["backfill"][0] + "\n" + OPERATIONS["add_check"][0]
+    killed = shop.upgrade(body, env={CRASH_AFTER_ENV: "add_check:add not valid"})
+    assert killed.returncode == -9
+    _ok(shop.upgrade(body))
+    assert shop.execute("SELECT count(*) FROM orders WHERE note LIKE '%!!'") == [(0,)]
+    assert shop.execute("SELECT count(*) FROM orders WHERE note LIKE '%!'") == [(ROWS,)]
+    assert shop.execute("SELECT to_regclass('autopr_backfill_checkpoint')") == [(None,)]
+    shop.execute("DELETE FROM alembic_version")  # as after a downgrade of the revision
+    shop.execute("ALTER TABLE orders DROP CONSTRAINT ck_orders_note")
+    _ok(shop.upgrade(body))
+    assert shop.execute("SELECT count(*) FROM orders WHERE note LIKE '%!!'") == [(ROWS,)]
+
+
+def test_conditions_with_percent_signs_and_colons_run_as_written(new_shop):
+    shop = new_shop()
+    body = (
+        'safe.add_check("ck_note", "orders", "note NOT LIKE \'%:zz%\'")\n'
+        'safe.create_index("ix_n", "orders", ["note"], where="note LIKE \'n%\'")\n'
+        'safe.backfill("orders", "note = note || \' :x%\'", where="note <> \'a :b\'")'
+    )
+    _ok(shop.upgrade(body))
+    ends_so = "SELECT count(*) FROM orders WHERE right(note, 4) = ' ' || chr(58) || 'x' || chr(37)"
+    assert shop.execute(ends_so) == [(ROWS,)]
+    rendered = shop.alembic("upgrade", "--sql", "head")
+    _ok(rendered)
+    assert "CHECK (note NOT LIKE '%:zz%') NOT VALID" in rendered.stdout
+
+
+def test_a_validation_that_fails_takes_its_constraint_away(new_shop):
+    """The plain operation would roll back whole: nothing of it may keep refusing writes."""
+    shop = new_shop()
+    shop.execute("UPDATE orders SET note = NULL WHERE id = 1")
+    failed = shop.upgrade(OPERATIONS["set_not_null"][0])
+    assert failed.returncode != 0 and "violated by some row" in failed.stderr
+    assert shop.execute(
+        "SELECT count(*) FROM pg_constraint WHERE conrelid = 'orders'::regclass AND contype = 'c'"
+    ) == [(0,)]
+    shop.execute("INSERT INTO orders VALUES (999999, 1, NULL)")  # still allowed
+
+
+def test_a_build_that_meets_a_lock_timeout_is_built_again(new_shop):
+    """A concurrent build waits for older transactions; timed out, it leaves an INVALID index,
+    and the retry drops it and builds again."""
+    shop = new_shop()
+    engine = create_engine(shop.url)
+    holder = engine.connect()
+    holder.exec_driver_sql("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    holder.exec_driver_sql("SELECT count(*) FROM customers")  # an old snapshot, elsewhere
+    ends = threading.Timer(1.5, holder.rollback)
+    ends.start()
+    try:
+        done = shop.upgrade(
+            "safe.configure(long_lock_timeout_ms=300, backoff_seconds=0.4)\n"
+            + OPERATIONS["create_index"][0]
+        )
+    finally:
+        ends.join()
+        holder.close()
+        engine.dispose()
+    _ok(done)
     valid = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_orders_note'::regclass"
-    assert shop.execute(valid)[0][0] is True
+    assert shop.execute(valid) == [(True,)]
+
+
+@pytest.mark.parametrize(
+    ("column", "reason"),
+    [
+        (
+            'sa.Column("customer2", sa.BigInteger(), sa.ForeignKey("customers.id"))',
+            "safe.add_foreign_key",
+        ),
+        ('sa.Column("note", sa.Boolean())', "exists already as text, not BOOLEAN"),
+    ],
+)
+def test_a_column_with_its_own_constraint_or_another_type_is_refused(column, reason, new_shop):
+    shop = new_shop()
+    refused = shop.upgrade(f'safe.add_column("orders", {column})')
+    assert refused.returncode != 0 and reason in refused.stderr, refused.stderr[-600:]
