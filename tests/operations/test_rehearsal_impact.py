@@ -56,13 +56,16 @@ CONCURRENT_INDEX = (
 
 
 @pytest.fixture
-def orders(migration_target, tmp_path, monkeypatch):
-    """Target ``app``: 200,000 orders, and a project with one revision to write."""
+def orders(migration_target, tmp_path, monkeypatch, request):
+    """Target ``app``: 200,000 orders (a test marked ``few_orders``: 20,000), and a project with
+    one revision to write."""
+    rows = 20_000 if request.node.get_closest_marker("few_orders") else 200_000
     engine = create_engine(migration_target.url, poolclass=NullPool)
     with engine.begin() as connection:
         connection.execute(text("CREATE TABLE orders (id bigint PRIMARY KEY, note text)"))
         connection.execute(
-            text("INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, 200000) g")
+            text("INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, :rows) g"),
+            {"rows": rows},
         )
         connection.execute(text("ANALYZE orders"))
     engine.dispose()
@@ -159,6 +162,7 @@ HIDDEN_LOCK = (
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.few_orders
 def test_a_lock_postgresql_took_that_the_analyzer_did_not_predict_is_a_high_finding(orders):
     orders(HIDDEN_LOCK)
     report, rehearsal, impact = _rehearsed(LOAD)
@@ -174,10 +178,11 @@ def test_a_lock_postgresql_took_that_the_analyzer_did_not_predict_is_a_high_find
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.few_orders
 def test_workload_failures_after_the_change_are_failed_queries(orders, tmp_path):
     """A workload of the policy's own whose query the change breaks."""
     script = tmp_path / "app.sql"
-    script.write_text("\\set id random(1, 200000)\nSELECT note FROM orders WHERE id = :id;\n")
+    script.write_text("\\set id random(1, 20000)\nSELECT note FROM orders WHERE id = :id;\n")
     orders(('    op.execute("ALTER TABLE orders RENAME COLUMN note TO remark")', "    pass"))
     policy = LOAD.model_copy(update={"workload_file": str(script)})
     _, _, impact = _rehearsed(policy)
