@@ -74,7 +74,12 @@ def main() -> int:
     args = parser.parse_args()
 
     from autopr_migrate.backends.lock_sampler import LockSampler
-    from tests.support.databases import admin_url_from_env, drop_database, recreate_from_template
+    from tests.support.databases import (
+        admin_url_from_env,
+        drop_database,
+        recreate_from_template,
+        schema_only,
+    )
 
     admin = admin_url_from_env()
     work = Path(tempfile.mkdtemp(prefix="autopr-bench-safe-"))
@@ -102,7 +107,7 @@ def main() -> int:
                     latencies, failed, elapsed = _under_load(
                         url, work, load, lambda project=project, url=url: _apply(project, url)
                     )
-                schemas[how] = _schema(admin, database)
+                schemas[how] = schema_only(url)
                 results.append((name, how, latencies, failed, observed, elapsed))
                 drop_database(admin, database)
             results[-1] += (schemas["naive"] == schemas["safe"],)
@@ -121,20 +126,6 @@ def _apply(project: Path, url) -> str:
         env={**os.environ, "BENCH_URL": url.render_as_string(hide_password=False)},
     )
     return "applied" if done.returncode == 0 else f"failed: {done.stderr[-300:]}"
-
-
-def _schema(admin, database: str) -> str:
-    dumped = subprocess.run(
-        ["pg_dump", "--schema-only", "--no-owner", *_libpq(admin), database],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return "\n".join(
-        line
-        for line in dumped.splitlines()
-        if line.strip() and not line.startswith(("--", "\\restrict", "\\unrestrict"))
-    )
 
 
 def _print(results, args) -> None:

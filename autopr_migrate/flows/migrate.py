@@ -20,7 +20,7 @@ from autopr_migrate.model import Status
 from autopr_migrate.operations.approval_text import ChangeApproval
 from autopr_migrate.operations.guarded_change import Change, guarded_change
 from autopr_migrate.operations.history_integrity import ledger_checksums
-from autopr_migrate.operations.impact import assess, gate_impact
+from autopr_migrate.operations.impact import gate_impact, impact_of
 from autopr_migrate.operations.rehearse import require
 from autopr_migrate.operations.risk import gate, risk_of
 from autopr_migrate.operations.rules import (
@@ -126,13 +126,7 @@ def _locked(run: Run, revision: str, fleet_approval: FleetApproval | None) -> Ou
             with run.timeline.step("lint recorded SQL"):
                 findings = lint_plan(target, checks, plan)
             gate(findings, policy.risk, log=get_run_logger())
-    impact = assess(
-        rehearsal.load,
-        findings,
-        policy.impact,
-        why_not=rehearsal.load_skipped,
-        missing=rehearsal.load_missing,
-    )
+    impact = impact_of(rehearsal, findings, policy.impact)
     publish_impact(target, impact)
     run.report.impact["rehearsal"] = impact.to_json()
     gate_impact(impact, policy.impact)

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from autopr_migrate.analysis.model import worst
 from autopr_migrate.model import Risk
 from autopr_migrate.operations.census import Census
-from autopr_migrate.operations.impact import assess, gate_impact
+from autopr_migrate.operations.impact import gate_impact, impact_of
 from autopr_migrate.operations.plan import Plan, build_plan
 from autopr_migrate.operations.preflight import PreflightReport, preflight
 from autopr_migrate.operations.rehearse import rehearse, require
@@ -104,13 +104,7 @@ def plan_group(
         plan = plan.with_recorded(rehearsal.recorded)
         findings = lint_plan(representative, checks, plan, log=log)
         gate(findings, policy.risk, log=log)
-    impact = assess(
-        rehearsal.load,
-        findings,
-        policy.impact,
-        why_not=rehearsal.load_skipped,
-        missing=rehearsal.load_missing,
-    )
+    impact = impact_of(rehearsal, findings, policy.impact)
     gate_impact(impact, policy.impact)
     risk = risk_of(findings, rehearsal, plan.planned.unknown, impact)
     return GroupPlan(

@@ -19,6 +19,7 @@ from autopr_migrate.errors import PreflightRefused
 from autopr_migrate.masking import mask_secrets
 from autopr_migrate.operations.load_rehearsal import LoadMeasurement
 from autopr_migrate.operations.lock_check import LockMismatch, StatementLocks, compare_locks
+from autopr_migrate.operations.rehearse import Rehearsal
 from autopr_migrate.policy.parameters import ImpactPolicy
 
 
@@ -182,6 +183,19 @@ def assess(
     impact.mismatches = [mismatch for found in locks for mismatch in found.mismatches]
     impact.over_budget = over_budget(impact, policy)
     return impact
+
+
+def impact_of(
+    rehearsal: Rehearsal, report: LintReport | None, policy: ImpactPolicy
+) -> ImpactReport:
+    """The impact report of a rehearsal (measured under load, or why not)."""
+    return assess(
+        rehearsal.load,
+        report,
+        policy,
+        why_not=rehearsal.load_skipped,
+        missing=rehearsal.load_missing,
+    )
 
 
 def gate_impact(impact: ImpactReport, policy: ImpactPolicy) -> None:

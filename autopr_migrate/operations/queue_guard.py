@@ -25,52 +25,27 @@ from autopr_migrate.policy.parameters import LockPolicy
 _MAY_BLOCK = re.compile(
     r"^\s*(alter|drop|create|truncate|lock|cluster|reindex|vacuum|refresh|comment)\b", re.I
 )
-# pg_locks modes, weakest first; each conflicts with the modes listed for it.
-_CONFLICTS = {
-    "ACCESS SHARE": {"AccessExclusiveLock"},
-    "ROW SHARE": {"ExclusiveLock", "AccessExclusiveLock"},
-    "ROW EXCLUSIVE": {"ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"},
-    "SHARE UPDATE EXCLUSIVE": {
-        "ShareUpdateExclusiveLock",
-        "ShareLock",
-        "ShareRowExclusiveLock",
-        "ExclusiveLock",
-        "AccessExclusiveLock",
-    },
-    "SHARE": {
-        "RowExclusiveLock",
-        "ShareUpdateExclusiveLock",
-        "ShareRowExclusiveLock",
-        "ExclusiveLock",
-        "AccessExclusiveLock",
-    },
-    "SHARE ROW EXCLUSIVE": {
-        "RowExclusiveLock",
-        "ShareUpdateExclusiveLock",
-        "ShareLock",
-        "ShareRowExclusiveLock",
-        "ExclusiveLock",
-        "AccessExclusiveLock",
-    },
-    "EXCLUSIVE": {
-        "RowShareLock",
-        "RowExclusiveLock",
-        "ShareUpdateExclusiveLock",
-        "ShareLock",
-        "ShareRowExclusiveLock",
-        "ExclusiveLock",
-        "AccessExclusiveLock",
-    },
-    "ACCESS EXCLUSIVE": {
-        "AccessShareLock",
-        "RowShareLock",
-        "RowExclusiveLock",
-        "ShareUpdateExclusiveLock",
-        "ShareLock",
-        "ShareRowExclusiveLock",
-        "ExclusiveLock",
-        "AccessExclusiveLock",
-    },
+# pg_locks' names of the lock modes, weakest first, and PostgreSQL's conflict table: the
+# positions of the modes each mode (as the analyzer names it) conflicts with.
+_HELD_MODES = (
+    "AccessShareLock",
+    "RowShareLock",
+    "RowExclusiveLock",
+    "ShareUpdateExclusiveLock",
+    "ShareLock",
+    "ShareRowExclusiveLock",
+    "ExclusiveLock",
+    "AccessExclusiveLock",
+)
+_CONFLICTS_WITH = {
+    "ACCESS SHARE": "7",
+    "ROW SHARE": "67",
+    "ROW EXCLUSIVE": "4567",
+    "SHARE UPDATE EXCLUSIVE": "34567",
+    "SHARE": "23567",
+    "SHARE ROW EXCLUSIVE": "234567",
+    "EXCLUSIVE": "1234567",
+    "ACCESS EXCLUSIVE": "01234567",
 }
 
 
@@ -113,7 +88,7 @@ def _refuse_behind_long_transactions(
     cursor, tables: list[str], mode: str, policy: LockPolicy
 ) -> None:
     names = ", ".join("'" + table.replace("'", "''") + "'" for table in tables)
-    conflicting = ", ".join(f"'{held}'" for held in sorted(_CONFLICTS[mode]))
+    conflicting = ", ".join(f"'{_HELD_MODES[int(n)]}'" for n in _CONFLICTS_WITH[mode])
     query = (
         "SELECT a.pid, round(EXTRACT(EPOCH FROM clock_timestamp() - a.xact_start)) AS open_s, "
         "c.relname FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "

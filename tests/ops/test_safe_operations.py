@@ -15,6 +15,7 @@ from autopr_migrate.analysis.lint import lint_sql
 from autopr_migrate.ops.runner import CRASH_AFTER_ENV
 from tests.ops.conftest import ROWS, Shop
 from tests.support.alembic_run import PROJECT_ROOT
+from tests.support.databases import schema_only
 
 # name: (the safe call, its naive twin, the sub-steps a kill may follow)
 OPERATIONS = {
@@ -61,28 +62,7 @@ OPERATIONS = {
 
 
 def _schema(shop) -> str:
-    dumped = subprocess.run(
-        [
-            "pg_dump",
-            "--schema-only",
-            "--no-owner",
-            "-h",
-            shop.url.host,
-            "-p",
-            str(shop.url.port),
-            "-U",
-            shop.url.username,
-            shop.url.database,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return "\n".join(
-        line
-        for line in dumped.splitlines()
-        if line.strip() and not line.startswith(("--", "\\restrict", "\\unrestrict"))
-    )
+    return schema_only(shop.url)
 
 
 def _ok(done: subprocess.CompletedProcess) -> None:

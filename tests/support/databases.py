@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import uuid
 
 from sqlalchemy import URL, Connection, create_engine, inspect, make_url, select, text
@@ -90,3 +91,29 @@ def _reflect(connection: Connection, name: str):
     from sqlalchemy import MetaData, Table
 
     return Table(name, MetaData(), autoload_with=connection)
+
+
+def schema_only(url: URL) -> str:
+    """``pg_dump --schema-only`` of the database, without its comments and session lines."""
+    dumped = subprocess.run(
+        [
+            "pg_dump",
+            "--schema-only",
+            "--no-owner",
+            "-h",
+            url.host or "127.0.0.1",
+            "-p",
+            str(url.port or 5432),
+            "-U",
+            url.username or "postgres",
+            url.database or "",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return "\n".join(
+        line
+        for line in dumped.splitlines()
+        if line.strip() and not line.startswith(("--", "\\restrict", "\\unrestrict"))
+    )
