@@ -118,15 +118,7 @@ def main() -> int:
     from tests.support.databases import admin_url_from_env, drop_database, recreate_from_template
 
     admin = admin_url_from_env()
-    work = Path(tempfile.mkdtemp(prefix="autopr-bench-impact-"))
-    template = f"autopr_bench_impact_{uuid.uuid4().hex[:8]}"
-    _psql(admin, f'CREATE DATABASE "{template}"')
-    subprocess.run(
-        ["pgbench", "-i", "-q", "-s", str(args.scale), *_libpq(admin), template],
-        check=True,
-        capture_output=True,
-    )
-    (work / "app.sql").write_text(APPLICATION)
+    work, template = accounts_and_application(admin, args.scale, "impact")
     results = []
     try:
         with _prefect_and_health() as (health_url, run_flow):
@@ -194,6 +186,21 @@ def _print_reports(reports) -> None:
             f"{name:42} {impact.longest_wait * 1000:>15.0f} {len(impact.failed):>6} "
             f"{p99:>8.1f} {base:>8.1f}  {verdict}"
         )
+
+
+def accounts_and_application(admin, scale: int, bench: str) -> tuple[Path, str]:
+    """A work directory holding the application's pgbench script, and a template database
+    ``pgbench -i -s scale`` made (100,000 accounts per scale step)."""
+    work = Path(tempfile.mkdtemp(prefix=f"autopr-bench-{bench}-"))
+    template = f"autopr_bench_{bench}_{uuid.uuid4().hex[:8]}"
+    _psql(admin, f'CREATE DATABASE "{template}"')
+    subprocess.run(
+        ["pgbench", "-i", "-q", "-s", str(scale), *_libpq(admin), template],
+        check=True,
+        capture_output=True,
+    )
+    (work / "app.sql").write_text(APPLICATION)
+    return work, template
 
 
 def _apply(how, project, url, hold, health_url, run_flow) -> str:

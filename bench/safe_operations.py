@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,7 +25,7 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.impact import APPLICATION, _libpq, _project, _psql, _under_load  # noqa: E402
+from bench.impact import _project, _under_load, accounts_and_application  # noqa: E402
 
 SAFE = "    from autopr_migrate.ops import safe\n    import sqlalchemy as sa\n"
 CHANGES = {
@@ -82,15 +81,7 @@ def main() -> int:
     )
 
     admin = admin_url_from_env()
-    work = Path(tempfile.mkdtemp(prefix="autopr-bench-safe-"))
-    template = f"autopr_bench_safe_{uuid.uuid4().hex[:8]}"
-    _psql(admin, f'CREATE DATABASE "{template}"')
-    subprocess.run(
-        ["pgbench", "-i", "-q", "-s", str(args.scale), *_libpq(admin), template],
-        check=True,
-        capture_output=True,
-    )
-    (work / "app.sql").write_text(APPLICATION)
+    work, template = accounts_and_application(admin, args.scale, "safe")
     results = []
     try:
         for name, (naive, safe) in CHANGES.items():
