@@ -20,7 +20,6 @@ from autopr_migrate.model import Status
 from autopr_migrate.operations.approval_text import ChangeApproval
 from autopr_migrate.operations.guarded_change import Change, guarded_change
 from autopr_migrate.operations.history_integrity import ledger_checksums
-from autopr_migrate.operations.impact import gate_impact, impact_of
 from autopr_migrate.operations.rehearse import require
 from autopr_migrate.operations.risk import gate, risk_of
 from autopr_migrate.operations.rules import (
@@ -47,7 +46,7 @@ from autopr_migrate.orchestration.steps.lint_plan import lint_plan
 from autopr_migrate.orchestration.steps.plan import plan_migration, publish_plan
 from autopr_migrate.orchestration.steps.preflight import preflight
 from autopr_migrate.orchestration.steps.prune import prune_backups
-from autopr_migrate.orchestration.steps.rehearse import publish_impact, rehearse
+from autopr_migrate.orchestration.steps.rehearse import impact_for_approval, rehearse
 from autopr_migrate.orchestration.steps.window import wait_for_window
 from autopr_migrate.orchestration.task_steps import TaskSteps
 from autopr_migrate.policy.inputs import REVISION, TARGET_NAME, check_run_inputs
@@ -126,10 +125,7 @@ def _locked(run: Run, revision: str, fleet_approval: FleetApproval | None) -> Ou
             with run.timeline.step("lint recorded SQL"):
                 findings = lint_plan(target, checks, plan)
             gate(findings, policy.risk, log=get_run_logger())
-    impact = impact_of(rehearsal, findings, policy.impact)
-    publish_impact(target, impact)
-    run.report.impact["rehearsal"] = impact.to_json()
-    gate_impact(impact, policy.impact)
+    impact = impact_for_approval(target, run.report, rehearsal, findings, policy.impact)
     risk = risk_of(findings, rehearsal, plan.planned.unknown, impact)
     publish_plan(target, checks, plan, risk)
     request = ChangeApproval(
@@ -152,8 +148,7 @@ def _locked(run: Run, revision: str, fleet_approval: FleetApproval | None) -> Ou
     steps = TaskSteps()
     result = guarded_change(run, steps, change)
     run.report.revision_seconds = result.revision_seconds
-    if steps.watch is not None and target.dialect == "postgresql":
-        run.report.impact["upgrade"] = steps.watch.summary()
+    steps.record_impact(run.report, target)
     outcome = change_outcome(result, change, target.name)
     return with_accepted_history(outcome, checks, policy.risk.changed_history_reason)
 

@@ -11,6 +11,7 @@ from autopr_migrate.orchestration.steps.backup import take_backup
 from autopr_migrate.orchestration.steps.downgrade import downgrade_to, drop_invalid_indexes
 from autopr_migrate.orchestration.steps.lock import lock_retries
 from autopr_migrate.orchestration.steps.probe import probe_health
+from autopr_migrate.orchestration.steps.report import Report
 from autopr_migrate.orchestration.steps.restore import restore_backup
 from autopr_migrate.orchestration.steps.upgrade import UpgradeWatch, apply_upgrade
 from autopr_migrate.policy.parameters import BackupPolicy, MigrationPolicy, ProbePolicy
@@ -24,6 +25,11 @@ class TaskSteps:
 
     def __init__(self) -> None:
         self.watch: UpgradeWatch | None = None
+
+    def record_impact(self, report: Report, target: Target) -> None:
+        """What the application felt during the upgrade, for the run's report and ledger."""
+        if self.watch is not None and target.dialect == "postgresql":
+            report.impact["upgrade"] = self.watch.summary()
 
     def backup(
         self, target: Target, policy: BackupPolicy, *, label: str, database_bytes: int
