@@ -54,6 +54,12 @@ def backfill(
     qualified = f"{_quote(schema)}.{_quote(table)}" if schema else _quote(table)
     condition = f" WHERE {where}" if where else ""
     runner = Runner("backfill")
+    plain = f"UPDATE {qualified} SET {assignments}{condition}"
+    if not runner.postgresql:  # SQLite: the plain statement, in the revision's transaction
+        if runner.offline:
+            op.execute(text(escape_colons(plain)))
+            return 0
+        return int(op.get_bind().exec_driver_sql(plain).rowcount or 0)
     if runner.offline:
         described = " ".join(f"UPDATE {qualified} SET {assignments}{condition}".split())
         op.execute(
@@ -64,9 +70,6 @@ def backfill(
             )
         )
         return 0
-    if not runner.postgresql:
-        result = op.get_bind().exec_driver_sql(f"UPDATE {qualified} SET {assignments}{condition}")
-        return int(result.rowcount or 0)
     label = (
         name or hashlib.sha256(f"{qualified}|{assignments}|{where}|{key}".encode()).hexdigest()[:16]
     )

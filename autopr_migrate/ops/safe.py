@@ -73,7 +73,7 @@ def create_index(
     """``CREATE INDEX CONCURRENTLY``; an INVALID leftover of an earlier attempt is dropped and
     built again. ``columns``: column names, or expressions such as ``lower(email)``."""
     runner = Runner("create_index")
-    if not runner.offline and not runner.postgresql:
+    if not runner.postgresql:
         op.create_index(
             name,
             table,
@@ -92,7 +92,7 @@ def create_index(
 def drop_index(name: str, *, schema: str | None = None) -> None:
     """``DROP INDEX CONCURRENTLY IF EXISTS``."""
     runner = Runner("drop_index")
-    if not runner.offline and not runner.postgresql:
+    if not runner.postgresql:
         op.execute(f"DROP INDEX IF EXISTS {_name(name, schema)}")
         return
     with runner.outside_transaction():
@@ -114,7 +114,7 @@ def add_foreign_key(
     """``ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID``, then ``VALIDATE`` in its own
     transaction (a scan that blocks neither reads nor writes)."""
     runner = Runner("add_foreign_key")
-    if not runner.offline and not runner.postgresql:
+    if not runner.postgresql:
         with op.batch_alter_table(source_table, schema=source_schema) as batch:
             batch.create_foreign_key(
                 name,
@@ -141,7 +141,7 @@ def add_foreign_key(
 def add_check(name: str, table: str, condition: str, *, schema: str | None = None) -> None:
     """``ADD CONSTRAINT ... CHECK (...) NOT VALID``, then ``VALIDATE`` in its own transaction."""
     runner = Runner("add_check")
-    if not runner.offline and not runner.postgresql:
+    if not runner.postgresql:
         with op.batch_alter_table(table, schema=schema) as batch:
             batch.create_check_constraint(name, sa.text(condition))
         return
@@ -154,7 +154,7 @@ def set_not_null(table: str, column: str, *, schema: str | None = None) -> None:
     NULL) NOT VALID``, validated in its own transaction, lets PostgreSQL (12+) skip the scan;
     the check is dropped afterwards."""
     runner = Runner("set_not_null")
-    if not runner.offline and not runner.postgresql:
+    if not runner.postgresql:
         with op.batch_alter_table(table, schema=schema) as batch:
             batch.alter_column(column, nullable=False)
         return
@@ -181,7 +181,7 @@ def add_unique(name: str, table: str, columns: Sequence[str], *, schema: str | N
     """A unique constraint from a unique index built concurrently (``USING INDEX``): the table
     is locked only for the moment the index becomes the constraint."""
     runner = Runner("add_unique")
-    if not runner.offline and not runner.postgresql:
+    if not runner.postgresql:
         with op.batch_alter_table(table, schema=schema) as batch:
             batch.create_unique_constraint(name, list(columns))
         return
@@ -204,7 +204,7 @@ def add_column(table: str, column: sa.Column, *, schema: str | None = None) -> N
     a volatile default (``random()``, ``gen_random_uuid()``, ``clock_timestamp()``, a sequence),
     an identity or stored generated column, or ``NOT NULL`` without a default."""
     runner = Runner("add_column")
-    if not runner.offline and not runner.postgresql:
+    if not runner.postgresql:
         op.add_column(table, column, schema=schema)
         return
     qualified = _name(table, schema)
