@@ -84,6 +84,9 @@ class OurStatement:
     first_seen: float
     last_seen: float
     held: dict[str, set[str]] = field(default_factory=dict)  # table -> modes (pg_locks names)
+    # the (table, mode) locks first seen while it ran: not inherited from an earlier statement
+    # of the same transaction
+    acquired: set[tuple[str, str]] = field(default_factory=set)
     queued_seconds: float = 0.0
     running_samples: int = 0  # samples in which it was not waiting for a lock
 
@@ -160,6 +163,7 @@ class LockSampler:
         self.observed = Observed()
         # (pid, transaction start, relation oid) -> the statement that first held a lock on it
         self._holders: dict[tuple, tuple[int, datetime]] = {}
+        self._seen_modes: set[tuple] = set()  # (pid, transaction start, relation oid, mode)
         self._since: datetime | None = None  # sessions of ours opened since may be cancelled
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lock-sampler", daemon=True)
@@ -217,6 +221,10 @@ class LockSampler:
                     )
                 statement.held.setdefault(lock.relation, set()).add(lock.mode)
                 self._holders.setdefault((lock.pid, lock.xact_start, lock.oid), key)
+                seen = (lock.pid, lock.xact_start, lock.oid, lock.mode)
+                if seen not in self._seen_modes:
+                    self._seen_modes.add(seen)
+                    statement.acquired.add((lock.relation, lock.mode))
         for row in rows:
             if row.ours or not row.waiting:
                 continue

@@ -1,9 +1,10 @@
 """The analyzer's predicted table locks against the ones PostgreSQL granted on the copy.
 
 Each statement the sampler saw is matched to the plan's statement with the same text (else it
-is analyzed on its own). A lock is explained when the statement, or one before it in the plan
-(its transaction may still hold that one), was predicted to take at least that mode on the
-table. PostgreSQL holding a stronger lock than any prediction explains is a ``high`` mismatch:
+is analyzed on its own). Each lock is judged at the statement it was first seen under (a later
+statement of the same transaction only inherits it); it is explained when that statement, or
+one before it in the plan, was predicted to take at least that mode on the table. PostgreSQL
+holding a stronger lock than any prediction explains is a ``high`` mismatch:
 the analyzer understated what the application waits for. A statement that ran holding a weaker
 lock on its table than predicted is a ``low`` one. Either is a regression case for the analyzer.
 """
@@ -51,10 +52,9 @@ def compare_locks(
     normalized = [_normalized(statement.sql) for statement in plan]
     out = []
     for seen in sorted(statements, key=lambda s: s.first_seen):
-        strongest = {
-            table.lower(): max((mode_name(m) for m in modes), key=LOCK_STRENGTH.index)
-            for table, modes in seen.held.items()
-        }
+        strongest = _strongest(
+            (table, mode) for table, modes in seen.held.items() for mode in modes
+        )
         index = _match(_normalized(seen.query), normalized)
         own = plan[index] if index is not None else _analyzed(seen.query)
         pool = plan[: index + 1] if index is not None else [*plan, *([own] if own else [])]
@@ -74,7 +74,7 @@ def _mismatches(
     number = index + 1 if index is not None else None
     text = " ".join(found.statement.query.split())[:70]
     out = []
-    for table, mode in sorted(found.strongest.items()):
+    for table, mode in sorted(_strongest(found.statement.acquired).items()):
         explained = max(
             (LOCK_STRENGTH.index(s.lock) for s in pool if table in _tables(s)), default=0
         )
@@ -101,6 +101,18 @@ def _mismatches(
                     )
                 )
     return out
+
+
+def _strongest(locks) -> dict[str, str]:
+    """table -> the strongest of these (table, pg_locks mode) locks, in the analyzer's words."""
+    strongest: dict[str, str] = {}
+    for table, pg_mode in locks:
+        mode, name = mode_name(pg_mode), table.lower()
+        if name not in strongest or LOCK_STRENGTH.index(mode) > LOCK_STRENGTH.index(
+            strongest[name]
+        ):
+            strongest[name] = mode
+    return strongest
 
 
 def _tables(statement: Statement) -> set[str]:
