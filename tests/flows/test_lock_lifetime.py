@@ -7,6 +7,7 @@ before the backup and before the upgrade.
 
 from __future__ import annotations
 
+import time
 from uuid import UUID
 
 import pytest
@@ -43,6 +44,14 @@ def _revoke(lease: UUID) -> None:
         client.release_concurrency_slots_with_lease(lease)
 
 
+def _until_no_slot_is_taken(limit: str, wait: float = 15) -> None:
+    deadline = time.monotonic() + wait
+    with get_client(sync_client=True) as client:
+        while client.read_global_concurrency_limit_by_name(limit).active_slots:
+            assert time.monotonic() < deadline, f"a slot of {limit} is still taken after {wait} s"
+            time.sleep(0.2)
+
+
 def test_a_lapsed_lease_lets_no_second_run_or_alembic_in(migration_target, history) -> None:
     engine = at_head_with_rows(migration_target.engine())
     goal = add_revision(history, "aaaa00000110", ADD_PRIORITY)
@@ -62,6 +71,7 @@ def test_a_lapsed_lease_lets_no_second_run_or_alembic_in(migration_target, histo
     assert laptop.returncode != 0
     assert "another migration holds this database's migration lock" in laptop.stdout
     assert revision_of(engine) != goal and ledger_rows(engine) == []
+    _until_no_slot_is_taken("migrate-app")  # the second run's, let go as it ended
 
     resume_flow_run(run_id, run_input={"decision": "approve", "approver": "ops", "reason": "ok"})
     state = first.result()
