@@ -23,7 +23,7 @@ from sqlalchemy import text
 
 from autopr_migrate.backends.lock_sampler import LockSampler
 from autopr_migrate.model import BACKFILL_CHECKPOINT_TABLE
-from autopr_migrate.ops import progress
+from autopr_migrate.ops import progress, sql
 from autopr_migrate.ops.runner import BATCH, BRIEF, Runner, escape_colons
 
 LOG = logging.getLogger("autopr_migrate.ops")
@@ -47,11 +47,11 @@ def backfill(
     """``UPDATE table SET <set_> [WHERE <where>]`` in batches of ``batch_size`` by ``key``
     (unique, not null, orderable: the primary key); the rows updated, by this run."""
     assignments = (
-        ", ".join(f"{_quote(column)} = {value}" for column, value in set_.items())
+        ", ".join(f"{sql.quote(column)} = {value}" for column, value in set_.items())
         if isinstance(set_, dict)
         else set_
     )
-    qualified = f"{_quote(schema)}.{_quote(table)}" if schema else _quote(table)
+    qualified = sql.qualified(table, schema)
     condition = f" WHERE {where}" if where else ""
     runner = Runner("backfill")
     plain = f"UPDATE {qualified} SET {assignments}{condition}"
@@ -169,7 +169,7 @@ def _in_batches(
             qualified,
             escape_colons(assignments),
             escape_colons(where) if where else None,
-            _quote(key),
+            sql.quote(key),
             key_type,
             batch_size,
         )
@@ -228,7 +228,3 @@ def _batch_sql(
         "WHERE name = :name AND (SELECT upper FROM bound) IS NOT NULL "
         "RETURNING last_key, (SELECT count(*) FROM updated)"
     )
-
-
-def _quote(name: str) -> str:
-    return op.get_context().dialect.identifier_preparer.quote(name)
