@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import uuid
 
 from sqlalchemy import URL, Connection, create_engine, inspect, make_url, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
+
+from autopr_migrate.backends import pgtools
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 TEST_DATABASE_URL_ENV = "AUTOPR_TEST_DATABASE_URL"
@@ -95,23 +96,7 @@ def _reflect(connection: Connection, name: str):
 
 def schema_only(url: URL) -> str:
     """``pg_dump --schema-only`` of the database, without its comments and session lines."""
-    dumped = subprocess.run(
-        [
-            "pg_dump",
-            "--schema-only",
-            "--no-owner",
-            "-h",
-            url.host or "127.0.0.1",
-            "-p",
-            str(url.port or 5432),
-            "-U",
-            url.username or "postgres",
-            url.database or "",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    dumped = pgtools.run([pgtools.binary("pg_dump"), "--schema-only", "--no-owner"], url=url).stdout
     return "\n".join(
         line
         for line in dumped.splitlines()
