@@ -45,6 +45,7 @@ from autopr_migrate.targets.targets import Target
 
 LEASE_SECONDS = 60  # the server's minimum: a killed run's slot comes back within a minute
 DEAD_HOLDER_RECHECK_SECONDS = 1
+RETAKE_SECONDS = 5  # a free slot's request can take seconds to be answered on a busy API
 
 
 def limit_name(target: Target) -> str:
@@ -180,7 +181,7 @@ class MigrationLocks:
             return
         self.slot.release()
         try:
-            self.slot.acquire(wait_seconds=0)
+            self.slot.acquire(wait_seconds=RETAKE_SECONDS)
         except LockUnavailable:
             raise LockLost(
                 f"before {moment}: this run's lease on the concurrency limit {self.slot.name} "
