@@ -1,10 +1,11 @@
 """unique pull request number per repository
 
 Purpose: a pull request's number is unique within its repository; webhooks upsert on it.
-Locks: PostgreSQL builds the unique index under ACCESS EXCLUSIVE on pull_requests (reads and
-writes wait for the build; lint reports it). SQLite recreates the table (batch mode). The
-upgrade fails, changing nothing, if duplicates exist: remove them first.
-Downgrade: drops the constraint; no data is lost.
+Locks: PostgreSQL builds the unique index CONCURRENTLY (SHARE UPDATE EXCLUSIVE: reads and
+writes go on), then makes it the constraint (USING INDEX: a moment's ACCESS EXCLUSIVE), through
+safe.add_unique. SQLite recreates the table (batch mode). The upgrade fails, leaving no index
+behind, if duplicates exist: remove them first.
+Downgrade: drops the constraint (a moment's ACCESS EXCLUSIVE); no data is lost.
 
 Revision ID: f19c7e25b0a3
 Revises: 6a0d3f9b2c48
@@ -18,10 +19,18 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import context, op
 
+from autopr_migrate.ops import safe
+
 revision: str = "f19c7e25b0a3"
 down_revision: str | Sequence[str] | None = "6a0d3f9b2c48"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+equivalent_sha256 = {
+    "9afc9cfde8813a29c6a7cd6da75d331dbba91ea8411cbfbc8ed7a67f73861087": (
+        "the ADD CONSTRAINT ... UNIQUE it ran makes the constraint and index safe.add_unique "
+        "makes (tests/migrations/test_autopr_history.py compares the schemas)"
+    ),
+}
 
 UNIQUE = "uq_pull_requests_repository_id_number"
 
@@ -64,8 +73,9 @@ def _copy_from(*, unique: bool) -> sa.Table | None:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("pull_requests", copy_from=_copy_from(unique=False)) as batch:
-        batch.create_unique_constraint(UNIQUE, ["repository_id", "number"])
+    safe.add_unique(
+        UNIQUE, "pull_requests", ["repository_id", "number"], copy_from=_copy_from(unique=False)
+    )
 
 
 def downgrade() -> None:

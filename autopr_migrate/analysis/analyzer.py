@@ -15,7 +15,7 @@ from pglast import parse_sql
 from pglast.parser import ParseError
 
 from autopr_migrate.analysis import kinds, tables
-from autopr_migrate.analysis.model import Statement
+from autopr_migrate.analysis.model import Statement, safe_operation_of
 from autopr_migrate.analysis.types import UTC_NAMES
 from autopr_migrate.analysis.walk import ROW_EXCLUSIVE, ColumnFact, Hit, Walk
 
@@ -66,11 +66,15 @@ def analyze(
         version_table=version_table,
     )
     statements: list[Statement] = []
+    previous_end = 0
     for number, raw in enumerate(raws, start=1):
         end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(encoded)
+        leading = encoded[previous_end : raw.stmt_location].decode(errors="replace")
+        previous_end = end
         chunk = encoded[raw.stmt_location : end].decode(errors="replace")
         line = encoded[: raw.stmt_location].count(b"\n") + _first_code_line(chunk)
         statement = Statement(number, line, _strip_comments(chunk).strip(), type(raw.stmt).__name__)
+        statement.safe_operation = safe_operation_of(leading)
         visit(raw.stmt, statement, walk)
         statement.lock_timeout = walk.lock_timeout
         statement.in_transaction = walk.in_transaction

@@ -8,6 +8,9 @@ from autopr_migrate.analysis.rules import RULES
 from autopr_migrate.analysis.squawk import OWN_LEVELS, SAME_AS_OURS, SquawkViolation, run_squawk
 from autopr_migrate.analysis.walk import ColumnFact, Hit
 
+# A safe operation drops and rebuilds an INVALID leftover of its own concurrent build.
+HANDLED_BY_SAFE_OPERATIONS = frozenset({"non-transactional"})
+
 
 def lint_sql(
     sql: str,
@@ -39,6 +42,9 @@ def lint_sql(
     findings: list[Finding] = []
     for hit in analysis.hits:
         rule = RULES[hit.rule]
+        safe_operation = analysis.statements[hit.statement - 1].safe_operation
+        if safe_operation and rule.name in HANDLED_BY_SAFE_OPERATIONS:
+            continue
         stats = _stats(hit.table, sizes, analysis)
         where = f" ({hit.table}: {stats.describe()})" if stats else ""
         message = f"{hit.detail + ': ' if hit.detail else ''}{rule.what}{where}"
@@ -48,7 +54,7 @@ def lint_sql(
                 rule.name,
                 rule.level(_tier(hit, sizes, analysis)),
                 message,
-                rule.suggestion,
+                None if safe_operation else rule.suggestion,  # it is the fix already
             )
         )
     notes: list[str] = []
@@ -103,6 +109,8 @@ def _merge_squawk(
             )
         else:
             level = OWN_LEVELS.get(violation.rule, "low")
+        if statement.safe_operation and level == "low":
+            continue  # advice about a pattern the safe operation chose (dropping its own check)
         findings.append(
             Finding(
                 statement.number,

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 from autopr_migrate.model import RISK_LEVELS
 
 LEVELS = RISK_LEVELS
 DOCS = "docs/zero-downtime.md"
+_SAFE_STEP = re.compile(r"^\s*-- (safe\.\w+) \(([\w ]+)\)\s*$", re.MULTILINE)
+
+
+def safe_step_comment(operation: str, step: str) -> str:
+    """The line a safe operation's rendering puts above each sub-step's statement."""
+    return f"-- safe.{operation} ({step})"
+
+
+def safe_operation_of(text: str) -> str | None:
+    """The safe operation whose sub-step the statement text (with its leading comments) is."""
+    found = _SAFE_STEP.findall(text)
+    return found[-1][0] if found else None
 
 
 def worst(levels: list[str]) -> str:
@@ -53,6 +66,7 @@ class Statement:
     non_transactional: bool = False
     lock_timeout: bool = False
     in_transaction: bool = False
+    safe_operation: str | None = None  # the safe operation whose sub-step it is (rendered)
 
     @property
     def summary(self) -> str:

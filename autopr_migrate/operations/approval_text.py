@@ -129,6 +129,10 @@ def render(request: ChangeApproval, *, refused: str | None = None) -> str:
             f"- **Applied revision file changed (accepted by policy):** {problem.line()}"
             for problem in request.checks.accepted_history
         ),
+        *(
+            f"- **Applied revision file rewritten:** {rewrite.line()}"
+            for rewrite in request.checks.rewritten_history
+        ),
         "",
         "### Revisions",
         "",

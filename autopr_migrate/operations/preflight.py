@@ -18,7 +18,12 @@ from autopr_migrate.errors import PreflightRefused, UnfinishedRun
 from autopr_migrate.history import commands as alembic_ops
 from autopr_migrate.history.commands import RevisionInfo
 from autopr_migrate.history.revisions import downgrade_goal, upgrade_goal
-from autopr_migrate.operations.history_integrity import HistoryProblem, check_applied
+from autopr_migrate.operations.history_integrity import (
+    DeclaredRewrite,
+    HistoryCheck,
+    HistoryProblem,
+    judge_applied,
+)
 from autopr_migrate.operations.migrating_session import prove_migrating_session
 from autopr_migrate.operations.probe import HealthSnapshot, check_health
 from autopr_migrate.policy.parameters import MigrationPolicy
@@ -43,6 +48,7 @@ class PreflightReport:
     invalid_indexes: frozenset[str] = frozenset()
     operation: str = "upgrade"
     accepted_history: tuple[HistoryProblem, ...] = ()
+    rewritten_history: tuple[DeclaredRewrite, ...] = ()
     migrating_session: str = ""
 
     @property
@@ -73,7 +79,7 @@ def preflight(
             log.info("already at %s: nothing to do", target_revision)
             return PreflightReport(current, target_revision, [], 0, 0, HealthSnapshot(200, "ok"))
         refuse_unfinished_runs(connection, target)
-        accepted = refuse_changed_history(
+        history = refuse_changed_history(
             connection, target, policy.risk.changed_history_reason, log=log
         )
         session = prove_migrating_session(target, connection, policy.lock)
@@ -102,7 +108,8 @@ def preflight(
         health,
         long_transactions,
         broken_indexes,
-        accepted_history=tuple(accepted),
+        accepted_history=tuple(history.problems),
+        rewritten_history=tuple(history.rewrites),
         migrating_session=session.line(),
     )
 
@@ -129,18 +136,23 @@ def refuse_changed_history(
     override_reason: str,
     *,
     log: logging.Logger | logging.LoggerAdapter = LOG,
-) -> list[HistoryProblem]:
-    """Refuse when applied revision files changed, unless the policy accepts it with a reason."""
-    problems = check_applied(target.project, connection)
+) -> HistoryCheck:
+    """Refuse when applied revision files changed, unless the revision declares the text that
+    ran equivalent or the policy accepts the change with a reason; what was accepted."""
+    history = judge_applied(target.project, connection)
+    for rewrite in history.rewrites:
+        log.info("history: %s", rewrite.line())
+    problems = history.problems
     if not problems:
-        return []
+        return history
     listed = "; ".join(problem.line() for problem in problems)
     if not override_reason.strip() or any(p.current_sha256 is None for p in problems):
         raise PreflightRefused(
             f"revision files this database already ran are not what ran: {listed}. Restore "
             f"them from version control (`git diff`/`git log -- alembic/versions`) and deploy "
-            f"that; a fix belongs in a new revision. If the change is harmless (a comment), "
-            f"run again with policy.risk.changed_history_reason saying why"
+            f"that; a fix belongs in a new revision. A rewrite that does the same declares the "
+            f"sha256 of the text that ran in the revision's equivalent_sha256; a harmless change "
+            f"(a comment) can run with policy.risk.changed_history_reason saying why"
         )
     log.warning(
         "migrating %s although applied revision files changed (%s): %s",
@@ -148,7 +160,7 @@ def refuse_changed_history(
         listed,
         override_reason,
     )
-    return problems
+    return history
 
 
 def _refuse_long_transactions(found: list[LongTransaction], limit: float) -> None:
@@ -206,7 +218,7 @@ def downgrade_preflight(
             return PreflightReport(current, goal, [], 0, 0, health, operation="downgrade")
         refuse_unfinished_runs(connection, target)
         # A downgrade runs the applied revisions' own code: it must be the code that ran.
-        accepted = refuse_changed_history(
+        history = refuse_changed_history(
             connection, target, policy.risk.changed_history_reason, log=log
         )
         session = prove_migrating_session(target, connection, policy.lock)
@@ -234,6 +246,7 @@ def downgrade_preflight(
         [],
         broken_indexes,
         operation="downgrade",
-        accepted_history=tuple(accepted),
+        accepted_history=tuple(history.problems),
+        rewritten_history=tuple(history.rewrites),
         migrating_session=session.line(),
     )

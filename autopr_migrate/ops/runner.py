@@ -31,6 +31,8 @@ from typing import TypeVar
 from alembic import op
 from sqlalchemy import Connection, TextClause, text
 
+from autopr_migrate.analysis.model import safe_step_comment
+
 LOG = logging.getLogger("autopr_migrate.ops")
 T = TypeVar("T")
 CRASH_AFTER_ENV = "AUTOPR_MIGRATE_CRASH_AFTER"
@@ -96,7 +98,7 @@ class Runner:
         """One sub-step: its statement under its kind's timeouts, retried on a lock timeout;
         offline, the statement as text."""
         if self.offline:
-            op.execute(text(escape_colons(sql)))
+            op.execute(text(escape_colons(f"{safe_step_comment(self.operation, step)}\n{sql}")))
             return
         self.retried(step, lambda: self.execute(sql, kind=kind))
 

@@ -4,7 +4,9 @@ Each operation commits what the revision did before it, then runs its sub-steps 
 each in its own transaction with its lock level's timeouts (``runner``), retried on a lock
 timeout, and each skipped when the catalog shows it done: re-running the revision after a crash
 at any sub-step completes the operation. Call them outside ``op.batch_alter_table``. Offline
-they render their statements; on SQLite they do the plain operation.
+they render their statements; on SQLite they do the plain operation (in batch mode, where
+``copy_from`` is the table as it is at this revision, as Alembic's own batch mode takes it for
+rendering SQLite offline).
 """
 
 from __future__ import annotations
@@ -85,12 +87,13 @@ def add_foreign_key(
     onupdate: str | None = None,
     source_schema: str | None = None,
     referent_schema: str | None = None,
+    copy_from: sa.Table | None = None,
 ) -> None:
     """``ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID``, then ``VALIDATE`` in its own
     transaction (a scan that blocks neither reads nor writes)."""
     runner = Runner("add_foreign_key")
     if not runner.postgresql:
-        with op.batch_alter_table(source_table, schema=source_schema) as batch:
+        with op.batch_alter_table(source_table, schema=source_schema, copy_from=copy_from) as batch:
             batch.create_foreign_key(
                 name,
                 referent_table,
@@ -114,24 +117,33 @@ def add_foreign_key(
         _add_validated(runner, name, sql.qualified(source_table, source_schema), definition)
 
 
-def add_check(name: str, table: str, condition: str, *, schema: str | None = None) -> None:
+def add_check(
+    name: str,
+    table: str,
+    condition: str,
+    *,
+    schema: str | None = None,
+    copy_from: sa.Table | None = None,
+) -> None:
     """``ADD CONSTRAINT ... CHECK (...) NOT VALID``, then ``VALIDATE`` in its own transaction."""
     runner = Runner("add_check")
     if not runner.postgresql:
-        with op.batch_alter_table(table, schema=schema) as batch:
+        with op.batch_alter_table(table, schema=schema, copy_from=copy_from) as batch:
             batch.create_check_constraint(name, sa.text(condition))
         return
     with runner.outside_transaction():
         _add_validated(runner, name, sql.qualified(table, schema), f"CHECK ({condition})")
 
 
-def set_not_null(table: str, column: str, *, schema: str | None = None) -> None:
+def set_not_null(
+    table: str, column: str, *, schema: str | None = None, copy_from: sa.Table | None = None
+) -> None:
     """``SET NOT NULL`` without a scan under ``ACCESS EXCLUSIVE``: a ``CHECK (column IS NOT
     NULL) NOT VALID``, validated in its own transaction, lets PostgreSQL (12+) skip the scan;
     the check is dropped afterwards."""
     runner = Runner("set_not_null")
     if not runner.postgresql:
-        with op.batch_alter_table(table, schema=schema) as batch:
+        with op.batch_alter_table(table, schema=schema, copy_from=copy_from) as batch:
             batch.alter_column(column, nullable=False)
         return
     qualified = sql.qualified(table, schema)
@@ -153,12 +165,19 @@ def set_not_null(table: str, column: str, *, schema: str | None = None) -> None:
         )
 
 
-def add_unique(name: str, table: str, columns: Sequence[str], *, schema: str | None = None) -> None:
+def add_unique(
+    name: str,
+    table: str,
+    columns: Sequence[str],
+    *,
+    schema: str | None = None,
+    copy_from: sa.Table | None = None,
+) -> None:
     """A unique constraint from a unique index built concurrently (``USING INDEX``): the table
     is locked only for the moment the index becomes the constraint."""
     runner = Runner("add_unique")
     if not runner.postgresql:
-        with op.batch_alter_table(table, schema=schema) as batch:
+        with op.batch_alter_table(table, schema=schema, copy_from=copy_from) as batch:
             batch.create_unique_constraint(name, list(columns))
         return
     qualified = sql.qualified(table, schema)

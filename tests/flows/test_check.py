@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, Integer, Table
@@ -19,10 +22,11 @@ from autopr_migrate.targets.targets import resolve_target
 from tests.flows.conftest import fast_policy
 from tests.flows.helpers import at_head_with_rows, ledger_rows
 from tests.support.alembic_run import revision_of
-from tests.support.prefect_api import run_artifacts, run_events
+from tests.support.prefect_api import logged, run_artifacts, run_events
 from tests.support.revisions import add_revision
 
 NO_OP = ("op.execute('SELECT 1')", "pass")
+AS_THEY_RAN = Path(__file__).parents[1] / "migrations" / "as_they_ran"
 CHECK_FAILED = "autopr.migration.check-failed"
 
 
@@ -194,6 +198,34 @@ def test_an_accepted_history_change_is_recorded_and_checks_clean_after(
     assert revision_of(migration_target.engine()) == "cccc00000004"
     _state, artifact, found = _check(clean=True)
     assert "**Clean**" in artifact and CHECK_FAILED not in found
+
+
+def test_a_database_that_ran_autopr_s_earlier_revision_texts_checks_clean_and_migrates(
+    migration_target, history
+) -> None:
+    """AutoPR's revisions rewritten to use the safe operations declare the texts that ran."""
+    rewritten = {}
+    for earlier in AS_THEY_RAN.glob("*.py.txt"):
+        current = history / earlier.name.removesuffix(".txt")
+        rewritten[current] = current.read_bytes()
+        current.write_bytes(earlier.read_bytes())
+    _migrated_through_the_flow(migration_target, history)  # its ledger: the texts that ran
+    for path, text in rewritten.items():
+        path.write_bytes(text)
+    _state, artifact, found = _check(clean=True)
+    assert "**Clean**" in artifact and CHECK_FAILED not in found, artifact
+
+    add_revision(history, "cccc00000005", NO_OP)
+    state = migrate(target="app", policy=fast_policy(), return_state=True)
+    assert state.is_completed(), state.message
+    run_id = state.state_details.flow_run_id
+    for revision in ("e5c8f2a1d934", "6a0d3f9b2c48", "f19c7e25b0a3"):
+        logged(run_id, f"{revision}: rewritten since it ran here .* declared equivalent by")
+    logged(run_id, "declared equivalent by the revision: the single UPDATE it ran")
+    recorded = json.loads(ledger_rows(migration_target.engine())[-1]["revision_checksums"])
+    assert {recorded[path.name.split("_")[4]] for path in rewritten} == {
+        hashlib.sha256(text).hexdigest() for text in rewritten.values()
+    }  # the next check compares with the rewritten texts
 
 
 def test_a_downgrade_through_a_changed_applied_revision_is_refused(migration_target, history):

@@ -12,7 +12,7 @@ import pytest
 
 from autopr_migrate.cli.app import main
 from tests.support.alembic_run import PROJECT_ROOT
-from tests.support.revisions import ADD_PRIORITY, add_revision
+from tests.support.revisions import ADD_PRIORITY, BLOCKING_UNIQUE, add_revision
 
 CLI = Path(sys.executable).with_name("autopr-migrate")
 
@@ -28,8 +28,9 @@ def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[st
     )
 
 
-def test_lint_of_revisions_exits_with_the_level() -> None:
-    result = _cli("lint", "--from", "e5c8f2a1d934")
+def test_lint_of_revisions_exits_with_the_level(history) -> None:
+    add_revision(history, "aaaa00000120", BLOCKING_UNIQUE)
+    result = _cli("lint", "--from", "f19c7e25b0a3")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "unique-constraint-build" in result.stdout and "risk: HIGH" in result.stdout
     quiet = _cli("lint", "--from", "3c1f0e8a2b71", "--to", "8d2e4b7c9a05")
@@ -129,8 +130,8 @@ def test_unreadable_files_unknown_revisions_and_internal_errors_have_their_own_c
     assert "cannot read" in capsys.readouterr().err
     assert main(["lint", "--from", "ffffffffffff"]) == 64
     assert "not in the history" in capsys.readouterr().err
-    assert main(["lint", "--from", "e5c8"]) == 2  # a unique prefix is as good as the id
-    assert "unique-constraint-build" in capsys.readouterr().out
+    assert main(["lint", "--from", "e5c8"]) == 0  # a unique prefix is as good as the id
+    assert "risk: LOW" in capsys.readouterr().out
     # An empty variable in a CI script must never lint something else, or nothing, as "low".
     assert main(["lint", "--sql", ""]) == 66
     assert main(["lint", "--to", ""]) == 64

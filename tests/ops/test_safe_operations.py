@@ -186,6 +186,12 @@ def test_the_lint_reads_what_the_safe_operations_render_as_safe(new_shop):
     _ok(rendered)
     report = lint_sql(rendered.stdout, flow_sets_timeouts=True)
     assert report.level == "low", [(f.rule, f.message) for f in report.findings]
+    assert "-- safe.add_unique (attach)" in rendered.stdout  # each sub-step says whose it is
+    marked = [s for s in report.statements if s.safe_operation]
+    assert {s.safe_operation for s in marked} >= {"safe.create_index", "safe.set_not_null"}
+    assert not [f for f in report.findings if f.suggestion or f.rule == "non-transactional"]
+    by_hand = lint_sql("CREATE INDEX CONCURRENTLY ix ON orders (note);", flow_sets_timeouts=True)
+    assert [f.rule for f in by_hand.findings] == ["non-transactional"]
     naive = lint_sql(
         "CREATE INDEX ix ON orders (note); ALTER TABLE orders ALTER COLUMN note SET NOT NULL;",
         flow_sets_timeouts=True,

@@ -76,6 +76,14 @@ CONCURRENT_INDEX = (
                   postgresql_concurrently=True)""",
 )
 
+# The naive unique constraint: its index is built under ACCESS EXCLUSIVE (lint: high).
+BLOCKING_UNIQUE = (
+    """with op.batch_alter_table("workflows") as batch:
+    batch.create_unique_constraint("uq_workflows_name", ["name"])""",
+    """with op.batch_alter_table("workflows") as batch:
+    batch.drop_constraint("uq_workflows_name", type_="unique")""",
+)
+
 
 def add_revision(
     versions: Path,

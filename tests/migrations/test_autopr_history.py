@@ -1,0 +1,184 @@
+"""AutoPR's revisions rewritten to use the safe operations produce what their texts that ran did.
+
+``as_they_ran/`` holds the earlier texts (as ``.txt``, so no formatter touches a byte of them):
+a database that ran those keeps migrating, because each rewritten revision declares their
+sha256 equivalent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import URL, DateTime, Engine, MetaData, make_url, select, text
+from sqlalchemy.pool import NullPool
+
+from autopr.database import make_engine
+from autopr_migrate.history.equivalence import declared_equivalents
+from autopr_migrate.ops.backfill import CHECKPOINT_TABLE
+from autopr_migrate.ops.runner import CRASH_AFTER_ENV
+from tests.support.alembic_run import PROJECT_ROOT, alembic_cli, downgrade, revision_of, upgrade
+from tests.support.databases import create_database, drop_database, schema_only
+from tests.support.seed import seed
+
+AS_THEY_RAN = Path(__file__).with_name("as_they_ran")
+VERSIONS = PROJECT_ROOT / "alembic" / "versions"
+BEFORE_REWRITES = "b47a91d3e6f2"
+WORKFLOWS = 2500  # the backfill's batches are a thousand: three of them
+
+
+def _earlier_texts() -> list[Path]:
+    return sorted(AS_THEY_RAN.glob("*.py.txt"))
+
+
+def test_each_rewritten_revision_declares_the_text_that_ran() -> None:
+    assert len(_earlier_texts()) == 3
+    for earlier in _earlier_texts():
+        current = VERSIONS / earlier.name.removesuffix(".txt")
+        ran = hashlib.sha256(earlier.read_bytes()).hexdigest()
+        assert ran != hashlib.sha256(current.read_bytes()).hexdigest()
+        assert ran in declared_equivalents(current), current.name
+        assert "from autopr_migrate.ops import safe" in current.read_text()
+
+
+@pytest.fixture
+def second_url(database_url: URL, postgresql_admin_url: URL, tmp_path: Path) -> Iterator[URL]:
+    if database_url.get_backend_name() == "sqlite":
+        yield make_url(f"sqlite:///{tmp_path}/as_it_ran.db")
+        return
+    url = create_database(postgresql_admin_url)
+    try:
+        yield url
+    finally:
+        drop_database(postgresql_admin_url, url.database)
+
+
+@pytest.fixture
+def history_as_it_ran(tmp_path: Path) -> Path:
+    """The project's history with the three revisions as they ran, and its alembic.ini."""
+    root = tmp_path / "as_it_ran"
+    shutil.copytree(
+        PROJECT_ROOT / "alembic", root / "alembic", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copy(PROJECT_ROOT / "alembic.ini", root / "alembic.ini")
+    for earlier in _earlier_texts():
+        shutil.copy(earlier, root / "alembic" / "versions" / earlier.name.removesuffix(".txt"))
+    return root / "alembic.ini"
+
+
+def _engine(url: URL) -> Engine:
+    return make_engine(url, poolclass=NullPool)
+
+
+def _seeded(url: URL) -> Engine:
+    engine = _engine(url)
+    upgrade(engine, BEFORE_REWRITES)
+    with engine.begin() as connection:
+        seed(connection, workflows=WORKFLOWS)
+    return engine
+
+
+def _schema(engine: Engine) -> str | list:
+    if engine.dialect.name == "postgresql":
+        return schema_only(engine.url)
+    with engine.connect() as connection:
+        objects = connection.execute(
+            text("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name")
+        )
+        # Batch mode writes a recreated table's constraints in the order of a set: by line.
+        return [
+            (kind, name, table, sorted(line.strip(" \t,") for line in (sql or "").splitlines()))
+            for kind, name, table, sql in objects
+        ]
+
+
+def _data(engine: Engine) -> dict[str, list]:
+    """Every table's rows in key order, without the times the seed and the records were
+    written at (the two databases were filled a moment apart) and the records' own ids."""
+    tables = MetaData()
+    tables.reflect(engine)
+    data = {}
+    with engine.connect() as connection:
+        for table in tables.sorted_tables:
+            kept = [
+                column
+                for column in table.columns
+                if not isinstance(column.type, DateTime)
+                and not (table.name == "workflow_status_changes" and column.name == "id")
+            ]
+            data[table.name] = [
+                tuple(row) for row in connection.execute(select(*kept).order_by(*kept))
+            ]
+    return data
+
+
+def _with_history(monkeypatch: pytest.MonkeyPatch, ini: Path | None) -> None:
+    if ini is None:
+        monkeypatch.delenv("AUTOPR_ALEMBIC_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("AUTOPR_ALEMBIC_CONFIG", str(ini))
+
+
+@pytest.mark.both_dialects
+def test_the_rewritten_history_produces_what_the_texts_that_ran_did(
+    database_url: URL, second_url: URL, history_as_it_ran: Path, monkeypatch
+) -> None:
+    rewritten, as_it_ran = _seeded(database_url), _seeded(second_url)
+    upgrade(rewritten, "head")
+    _with_history(monkeypatch, history_as_it_ran)
+    upgrade(as_it_ran, "head")
+    assert revision_of(rewritten) == revision_of(as_it_ran) == "f19c7e25b0a3"
+    assert _schema(rewritten) == _schema(as_it_ran)
+    assert _data(rewritten) == _data(as_it_ran)
+    records = _data(rewritten)["workflow_status_changes"]
+    assert sum(1 for record in records if "migration:6a0d3f9b2c48" in record) == WORKFLOWS // 4
+
+    downgrade(as_it_ran, BEFORE_REWRITES)
+    _with_history(monkeypatch, None)
+    downgrade(rewritten, BEFORE_REWRITES)
+    assert _schema(rewritten) == _schema(as_it_ran)
+    assert _data(rewritten) == _data(as_it_ran)
+    rewritten.dispose()
+    as_it_ran.dispose()
+
+
+def _statuses(engine: Engine) -> dict[int, str]:
+    with engine.connect() as connection:
+        return dict(connection.execute(text("SELECT id, status FROM workflows")).all())
+
+
+def test_the_archive_killed_after_a_batch_finishes_on_the_next_run(
+    postgresql_url: URL, monkeypatch
+) -> None:
+    engine = _seeded(postgresql_url)
+    before = _statuses(engine)
+    deprecated = sorted(i for i, status in before.items() if status == "deprecated")
+    monkeypatch.setenv(CRASH_AFTER_ENV, "backfill:batch")
+    crashed = alembic_cli("upgrade", "6a0d3f9b2c48", url=postgresql_url)
+    assert crashed.returncode == -9, crashed.stderr[-2000:]
+    assert revision_of(engine) == "e5c8f2a1d934"
+    with engine.connect() as connection:
+        done = connection.scalar(text(f"SELECT rows_done FROM {CHECKPOINT_TABLE}"))
+    left = [i for i, status in _statuses(engine).items() if status == "deprecated"]
+    assert 0 < done < len(deprecated) and len(left) == len(deprecated) - done
+
+    monkeypatch.delenv(CRASH_AFTER_ENV)
+    finished = alembic_cli("upgrade", "6a0d3f9b2c48", url=postgresql_url)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert revision_of(engine) == "6a0d3f9b2c48"
+    assert _statuses(engine) == {
+        i: "archived" if status == "deprecated" else status for i, status in before.items()
+    }
+    with engine.connect() as connection:
+        marked = connection.execute(
+            text(
+                "SELECT workflow_id FROM workflow_status_changes "
+                "WHERE changed_by = 'migration:6a0d3f9b2c48' ORDER BY workflow_id"
+            )
+        ).scalars()
+        assert list(marked) == deprecated  # each once
+        assert connection.scalar(text("SELECT to_regclass(:t)"), {"t": CHECKPOINT_TABLE}) is None
+    engine.dispose()
