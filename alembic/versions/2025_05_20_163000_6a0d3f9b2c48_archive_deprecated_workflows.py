@@ -3,10 +3,12 @@
 Purpose: the "deprecated" status is retired; such workflows become "archived". Each changed
 row is recorded in workflow_status_changes (changed_by = this migration), which is how the
 downgrade knows exactly which rows to put back.
-Locks: no DDL. The records are written first (one statement, no lock on workflows), then the
-recorded workflows are archived by safe.backfill, a thousand by id at a time, each batch in
-its own short transaction; killed half-way, the revision run again goes on after the last
-finished batch and records nothing twice.
+Locks: no DDL. safe.backfill archives the deprecated workflows a thousand by id at a time, each
+batch one statement in its own short transaction that also writes the batch's records: the
+records always name exactly the rows archived. Killed half-way, the revision run again goes on
+after the last finished batch (a downgrade from there does not undo those batches: run the
+upgrade again, or restore). Offline (--sql) it renders the records and the update as two
+statements in the revision's transaction.
 Downgrade: sets back to "deprecated" exactly the workflows this migration archived that are
 still archived, and removes its records. Workflows archived before it, or by the application
 after it, are left alone.
@@ -30,33 +32,33 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 equivalent_sha256 = {
     "9dc047fe8a6740edb7773314d95ab0bf6ac3992ee0cd64b305e2ac68aafc7d4b": (
-        "the single UPDATE it ran archived the workflows safe.backfill archives in batches, "
-        "with the same records (tests/migrations/test_autopr_history.py compares the tables)"
+        "the single INSERT and UPDATE it ran archived and recorded the workflows safe.backfill "
+        "archives and records in batches (tests/migrations/test_autopr_history.py compares them)"
     ),
 }
 
 MARK = f"migration:{revision}"
-RECORDED = f"SELECT workflow_id FROM workflow_status_changes WHERE changed_by = '{MARK}'"
 
 
 def upgrade() -> None:
-    op.execute(
-        "INSERT INTO workflow_status_changes (workflow_id, from_status, to_status, changed_by) "
-        f"SELECT id, 'deprecated', 'archived', '{MARK}' FROM workflows w "
-        "WHERE status = 'deprecated' AND NOT EXISTS (SELECT 1 FROM workflow_status_changes c "
-        f"WHERE c.workflow_id = w.id AND c.changed_by = '{MARK}')"
-    )
     safe.backfill(
         "workflows",
         {"status": "'archived'"},
-        where=f"status = 'deprecated' AND id IN ({RECORDED})",
+        where="status = 'deprecated'",
         name=MARK,
+        record_into="workflow_status_changes",
+        record={
+            "workflow_id": "id",
+            "from_status": "status",
+            "to_status": "'archived'",
+            "changed_by": f"'{MARK}'",
+        },
     )
 
 
 def downgrade() -> None:
     op.execute(
         "UPDATE workflows SET status = 'deprecated' WHERE status = 'archived' AND id IN ("
-        f"{RECORDED})"
+        f"SELECT workflow_id FROM workflow_status_changes WHERE changed_by = '{MARK}')"
     )
     op.execute(f"DELETE FROM workflow_status_changes WHERE changed_by = '{MARK}'")

@@ -30,6 +30,10 @@ equivalent_sha256 = {
         "the ADD CONSTRAINT ... UNIQUE it ran makes the constraint and index safe.add_unique "
         "makes (tests/migrations/test_autopr_history.py compares the schemas)"
     ),
+    "18ec2d1ed7ada01eab56abe3a96f2eeb75fde93975260cf1530054b102aed51d": (
+        "an earlier text of the same ADD CONSTRAINT ... UNIQUE whose docstring said the build "
+        "held SHARE: the same constraint and index"
+    ),
 }
 
 UNIQUE = "uq_pull_requests_repository_id_number"

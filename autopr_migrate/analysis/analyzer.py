@@ -57,7 +57,6 @@ def analyze(
         raws = parse_sql(sql)
     except ParseError as exc:
         raise LintError(f"not PostgreSQL SQL: {' '.join(str(exc).split())[:200]}") from None
-    encoded = sql.encode()
     walk = Walk(
         lock_timeout_in_force,
         dict(columns or {}),
@@ -68,11 +67,11 @@ def analyze(
     statements: list[Statement] = []
     previous_end = 0
     for number, raw in enumerate(raws, start=1):
-        end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(encoded)
-        leading = encoded[previous_end : raw.stmt_location].decode(errors="replace")
+        # pglast's locations count characters, not bytes
+        end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(sql)
+        leading, chunk = sql[previous_end : raw.stmt_location], sql[raw.stmt_location : end]
         previous_end = end
-        chunk = encoded[raw.stmt_location : end].decode(errors="replace")
-        line = encoded[: raw.stmt_location].count(b"\n") + _first_code_line(chunk)
+        line = sql[: raw.stmt_location].count("\n") + _first_code_line(chunk)
         statement = Statement(number, line, _strip_comments(chunk).strip(), type(raw.stmt).__name__)
         statement.safe_operation = safe_operation_of(leading)
         visit(raw.stmt, statement, walk)

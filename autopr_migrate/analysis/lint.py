@@ -8,8 +8,10 @@ from autopr_migrate.analysis.rules import RULES
 from autopr_migrate.analysis.squawk import OWN_LEVELS, SAME_AS_OURS, SquawkViolation, run_squawk
 from autopr_migrate.analysis.walk import ColumnFact, Hit
 
-# A safe operation drops and rebuilds an INVALID leftover of its own concurrent build.
-HANDLED_BY_SAFE_OPERATIONS = frozenset({"non-transactional"})
+# What a safe operation's own sub-step does not need telling: each drops and rebuilds an
+# INVALID leftover of its own concurrent build; a backfill's UPDATE, rendered whole offline,
+# runs in batches.
+HANDLED_BY = {"non-transactional": "safe.", "unbatched-backfill": "safe.backfill"}
 
 
 def lint_sql(
@@ -42,8 +44,8 @@ def lint_sql(
     findings: list[Finding] = []
     for hit in analysis.hits:
         rule = RULES[hit.rule]
-        safe_operation = analysis.statements[hit.statement - 1].safe_operation
-        if safe_operation and rule.name in HANDLED_BY_SAFE_OPERATIONS:
+        safe_operation = analysis.statements[hit.statement - 1].safe_operation or ""
+        if rule.name in HANDLED_BY and safe_operation.startswith(HANDLED_BY[rule.name]):
             continue
         stats = _stats(hit.table, sizes, analysis)
         where = f" ({hit.table}: {stats.describe()})" if stats else ""
@@ -54,7 +56,7 @@ def lint_sql(
                 rule.name,
                 rule.level(_tier(hit, sizes, analysis)),
                 message,
-                None if safe_operation else rule.suggestion,  # it is the fix already
+                rule.suggestion,
             )
         )
     notes: list[str] = []

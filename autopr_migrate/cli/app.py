@@ -39,7 +39,7 @@ from autopr_migrate.cli.lint import (
 from autopr_migrate.cli.plan import approval_text_for
 from autopr_migrate.cli.render import Format, as_json, error, lines, table
 from autopr_migrate.cli.status import status_of
-from autopr_migrate.cli.verify import verify_history
+from autopr_migrate.cli.verify import ALL_CHECKS, verify_history
 from autopr_migrate.errors import ConfigurationError, ExitCode, MigrationError, describe
 from autopr_migrate.history.commands import UnusableHistory
 from autopr_migrate.masking import mask_logging
@@ -330,7 +330,7 @@ def verify(
     server: Annotated[str | None, Parameter(help="A PostgreSQL URL (.../postgres)")] = None,
     target: ProjectOf = None,
 ) -> int:
-    """Check the schema history: one head, up/down/up on a throwaway database, no drift.
+    """Check the schema history: one head, well-formed declarations, up/down/up, no drift.
 
     Exits 0 when every check passes and 3 (as lint's "critical") when one fails. The throwaway
     database is a temporary SQLite file, or a new database created (and dropped) on --server.
@@ -342,7 +342,7 @@ def verify(
         return _fail(str(exc), ExitCode.DATA)
     for name, passed, detail in results:
         lines(f"{'ok    ' if passed else 'FAILED'} {name}: {detail}")
-    passed = all(ok for _, ok, _ in results) and len(results) == 3
+    passed = all(ok for _, ok, _ in results) and len(results) == ALL_CHECKS
     return ExitCode.OK if passed else ExitCode.CRITICAL
 
 

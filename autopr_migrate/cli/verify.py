@@ -1,8 +1,9 @@
 """``autopr-migrate verify``: the schema-history checks CI runs before a revision lands.
 
-One head; every revision up, down and up again, one step at a time, on a throwaway database
-(SQLite by default, or a new PostgreSQL database on the server given); and no difference
-between the models and the database at head.
+One head; every ``equivalent_sha256`` a revision declares is well-formed; every revision up,
+down and up again, one step at a time, on a throwaway database (SQLite by default, or a new
+PostgreSQL database on the server given); and no difference between the models and the
+database at head.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from sqlalchemy.pool import NullPool
 from autopr_migrate.backends.engine import make_engine
 from autopr_migrate.errors import DatabaseUnreachable, describe
 from autopr_migrate.history import commands as alembic_ops
+from autopr_migrate.history.equivalence import declared_equivalents
 from autopr_migrate.history.isolated import in_own_process, on_url, shared
 from autopr_migrate.targets.project import Project
 
 Check = tuple[str, bool, str]
+ALL_CHECKS = 4  # a failed check skips the ones after it: passing means all of them ran
 
 
 @contextmanager
@@ -57,6 +60,9 @@ def verify_history(project: Project, server: URL | None = None) -> list[Check]:
     found = alembic_ops.heads(project)
     checks: list[Check] = [("single head", len(found) == 1, ", ".join(found))]
     if len(found) != 1:
+        return checks
+    checks.append(_check("declared equivalent texts", lambda: _declarations(project)))
+    if not checks[-1][1]:
         return checks
     with throwaway_database(server) as url:
         if project.isolated:  # one process of its own for all of it, not three per revision
@@ -105,6 +111,12 @@ def _round_trip(project: Project, connection: Connection) -> str:
         if reached != revision:
             raise RuntimeError(f"{revision} did not come back after its downgrade")
     return f"{len(history)} revisions"
+
+
+def _declarations(project: Project) -> str:
+    revisions = alembic_ops.pending(project, None)
+    declared = sum(len(declared_equivalents(info.path)) for info in revisions)
+    return f"{declared} earlier text(s) declared equivalent"
 
 
 def _below(history: list[str], revision: str) -> str | None:

@@ -31,39 +31,57 @@ class BadDeclaration(ConfigurationError):
 
 def declared_equivalents(path: Path) -> dict[str, str]:
     """``{sha256 of an earlier text: why it is equivalent}`` as the file declares; empty when
-    it declares nothing (or does not parse: the history reports that itself)."""
+    it declares nothing (or does not parse: the history reports that itself).
+
+    Raises:
+        BadDeclaration: the name is mentioned other than by one top-level literal assignment.
+    """
     try:
         tree = ast.parse(path.read_bytes(), filename=path.name)
     except (OSError, SyntaxError, ValueError):
         return {}
-    for node in tree.body:
-        value = _assigned(node)
-        if value is not None:
-            return _validated(path, value)
-    return {}
+    bindings = [node for node in ast.walk(tree) if _binds(node)]
+    if not bindings:
+        return {}
+    declaration = next((node for node in tree.body if _declares(node)), None)
+    if len(bindings) > 1 or declaration is None:
+        raise BadDeclaration(
+            f"{path.name[:80]}: {ATTRIBUTE} must be bound once, by a top-level "
+            f"`{ATTRIBUTE} = {{...}}` and mentioned nowhere else (it is mentioned "
+            f"{len(bindings)} time(s))"
+        )
+    return _validated(path, declaration.value)
 
 
-def _assigned(node: ast.stmt) -> ast.expr | None:
-    if isinstance(node, ast.Assign) and any(
-        isinstance(target, ast.Name) and target.id == ATTRIBUTE for target in node.targets
-    ):
-        return node.value
-    if (
-        isinstance(node, ast.AnnAssign)
-        and isinstance(node.target, ast.Name)
-        and node.target.id == ATTRIBUTE
-    ):
-        return node.value
-    return None
+def _declares(node: ast.stmt) -> bool:
+    if isinstance(node, ast.Assign):
+        targets = node.targets
+    elif isinstance(node, ast.AnnAssign) and node.value is not None:
+        targets = [node.target]
+    else:
+        return False
+    return len(targets) == 1 and isinstance(targets[0], ast.Name) and targets[0].id == ATTRIBUTE
 
 
-def _validated(path: Path, value: ast.expr | None) -> dict[str, str]:
+def _binds(node: ast.AST) -> bool:
+    """A mention of the name: an assignment of any form, a change to it (``name[k] = v``), an
+    import, a definition (a read too: nothing but the declaration may mention it)."""
+    if isinstance(node, ast.Name):
+        return node.id == ATTRIBUTE
+    if isinstance(node, ast.alias):
+        return (node.asname or node.name) == ATTRIBUTE
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return node.name == ATTRIBUTE
+    return isinstance(node, ast.Global | ast.Nonlocal) and ATTRIBUTE in node.names
+
+
+def _validated(path: Path, value: ast.expr) -> dict[str, str]:
     usage = (
         f"{path.name[:80]}: {ATTRIBUTE} must be a literal dict of the 64-hex sha256 of each "
         f"earlier text of the file to why it is equivalent (at most {_REASON_LIMIT} characters)"
     )
     try:
-        declared = ast.literal_eval(value) if value is not None else None
+        declared = ast.literal_eval(value)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         raise BadDeclaration(f"{usage}; it is not a literal") from None
     if not isinstance(declared, dict):

@@ -12,7 +12,7 @@ from autopr_migrate.backends.connections import connect
 from autopr_migrate.errors import MigrationError, describe
 from autopr_migrate.history import commands as alembic_ops
 from autopr_migrate.history.drift import model_drift
-from autopr_migrate.operations.history_integrity import check_applied
+from autopr_migrate.operations.history_integrity import judge_applied
 from autopr_migrate.operations.probe import check_health
 from autopr_migrate.policy.parameters import MigrationPolicy
 from autopr_migrate.store import ledger
@@ -110,7 +110,16 @@ def _drift(project: Project, connection, current: str | None) -> Finding:
 
 
 def _history(project: Project, connection) -> Finding:
-    problems = check_applied(project, connection)
+    history = judge_applied(project, connection)
+    problems, rewrites = history.problems, history.rewrites
+    if not problems and rewrites:
+        return Finding(
+            "applied revisions",
+            True,
+            f"every recorded revision file is unchanged, or rewritten as it declares "
+            f"({len(rewrites)}: {', '.join(r.revision for r in rewrites)})",
+            [rewrite.line() for rewrite in rewrites],
+        )
     if not problems:
         return Finding("applied revisions", True, "every recorded revision file is unchanged")
     return Finding(

@@ -21,6 +21,7 @@ import time
 from alembic import op
 from sqlalchemy import text
 
+from autopr_migrate.analysis.model import safe_step_comment
 from autopr_migrate.backends.lock_sampler import LockSampler
 from autopr_migrate.model import BACKFILL_CHECKPOINT_TABLE
 from autopr_migrate.ops import progress, sql
@@ -40,38 +41,37 @@ def backfill(
     batch_size: int = 1000,
     name: str | None = None,
     schema: str | None = None,
+    record_into: str | None = None,
+    record: dict[str, str] | None = None,
     pause_seconds: float = 0.0,
     max_pause_seconds: float = 5.0,
     slow_batch_seconds: float = 1.0,
 ) -> int:
     """``UPDATE table SET <set_> [WHERE <where>]`` in batches of ``batch_size`` by ``key``
-    (unique, not null, orderable: the primary key); the rows updated, by this run."""
+    (unique, not null, orderable: the primary key); the rows updated, by this run.
+
+    ``record_into`` and ``record`` (``{column: expression over the row before its update}``)
+    insert a row into ``record_into`` for each row updated, in the batch's own statement: what
+    a downgrade needs to undo exactly the rows this changed."""
+    if (record_into is None) != (record is None) or record == {}:
+        raise ValueError("backfill: give record_into and record (its columns) together")
     assignments = (
         ", ".join(f"{sql.quote(column)} = {value}" for column, value in set_.items())
         if isinstance(set_, dict)
         else set_
     )
     qualified = sql.qualified(table, schema)
-    condition = f" WHERE {where}" if where else ""
+    recording = (sql.qualified(record_into, schema), record) if record_into and record else None
     runner = Runner("backfill")
-    plain = f"UPDATE {qualified} SET {assignments}{condition}"
-    if not runner.postgresql:  # SQLite: the plain statement, in the revision's transaction
-        if runner.offline:
-            op.execute(text(escape_colons(plain)))
-            return 0
-        return int(op.get_bind().exec_driver_sql(plain).rowcount or 0)
-    if runner.offline:
-        described = " ".join(f"UPDATE {qualified} SET {assignments}{condition}".split())
-        op.execute(
-            text(
-                escape_colons(
-                    f"-- safe.backfill: {described} in batches of {batch_size} by {key}, resumable"
-                )
-            )
-        )
-        return 0
+    if runner.offline or not runner.postgresql:
+        # In the revision's transaction: offline the batches cannot be known (they depend on
+        # the live table), and SQLite has one writer anyway.
+        return _whole(runner, qualified, assignments, where, recording, batch_size, key)
     label = (
-        name or hashlib.sha256(f"{qualified}|{assignments}|{where}|{key}".encode()).hexdigest()[:16]
+        name
+        or hashlib.sha256(
+            f"{qualified}|{assignments}|{where}|{key}|{recording}".encode()
+        ).hexdigest()[:16]
     )
     with runner.outside_transaction():
         updated = _in_batches(
@@ -80,12 +80,44 @@ def backfill(
             qualified,
             assignments,
             where,
+            recording,
             key,
             batch_size,
             (pause_seconds, max_pause_seconds, slow_batch_seconds),
         )
     _forget_once_stamped(label)
     return updated
+
+
+def _whole(
+    runner: Runner,
+    qualified: str,
+    assignments: str,
+    where: str | None,
+    recording: tuple[str, dict[str, str]] | None,
+    batch_size: int,
+    key: str,
+) -> int:
+    """The plain statements: the records of the rows about to change, then their update."""
+    condition = f" WHERE {where}" if where else ""
+    statements = []
+    if recording is not None:
+        into, columns = recording
+        statements.append(
+            f"INSERT INTO {into} ({sql.column_list(list(columns))}) "
+            f"SELECT {', '.join(columns.values())} FROM {qualified}{condition}"
+        )
+    statements.append(f"UPDATE {qualified} SET {assignments}{condition}")
+    if runner.offline:
+        batches = f"online: in batches of {batch_size} by {key}, resumable"
+        for statement in statements:
+            comment = safe_step_comment("backfill", "whole")
+            op.execute(text(escape_colons(f"{comment}\n-- {batches}\n{statement}")))
+        return 0
+    bind = op.get_bind()
+    for statement in statements[:-1]:
+        bind.exec_driver_sql(statement)
+    return int(bind.exec_driver_sql(statements[-1]).rowcount or 0)
 
 
 def _forget_once_stamped(label: str) -> None:
@@ -115,6 +147,7 @@ def _in_batches(
     qualified: str,
     assignments: str,
     where: str | None,
+    recording: tuple[str, dict[str, str]] | None,
     key: str,
     batch_size: int,
     pacing: tuple[float, float, float],
@@ -164,11 +197,17 @@ def _in_batches(
             last,
             done_before,
         )
+    escaped = (
+        None
+        if recording is None
+        else (recording[0], {c: escape_colons(v) for c, v in recording[1].items()})
+    )
     statement = text(
         _batch_sql(
             qualified,
             escape_colons(assignments),
             escape_colons(where) if where else None,
+            escaped,
             sql.quote(key),
             key_type,
             batch_size,
@@ -211,20 +250,46 @@ def _in_batches(
 
 
 def _batch_sql(
-    qualified: str, assignments: str, where: str | None, key: str, key_type: str, size: int
+    qualified: str,
+    assignments: str,
+    where: str | None,
+    recording: tuple[str, dict[str, str]] | None,
+    key: str,
+    key_type: str,
+    size: int,
 ) -> str:
-    """One statement: the next batch's keys, their update, and the checkpoint moved past them;
-    no row when nothing is left."""
+    """One statement: the next batch's keys, their update (and its records), and the checkpoint
+    moved past them; no row when nothing is left. Its parameters are ``:last`` and ``:name``:
+    the caller has escaped the colons of the expressions it passes."""
     after = f"CAST(:last AS {key_type})"
+    in_range = f"(:last IS NULL OR {key} > {after}) AND {key} <= bound._autopr_upper"
+    condition = f" AND ({where})" if where else ""
+    changes = (
+        f"updated AS (UPDATE {qualified} SET {assignments} FROM bound "
+        f"WHERE {in_range}{condition} RETURNING 1)"
+    )
+    if recording is not None:
+        into, columns = recording
+        # The record's expressions read each row before its update; the rows are locked first,
+        # so the update changes exactly the rows recorded.
+        changes = (
+            f"before AS (SELECT {key} AS _autopr_key, "
+            + ", ".join(f"{value} AS _autopr_{i}" for i, value in enumerate(columns.values()))
+            + f" FROM {qualified} AS _autopr_rows, bound WHERE {in_range}{condition} "
+            "FOR UPDATE OF _autopr_rows), "
+            f"updated AS (UPDATE {qualified} SET {assignments} FROM before "
+            f"WHERE {key} = before._autopr_key RETURNING before.*), "
+            f"recorded AS (INSERT INTO {into} ({sql.column_list(list(columns))}) SELECT "
+            + ", ".join(f"_autopr_{i}" for i in range(len(columns)))
+            + " FROM updated)"
+        )
     return (
         f"WITH batch AS (SELECT {key} AS k FROM {qualified} "
         f"WHERE :last IS NULL OR {key} > {after} ORDER BY {key} LIMIT {int(size)}), "
-        "bound AS (SELECT max(k) AS upper FROM batch), "
-        f"updated AS (UPDATE {qualified} SET {assignments} FROM bound "
-        f"WHERE (:last IS NULL OR {key} > {after}) AND {key} <= bound.upper"
-        f"{f' AND ({where})' if where else ''} RETURNING 1) "
-        f"UPDATE {CHECKPOINT_TABLE} SET last_key = (SELECT upper::text FROM bound), "
+        "bound AS (SELECT max(k) AS _autopr_upper FROM batch), "
+        f"{changes} "
+        f"UPDATE {CHECKPOINT_TABLE} SET last_key = (SELECT _autopr_upper::text FROM bound), "
         "rows_done = rows_done + (SELECT count(*) FROM updated), updated_at = clock_timestamp() "
-        "WHERE name = :name AND (SELECT upper FROM bound) IS NOT NULL "
+        "WHERE name = :name AND (SELECT _autopr_upper FROM bound) IS NOT NULL "
         "RETURNING last_key, (SELECT count(*) FROM updated)"
     )

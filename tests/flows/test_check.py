@@ -214,6 +214,7 @@ def test_a_database_that_ran_autopr_s_earlier_revision_texts_checks_clean_and_mi
         path.write_bytes(text)
     _state, artifact, found = _check(clean=True)
     assert "**Clean**" in artifact and CHECK_FAILED not in found, artifact
+    assert "rewritten as it declares (3: e5c8f2a1d934, 6a0d3f9b2c48, f19c7e25b0a3)" in artifact
 
     add_revision(history, "cccc00000005", NO_OP)
     state = migrate(target="app", policy=fast_policy(), return_state=True)
@@ -221,7 +222,7 @@ def test_a_database_that_ran_autopr_s_earlier_revision_texts_checks_clean_and_mi
     run_id = state.state_details.flow_run_id
     for revision in ("e5c8f2a1d934", "6a0d3f9b2c48", "f19c7e25b0a3"):
         logged(run_id, f"{revision}: rewritten since it ran here .* declared equivalent by")
-    logged(run_id, "declared equivalent by the revision: the single UPDATE it ran")
+    logged(run_id, "declared equivalent by the revision: the single INSERT and UPDATE it ran")
     recorded = json.loads(ledger_rows(migration_target.engine())[-1]["revision_checksums"])
     assert {recorded[path.name.split("_")[4]] for path in rewritten} == {
         hashlib.sha256(text).hexdigest() for text in rewritten.values()

@@ -70,7 +70,20 @@ def test_verify_passes_on_the_history(postgresql_admin_url) -> None:
     for args in ([], ["--server", postgresql_admin_url.render_as_string(hide_password=False)]):
         result = _cli("verify", *args)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert result.stdout.count("ok ") == 3
+        assert result.stdout.count("ok ") == 4
+        assert "ok     declared equivalent texts: 4 earlier text(s)" in result.stdout
+
+
+def test_verify_fails_on_a_malformed_declaration_before_touching_a_database(history) -> None:
+    revision = next(history.glob("*e5c8f2a1d934*.py"))
+    revision.write_text(revision.read_text() + "\nequivalent_sha256 = {}\n")
+    result = _cli("verify")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "FAILED declared equivalent texts: BadDeclaration: 2025_04_02_080000_e5c8" in (
+        result.stdout
+    )
+    assert "equivalent_sha256 must be bound once" in result.stdout
+    assert "up, down, up" not in result.stdout
 
 
 def test_verify_fails_on_two_heads_and_on_drift(history, monkeypatch) -> None:

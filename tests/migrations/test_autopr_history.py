@@ -17,6 +17,7 @@ from sqlalchemy import URL, DateTime, Engine, MetaData, make_url, select, text
 from sqlalchemy.pool import NullPool
 
 from autopr.database import make_engine
+from autopr_migrate.backends import pgtools
 from autopr_migrate.history.equivalence import declared_equivalents
 from autopr_migrate.ops.backfill import CHECKPOINT_TABLE
 from autopr_migrate.ops.runner import CRASH_AFTER_ENV
@@ -153,32 +154,91 @@ def _statuses(engine: Engine) -> dict[int, str]:
 def test_the_archive_killed_after_a_batch_finishes_on_the_next_run(
     postgresql_url: URL, monkeypatch
 ) -> None:
+    """The application writes between the batches: the records name exactly the rows the
+    migration archived, and the downgrade puts back exactly those still archived."""
     engine = _seeded(postgresql_url)
     before = _statuses(engine)
-    deprecated = sorted(i for i, status in before.items() if status == "deprecated")
     monkeypatch.setenv(CRASH_AFTER_ENV, "backfill:batch")
     crashed = alembic_cli("upgrade", "6a0d3f9b2c48", url=postgresql_url)
     assert crashed.returncode == -9, crashed.stderr[-2000:]
     assert revision_of(engine) == "e5c8f2a1d934"
     with engine.connect() as connection:
         done = connection.scalar(text(f"SELECT rows_done FROM {CHECKPOINT_TABLE}"))
-    left = [i for i, status in _statuses(engine).items() if status == "deprecated"]
-    assert 0 < done < len(deprecated) and len(left) == len(deprecated) - done
+    archived_first = {i for i, s in _statuses(engine).items() if before[i] != s}
+    assert archived_first == {i for i, s in before.items() if s == "deprecated" and i <= 1000}
+    assert done == len(archived_first)
 
+    def first(status: str, *, after_batch: bool) -> int:
+        return min(i for i, s in before.items() if s == status and (i > 1000) == after_batch)
+
+    reactivated = first("deprecated", after_batch=False)  # archived, then the app changed it
+    spared = first("deprecated", after_batch=True)  # the app changed it before its batch
+    newly = first("active", after_batch=True)  # deprecated by the app before its batch
+    late = first("active", after_batch=False)  # deprecated by the app behind the batches
+    with engine.begin() as connection:
+        for workflow, status in (
+            (reactivated, "active"),
+            (spared, "active"),
+            (newly, "deprecated"),
+            (late, "deprecated"),
+        ):
+            connection.execute(
+                text("UPDATE workflows SET status = :s WHERE id = :id"),
+                {"s": status, "id": workflow},
+            )
     monkeypatch.delenv(CRASH_AFTER_ENV)
     finished = alembic_cli("upgrade", "6a0d3f9b2c48", url=postgresql_url)
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert revision_of(engine) == "6a0d3f9b2c48"
-    assert _statuses(engine) == {
-        i: "archived" if status == "deprecated" else status for i, status in before.items()
-    }
+
+    archived = (archived_first | {i for i, s in before.items() if s == "deprecated"}) - {spared}
+    archived |= {newly}
+    assert _marked(engine) == sorted(archived)  # each once, none it did not archive
+    after = _statuses(engine)
+    assert {i for i in archived if after[i] == "archived"} == archived - {reactivated}
+    assert (after[reactivated], after[spared], after[late]) == ("active", "active", "deprecated")
     with engine.connect() as connection:
-        marked = connection.execute(
-            text(
-                "SELECT workflow_id FROM workflow_status_changes "
-                "WHERE changed_by = 'migration:6a0d3f9b2c48' ORDER BY workflow_id"
-            )
-        ).scalars()
-        assert list(marked) == deprecated  # each once
         assert connection.scalar(text("SELECT to_regclass(:t)"), {"t": CHECKPOINT_TABLE}) is None
+
+    downgrade(engine, "e5c8f2a1d934")
+    back = _statuses(engine)
+    assert {i for i in archived - {reactivated} if back[i] == "deprecated"} == archived - {
+        reactivated
+    }
+    assert (back[reactivated], back[spared], back[late]) == ("active", "active", "deprecated")
+    assert _marked(engine) == []
     engine.dispose()
+
+
+def _marked(engine: Engine) -> list[int]:
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                text(
+                    "SELECT workflow_id FROM workflow_status_changes "
+                    "WHERE changed_by = 'migration:6a0d3f9b2c48' ORDER BY workflow_id"
+                )
+            ).scalars()
+        )
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_rendered_sql_applied_with_psql_does_what_the_online_upgrade_does(
+    database_url: URL, second_url: URL, tmp_path: Path
+) -> None:
+    """Offline, the backfill renders its records and its update whole, in the revision's
+    transaction: a DBA applying ``--sql`` output gets the same rows."""
+    online, offline = _seeded(database_url), _seeded(second_url)
+    upgrade(online, "head")
+    rendered = alembic_cli("upgrade", f"{BEFORE_REWRITES}:head", "--sql", url=second_url)
+    assert rendered.returncode == 0, rendered.stderr[-2000:]
+    assert "-- safe.backfill (whole)" in rendered.stdout
+    script = tmp_path / "upgrade.sql"
+    script.write_text(rendered.stdout)
+    pgtools.run(
+        [pgtools.binary("psql"), "-v", "ON_ERROR_STOP=1", "-q", "-f", str(script)], url=second_url
+    )
+    assert _schema(online) == _schema(offline)
+    assert _data(online) == _data(offline)
+    online.dispose()
+    offline.dispose()

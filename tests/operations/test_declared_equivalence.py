@@ -61,3 +61,23 @@ def test_a_malformed_declaration_is_refused_in_one_line(tmp_path, value, says) -
     assert says in message and "\n" not in message
     assert message.startswith("2099_01_01_r1_rewritten.py: equivalent_sha256 must be")
     assert "y" * 40 not in message
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        f"equivalent_sha256 = {{{SHA!r}: 'same'}}\nequivalent_sha256 = {{}}\n",
+        f"equivalent_sha256 = {{{SHA!r}: 'same'}}\nequivalent_sha256[{SHA!r}] = 'x'\n",
+        f"equivalent_sha256 = {{{SHA!r}: 'same'}}\ndef upgrade():\n    global equivalent_sha256\n",
+        f"if True:\n    equivalent_sha256 = {{{SHA!r}: 'same'}}\n",
+        f"def upgrade():\n    equivalent_sha256 = {{{SHA!r}: 'same'}}\n",
+        "from elsewhere import equivalent_sha256\n",
+        f"a = equivalent_sha256 = {{{SHA!r}: 'same'}}\n",
+    ],
+)
+def test_a_name_bound_other_than_once_at_the_top_level_is_refused(tmp_path, source) -> None:
+    """What Python would end up with must be what is read: one top-level assignment only."""
+    revision = tmp_path / "r.py"
+    revision.write_text(source)
+    with pytest.raises(BadDeclaration, match="must be bound once, by a top-level"):
+        declared_equivalents(revision)

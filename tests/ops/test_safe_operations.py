@@ -121,7 +121,8 @@ def test_offline_the_safe_statements_are_rendered_in_autocommit_blocks(new_shop)
     assert re.search(r"ADD CONSTRAINT fk_orders_customer FOREIGN KEY .* NOT VALID", sql)
     assert "VALIDATE CONSTRAINT fk_orders_customer" in sql
     assert "CHECK (note IS NOT NULL) NOT VALID" in sql and "SET NOT NULL" in sql
-    assert "-- safe.backfill: UPDATE orders SET note = note || '!' in batches of 700" in sql
+    assert "-- safe.backfill (whole)\n-- online: in batches of 700 by id" in sql
+    assert "UPDATE orders SET note = note || '!';" in sql
     assert sql.count("COMMIT;") >= 4  # each operation outside the revision's transaction
 
 
@@ -189,7 +190,12 @@ def test_the_lint_reads_what_the_safe_operations_render_as_safe(new_shop):
     assert "-- safe.add_unique (attach)" in rendered.stdout  # each sub-step says whose it is
     marked = [s for s in report.statements if s.safe_operation]
     assert {s.safe_operation for s in marked} >= {"safe.create_index", "safe.set_not_null"}
-    assert not [f for f in report.findings if f.suggestion or f.rule == "non-transactional"]
+    assert not [
+        f
+        for f in report.findings
+        if "use safe." in (f.suggestion or "")
+        or f.rule in ("non-transactional", "unbatched-backfill")
+    ]
     by_hand = lint_sql("CREATE INDEX CONCURRENTLY ix ON orders (note);", flow_sets_timeouts=True)
     assert [f.rule for f in by_hand.findings] == ["non-transactional"]
     naive = lint_sql(
@@ -337,3 +343,31 @@ def test_a_column_with_its_own_constraint_or_another_type_is_refused(column, rea
     shop = new_shop()
     refused = shop.upgrade(f'safe.add_column("orders", {column})')
     assert refused.returncode != 0 and reason in refused.stderr, refused.stderr[-600:]
+
+
+def test_a_recording_backfill_writes_one_record_per_row_it_changed_across_a_kill(new_shop):
+    """Each batch updates and records in one statement: killed after a batch and run again,
+    the records hold each changed row's value before its update, once."""
+    shop = new_shop()
+    shop.execute("CREATE TABLE note_changes (order_id bigint, old_note text, why text)")
+    body = (
+        'safe.backfill("orders", {"note": "upper(note)"}, where="note LIKE \'n1%\'", '
+        'batch_size=700, record_into="note_changes", '
+        'record={"order_id": "id", "old_note": "note", "why": "\'upper: yes\'"})'
+    )
+    killed = shop.upgrade(body, env={CRASH_AFTER_ENV: "backfill:batch"})
+    assert killed.returncode == -9, killed.stderr[-800:]
+    first = shop.execute("SELECT count(*) FROM note_changes")[0][0]
+    assert 0 < first == shop.execute("SELECT count(*) FROM orders WHERE note LIKE 'N1%'")[0][0]
+    _ok(shop.upgrade(body))
+    changed = shop.execute("SELECT id, note FROM orders WHERE note LIKE 'N1%' ORDER BY id")
+    records = shop.execute("SELECT order_id, old_note, why FROM note_changes ORDER BY order_id")
+    assert len(changed) == 1111 and len(records) == len(changed)  # n1, n10-n19, n100-n199, ...
+    assert records == [(i, note.lower(), "upper: yes") for i, note in changed]
+    rendered = shop.alembic("upgrade", "--sql", "head")
+    _ok(rendered)
+    assert "INSERT INTO note_changes (order_id, old_note, why) SELECT id, note, 'upper: yes' " in (
+        rendered.stdout
+    )
+    refused = new_shop().upgrade('safe.backfill("orders", "note = 1", record_into="changes")')
+    assert refused.returncode != 0 and "give record_into and record" in refused.stderr
