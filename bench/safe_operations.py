@@ -8,7 +8,7 @@ under the same load. Printed: failed application transactions, p99 and maximum l
 time application queries spent waiting for locks, the longest wait, and whether the safe
 operation's schema is the naive one's (``pg_dump --schema-only``). Target: with the safe
 operation, no application query waits longer than its ``lock_timeout`` (1 s).
-Usage: python bench/safe_operations.py [--scale 10] [--rate 200]
+Usage: python bench/safe_operations.py [--scale 10] [--rate 200] [--only backfill ...]
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=10)
     parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument("--only", nargs="+", choices=sorted(CHANGES), default=sorted(CHANGES))
     args = parser.parse_args()
 
     from autopr_migrate.backends.lock_sampler import LockSampler
@@ -85,6 +86,8 @@ def main() -> int:
     results = []
     try:
         for name, (naive, safe) in CHANGES.items():
+            if name not in args.only:
+                continue
             schemas = {}
             for how, body in (("naive", naive), ("safe", SAFE + safe)):
                 database = f"{template}_run"
