@@ -16,8 +16,7 @@ from tests.support.alembic_run import PROJECT_ROOT
 from tests.support.databases import (
     admin_url_from_env,
     check_postgresql_answers,
-    create_database,
-    drop_database,
+    new_database,
 )
 
 # Variables that choose databases or change behaviour; no test may inherit them.
@@ -80,11 +79,8 @@ def postgresql_admin_url() -> URL:
 @pytest.fixture
 def postgresql_url(postgresql_admin_url: URL) -> Iterator[URL]:
     """A new, empty PostgreSQL database, dropped after the test."""
-    url = create_database(postgresql_admin_url)
-    try:
+    with new_database(postgresql_admin_url) as url:
         yield url
-    finally:
-        drop_database(postgresql_admin_url, url.database)
 
 
 @pytest.fixture

@@ -112,16 +112,15 @@ def _drift(project: Project, connection, current: str | None) -> Finding:
 def _history(project: Project, connection) -> Finding:
     history = judge_applied(project, connection)
     problems, rewrites = history.problems, history.rewrites
-    if not problems and rewrites:
+    if not problems:
+        declared = ", ".join(rewrite.revision for rewrite in rewrites)
         return Finding(
             "applied revisions",
             True,
-            f"every recorded revision file is unchanged, or rewritten as it declares "
-            f"({len(rewrites)}: {', '.join(r.revision for r in rewrites)})",
+            "every recorded revision file is unchanged"
+            + (f", or rewritten as it declares ({len(rewrites)}: {declared})" if rewrites else ""),
             [rewrite.line() for rewrite in rewrites],
         )
-    if not problems:
-        return Finding("applied revisions", True, "every recorded revision file is unchanged")
     return Finding(
         "applied revisions",
         False,

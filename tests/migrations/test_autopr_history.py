@@ -22,7 +22,7 @@ from autopr_migrate.history.equivalence import declared_equivalents
 from autopr_migrate.ops.backfill import CHECKPOINT_TABLE
 from autopr_migrate.ops.runner import CRASH_AFTER_ENV
 from tests.support.alembic_run import PROJECT_ROOT, alembic_cli, downgrade, revision_of, upgrade
-from tests.support.databases import create_database, drop_database, schema_only
+from tests.support.databases import new_database, schema_only
 from tests.support.seed import seed
 
 AS_THEY_RAN = Path(__file__).with_name("as_they_ran")
@@ -50,11 +50,8 @@ def second_url(database_url: URL, postgresql_admin_url: URL, tmp_path: Path) -> 
     if database_url.get_backend_name() == "sqlite":
         yield make_url(f"sqlite:///{tmp_path}/as_it_ran.db")
         return
-    url = create_database(postgresql_admin_url)
-    try:
+    with new_database(postgresql_admin_url) as url:
         yield url
-    finally:
-        drop_database(postgresql_admin_url, url.database)
 
 
 @pytest.fixture

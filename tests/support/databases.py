@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import URL, Connection, create_engine, inspect, make_url, select, text
 from sqlalchemy.exc import DBAPIError
@@ -52,6 +54,16 @@ def create_database(admin_url: URL, prefix: str = "autopr_test") -> URL:
         connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
     engine.dispose()
     return admin_url.set(database=name)
+
+
+@contextmanager
+def new_database(admin_url: URL) -> Iterator[URL]:
+    """A new, empty PostgreSQL database, dropped afterwards."""
+    url = create_database(admin_url)
+    try:
+        yield url
+    finally:
+        drop_database(admin_url, url.database)
 
 
 def recreate_from_template(admin_url: URL, name: str, template: str) -> None:
