@@ -63,6 +63,14 @@ CHANGES = {
         '    safe.backfill("pgbench_accounts", "filler = upper(filler)", key="aid", '
         "batch_size=5000)",
     ),
+    "recording_backfill": (
+        '    op.execute("CREATE TABLE filler_changes (aid int, was text)")\n'
+        '    op.execute("INSERT INTO filler_changes SELECT aid, filler FROM pgbench_accounts")\n'
+        '    op.execute("UPDATE pgbench_accounts SET filler = upper(filler)")',
+        '    op.execute("CREATE TABLE filler_changes (aid int, was text)")\n'
+        '    safe.backfill("pgbench_accounts", "filler = upper(filler)", key="aid", '
+        'batch_size=5000, record_into="filler_changes", record={"aid": "aid", "was": "filler"})',
+    ),
 }
 
 
@@ -95,7 +103,7 @@ def main() -> int:
                 url = admin.set(database=database)
                 project = _project(work / uuid.uuid4().hex[:6], name, body)
                 load = SimpleNamespace(
-                    rate=args.rate, scale=args.scale, hold=16 if name == "backfill" else 0
+                    rate=args.rate, scale=args.scale, hold=16 if "backfill" in name else 0
                 )
                 with LockSampler(url, interval=0.05) as observed:
                     latencies, failed, elapsed = _under_load(
@@ -128,14 +136,14 @@ def _print(results, args) -> None:
         f"(8 clients); safe operations with lock_timeout 1 s"
     )
     print(
-        f"{'operation':16} {'how':6} {'tx':>6} {'failed':>6} {'p99 ms':>8} {'max ms':>8} "
+        f"{'operation':18} {'how':6} {'tx':>6} {'failed':>6} {'p99 ms':>8} {'max ms':>8} "
         f"{'blocked s':>9} {'longest wait s':>14} {'seconds':>8}  same schema"
     )
     for name, how, latencies, failed, observed, elapsed, *same in results:
         ordered = sorted(latencies) or [0.0]
         p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
         print(
-            f"{name:16} {how:6} {len(latencies):>6} {failed:>6} {p99:>8.1f} "
+            f"{name:18} {how:6} {len(latencies):>6} {failed:>6} {p99:>8.1f} "
             f"{max(ordered):>8.1f} {observed.blocked_seconds:>9.2f} "
             f"{observed.longest_wait:>14.2f} {elapsed:>8.1f}  "
             f"{('yes' if same[0] else 'NO') if same else ''}"

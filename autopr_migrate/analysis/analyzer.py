@@ -15,7 +15,7 @@ from pglast import parse_sql
 from pglast.parser import ParseError
 
 from autopr_migrate.analysis import kinds, tables
-from autopr_migrate.analysis.model import Statement, safe_operation_of
+from autopr_migrate.analysis.model import Statement, safe_step_of
 from autopr_migrate.analysis.types import UTC_NAMES
 from autopr_migrate.analysis.walk import ROW_EXCLUSIVE, ColumnFact, Hit, Walk
 
@@ -73,7 +73,7 @@ def analyze(
         previous_end = end
         line = sql[: raw.stmt_location].count("\n") + _first_code_line(chunk)
         statement = Statement(number, line, _strip_comments(chunk).strip(), type(raw.stmt).__name__)
-        statement.safe_operation = safe_operation_of(leading)
+        statement.safe_operation, statement.safe_step = safe_step_of(leading) or (None, None)
         visit(raw.stmt, statement, walk)
         statement.lock_timeout = walk.lock_timeout
         statement.in_transaction = walk.in_transaction

@@ -8,10 +8,22 @@ from autopr_migrate.analysis.rules import RULES
 from autopr_migrate.analysis.squawk import OWN_LEVELS, SAME_AS_OURS, SquawkViolation, run_squawk
 from autopr_migrate.analysis.walk import ColumnFact, Hit
 
-# What a safe operation's own sub-step does not need telling: each drops and rebuilds an
-# INVALID leftover of its own concurrent build; a backfill's UPDATE, rendered whole offline,
-# runs in batches.
-HANDLED_BY = {"non-transactional": "safe.", "unbatched-backfill": "safe.backfill"}
+# What a safe operation's own sub-step does not need telling, for exactly the statements it
+# renders: the concurrent builds and drops rebuild or drop an INVALID leftover; a backfill's
+# whole (offline) runs in batches online.
+HANDLED_BY = {
+    "non-transactional": {
+        ("safe.create_index", "build", "IndexStmt"),
+        ("safe.add_unique", "build", "IndexStmt"),
+        ("safe.drop_index", "drop", "DropStmt"),
+    },
+    "unbatched-backfill": {
+        ("safe.backfill", "whole", "UpdateStmt"),
+        ("safe.backfill", "whole", "InsertStmt"),
+    },
+    # the check set_not_null added a moment before, and drops once NOT NULL holds
+    "squawk:ban-drop-constraint": {("safe.set_not_null", "drop check", "AlterTableStmt")},
+}
 
 
 def lint_sql(
@@ -44,8 +56,9 @@ def lint_sql(
     findings: list[Finding] = []
     for hit in analysis.hits:
         rule = RULES[hit.rule]
-        safe_operation = analysis.statements[hit.statement - 1].safe_operation or ""
-        if rule.name in HANDLED_BY and safe_operation.startswith(HANDLED_BY[rule.name]):
+        statement = analysis.statements[hit.statement - 1]
+        step = (statement.safe_operation, statement.safe_step, statement.kind)
+        if step in HANDLED_BY.get(rule.name, ()):
             continue
         stats = _stats(hit.table, sizes, analysis)
         where = f" ({hit.table}: {stats.describe()})" if stats else ""
@@ -111,8 +124,9 @@ def _merge_squawk(
             )
         else:
             level = OWN_LEVELS.get(violation.rule, "low")
-        if statement.safe_operation and level == "low":
-            continue  # advice about a pattern the safe operation chose (dropping its own check)
+        step = (statement.safe_operation, statement.safe_step, statement.kind)
+        if step in HANDLED_BY.get(f"squawk:{violation.rule}", ()):
+            continue
         findings.append(
             Finding(
                 statement.number,

@@ -10,6 +10,11 @@ from autopr_migrate.model import RISK_LEVELS
 LEVELS = RISK_LEVELS
 DOCS = "docs/zero-downtime.md"
 _SAFE_STEP = re.compile(r"^\s*-- (safe\.\w+) \(([\w ]+)\)\s*$", re.MULTILINE)
+_BLOCK_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
+
+
+def worst(levels: list[str]) -> str:
+    return max(levels, key=LEVELS.index, default="low")
 
 
 def safe_step_comment(operation: str, step: str) -> str:
@@ -17,14 +22,10 @@ def safe_step_comment(operation: str, step: str) -> str:
     return f"-- safe.{operation} ({step})"
 
 
-def safe_operation_of(text: str) -> str | None:
-    """The safe operation whose sub-step the statement text (with its leading comments) is."""
-    found = _SAFE_STEP.findall(text)
-    return found[-1][0] if found else None
-
-
-def worst(levels: list[str]) -> str:
-    return max(levels, key=LEVELS.index, default="low")
+def safe_step_of(text: str) -> tuple[str, str] | None:
+    """``(operation, step)`` of the line nearest the statement in the text above it."""
+    found = _SAFE_STEP.findall(_BLOCK_COMMENT.sub("", text))
+    return found[-1] if found else None
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class Statement:
     lock_timeout: bool = False
     in_transaction: bool = False
     safe_operation: str | None = None  # the safe operation whose sub-step it is (rendered)
+    safe_step: str | None = None
 
     @property
     def summary(self) -> str:

@@ -53,8 +53,11 @@ def backfill(
     ``record_into`` and ``record`` (``{column: expression over the row before its update}``)
     insert a row into ``record_into`` for each row updated, in the batch's own statement: what
     a downgrade needs to undo exactly the rows this changed."""
-    if (record_into is None) != (record is None) or record == {}:
-        raise ValueError("backfill: give record_into and record (its columns) together")
+    if bool(record_into) != bool(record):
+        raise ValueError(
+            "backfill: give record_into (a table in the same schema) and record (its columns) "
+            "together"
+        )
     assignments = (
         ", ".join(f"{sql.quote(column)} = {value}" for column, value in set_.items())
         if isinstance(set_, dict)
@@ -66,7 +69,7 @@ def backfill(
     if runner.offline or not runner.postgresql:
         # In the revision's transaction: offline the batches cannot be known (they depend on
         # the live table), and SQLite has one writer anyway.
-        return _whole(runner, qualified, assignments, where, recording, batch_size, key)
+        return _whole(runner, table, qualified, assignments, where, recording, batch_size, key)
     label = (
         name
         or hashlib.sha256(
@@ -77,7 +80,7 @@ def backfill(
         updated = _in_batches(
             runner,
             label,
-            qualified,
+            (table, qualified),
             assignments,
             where,
             recording,
@@ -91,6 +94,7 @@ def backfill(
 
 def _whole(
     runner: Runner,
+    table: str,
     qualified: str,
     assignments: str,
     where: str | None,
@@ -98,26 +102,83 @@ def _whole(
     batch_size: int,
     key: str,
 ) -> int:
-    """The plain statements: the records of the rows about to change, then their update."""
+    """The whole backfill in the revision's transaction. PostgreSQL (offline): one statement,
+    which locks, updates and records the same rows. SQLite (one writer): the records of the
+    rows about to change, then their update."""
     condition = f" WHERE {where}" if where else ""
-    statements = []
-    if recording is not None:
-        into, columns = recording
-        statements.append(
-            f"INSERT INTO {into} ({sql.column_list(list(columns))}) "
-            f"SELECT {', '.join(columns.values())} FROM {qualified}{condition}"
-        )
-    statements.append(f"UPDATE {qualified} SET {assignments}{condition}")
+    if runner.postgresql:
+        statements = [
+            f"WITH {_changes(table, qualified, assignments, where, recording, sql.quote(key))} "
+            + _records(recording)
+            if recording
+            else f"UPDATE {qualified} SET {assignments}{condition}"
+        ]
+    else:
+        statements = [f"UPDATE {qualified} SET {assignments}{condition}"]
+        if recording is not None:
+            into, columns = recording
+            statements.insert(
+                0,
+                f"INSERT INTO {into} ({sql.column_list(list(columns))}) "
+                f"SELECT {', '.join(columns.values())} FROM {qualified}{condition}",
+            )
     if runner.offline:
-        batches = f"online: in batches of {batch_size} by {key}, resumable"
+        online = (
+            f"-- online: in batches of {batch_size} by {key}, resumable"
+            if runner.postgresql
+            else "-- whole, as online"
+        )
         for statement in statements:
             comment = safe_step_comment("backfill", "whole")
-            op.execute(text(escape_colons(f"{comment}\n-- {batches}\n{statement}")))
+            op.execute(text(escape_colons(f"{comment}\n{online}\n{statement}")))
         return 0
     bind = op.get_bind()
     for statement in statements[:-1]:
         bind.exec_driver_sql(statement)
     return int(bind.exec_driver_sql(statements[-1]).rowcount or 0)
+
+
+def _changes(
+    table: str,
+    qualified: str,
+    assignments: str,
+    where: str | None,
+    recording: tuple[str, dict[str, str]] | None,
+    key: str,
+    bounds: str | None = None,
+) -> str:
+    """The CTEs that change the rows (``bounds``: a condition on ``_autopr_bound``) and end in
+    ``_autopr_updated``: with a record, each row is locked first (``FOR NO KEY UPDATE``, which
+    the application's foreign-key checks pass), its record's values read before its update,
+    and the update changes exactly the rows locked."""
+    own_key = f"{sql.quote(table)}.{key}"
+    conditions = [c for c in (bounds, f"({where})" if where else None) if c]
+    if recording is None:  # only in batches: offline, a plain UPDATE is the whole
+        return (
+            f"_autopr_updated AS (UPDATE {qualified} SET {assignments} FROM _autopr_bound "
+            f"WHERE {' AND '.join(conditions)} RETURNING 1)"
+        )
+    _into, columns = recording
+    values = ", ".join(f"{value} AS _autopr_{i}" for i, value in enumerate(columns.values()))
+    sources = f"{qualified}, _autopr_bound" if bounds else qualified
+    selected = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    again = f" AND {bounds}" if bounds else ""  # lets the planner reach only the batch's rows
+    return (
+        f"_autopr_before AS (SELECT {own_key} AS _autopr_key, {values} FROM {sources}{selected} "
+        f"FOR NO KEY UPDATE OF {sql.quote(table)}), "
+        f"_autopr_updated AS (UPDATE {qualified} SET {assignments} FROM _autopr_before"
+        f"{', _autopr_bound' if bounds else ''} WHERE {own_key} = _autopr_before._autopr_key"
+        f"{again} RETURNING _autopr_before.*)"
+    )
+
+
+def _records(recording: tuple[str, dict[str, str]]) -> str:
+    into, columns = recording
+    return (
+        f"INSERT INTO {into} ({sql.column_list(list(columns))}) SELECT "
+        + ", ".join(f"_autopr_{i}" for i in range(len(columns)))
+        + " FROM _autopr_updated"
+    )
 
 
 def _forget_once_stamped(label: str) -> None:
@@ -144,7 +205,7 @@ def _forget_once_stamped(label: str) -> None:
 def _in_batches(
     runner: Runner,
     label: str,
-    qualified: str,
+    names: tuple[str, str],
     assignments: str,
     where: str | None,
     recording: tuple[str, dict[str, str]] | None,
@@ -153,6 +214,7 @@ def _in_batches(
     pacing: tuple[float, float, float],
 ) -> int:
     assert runner.connection is not None
+    table, qualified = names
     connection = runner.connection
     described = connection.execute(
         text(
@@ -204,6 +266,7 @@ def _in_batches(
     )
     statement = text(
         _batch_sql(
+            table,
             qualified,
             escape_colons(assignments),
             escape_colons(where) if where else None,
@@ -220,7 +283,19 @@ def _in_batches(
     with LockSampler(sampled, interval=0.1, watched=migrating) as observed:
         while True:
             started, seen = time.monotonic(), len(observed.waits)
-            rows = runner.query("batch", statement, {"name": label, "last": last}, kind=BATCH)
+            try:
+                rows = runner.query("batch", statement, {"name": label, "last": last}, kind=BATCH)
+            except Exception:
+                LOG.error(
+                    "backfill %s stopped after %d rows (up to %s=%s); the finished batches stay "
+                    "done: fix the cause and run the upgrade again, which goes on after them, "
+                    "or restore the backup",
+                    qualified,
+                    done_before + updated,
+                    key,
+                    last,
+                )
+                raise
             if not rows:
                 break
             last, count = rows[0]
@@ -250,6 +325,7 @@ def _in_batches(
 
 
 def _batch_sql(
+    table: str,
     qualified: str,
     assignments: str,
     where: str | None,
@@ -262,34 +338,19 @@ def _batch_sql(
     moved past them; no row when nothing is left. Its parameters are ``:last`` and ``:name``:
     the caller has escaped the colons of the expressions it passes."""
     after = f"CAST(:last AS {key_type})"
-    in_range = f"(:last IS NULL OR {key} > {after}) AND {key} <= bound._autopr_upper"
-    condition = f" AND ({where})" if where else ""
-    changes = (
-        f"updated AS (UPDATE {qualified} SET {assignments} FROM bound "
-        f"WHERE {in_range}{condition} RETURNING 1)"
-    )
-    if recording is not None:
-        into, columns = recording
-        # The record's expressions read each row before its update; the rows are locked first,
-        # so the update changes exactly the rows recorded.
-        changes = (
-            f"before AS (SELECT {key} AS _autopr_key, "
-            + ", ".join(f"{value} AS _autopr_{i}" for i, value in enumerate(columns.values()))
-            + f" FROM {qualified} AS _autopr_rows, bound WHERE {in_range}{condition} "
-            "FOR UPDATE OF _autopr_rows), "
-            f"updated AS (UPDATE {qualified} SET {assignments} FROM before "
-            f"WHERE {key} = before._autopr_key RETURNING before.*), "
-            f"recorded AS (INSERT INTO {into} ({sql.column_list(list(columns))}) SELECT "
-            + ", ".join(f"_autopr_{i}" for i in range(len(columns)))
-            + " FROM updated)"
-        )
+    own_key = f"{sql.quote(table)}.{key}"
+    bounds = f"(:last IS NULL OR {own_key} > {after}) AND {own_key} <= _autopr_bound._autopr_upper"
+    changes = _changes(table, qualified, assignments, where, recording, key, bounds)
+    recorded = f", _autopr_recorded AS ({_records(recording)})" if recording else ""
     return (
-        f"WITH batch AS (SELECT {key} AS k FROM {qualified} "
+        f"WITH _autopr_batch AS (SELECT {key} AS k FROM {qualified} "
         f"WHERE :last IS NULL OR {key} > {after} ORDER BY {key} LIMIT {int(size)}), "
-        "bound AS (SELECT max(k) AS _autopr_upper FROM batch), "
-        f"{changes} "
-        f"UPDATE {CHECKPOINT_TABLE} SET last_key = (SELECT _autopr_upper::text FROM bound), "
-        "rows_done = rows_done + (SELECT count(*) FROM updated), updated_at = clock_timestamp() "
-        "WHERE name = :name AND (SELECT _autopr_upper FROM bound) IS NOT NULL "
-        "RETURNING last_key, (SELECT count(*) FROM updated)"
+        "_autopr_bound AS (SELECT k AS _autopr_upper FROM _autopr_batch ORDER BY k DESC LIMIT 1), "
+        f"{changes}{recorded} "
+        f"UPDATE {CHECKPOINT_TABLE} SET "
+        "last_key = (SELECT _autopr_upper::text FROM _autopr_bound), "
+        "rows_done = rows_done + (SELECT count(*) FROM _autopr_updated), "
+        "updated_at = clock_timestamp() "
+        "WHERE name = :name AND (SELECT _autopr_upper FROM _autopr_bound) IS NOT NULL "
+        "RETURNING last_key, (SELECT count(*) FROM _autopr_updated)"
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from autopr_migrate.analysis.lint import lint_sql
 
 BUILD = "-- safe.create_index (build)\nCREATE INDEX CONCURRENTLY i ON t (a);\n"
@@ -24,6 +26,23 @@ def test_the_marker_hides_no_risk_and_no_advice_on_a_statement_it_does_not_fit()
     assert "use safe.create_index" in _rules(spoofed)[0][2]
     update = "-- safe.create_index (build)\nUPDATE big SET a = 1;\n"
     assert [rule for _, rule, _ in _rules(update)] == ["unbatched-backfill"]  # not a backfill's
+
+
+@pytest.mark.parametrize(
+    ("sql", "rule"),
+    [
+        ("-- safe.backfill (whole)\nDELETE FROM big WHERE a > 1;", "unbatched-backfill"),
+        ("-- safe.backfill (whole)\nCREATE INDEX CONCURRENTLY i ON t (a);", "non-transactional"),
+        ("-- safe.backfillish (whole)\nUPDATE big SET a = 1;", "unbatched-backfill"),
+        ("/*\n-- safe.backfill (whole)\n*/\nUPDATE big SET a = 1;", "unbatched-backfill"),
+        (
+            "-- safe.create_index (attach)\nCREATE INDEX CONCURRENTLY i ON t (a);",
+            "non-transactional",
+        ),
+    ],
+)
+def test_a_marker_exempts_only_the_statement_its_operation_renders_there(sql, rule) -> None:
+    assert rule in [found for _, found, _ in _rules(sql)]
 
 
 def test_the_marker_belongs_to_the_statement_right_below_it_whatever_the_text_above() -> None:

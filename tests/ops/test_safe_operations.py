@@ -366,8 +366,31 @@ def test_a_recording_backfill_writes_one_record_per_row_it_changed_across_a_kill
     assert records == [(i, note.lower(), "upper: yes") for i, note in changed]
     rendered = shop.alembic("upgrade", "--sql", "head")
     _ok(rendered)
-    assert "INSERT INTO note_changes (order_id, old_note, why) SELECT id, note, 'upper: yes' " in (
-        rendered.stdout
-    )
+    whole = rendered.stdout[rendered.stdout.index("-- safe.backfill (whole)") :]
+    assert "FOR NO KEY UPDATE OF orders" in whole  # one statement: what it locks it records
+    assert "INSERT INTO note_changes (order_id, old_note, why) SELECT _autopr_0" in whole
     refused = new_shop().upgrade('safe.backfill("orders", "note = 1", record_into="changes")')
-    assert refused.returncode != 0 and "give record_into and record" in refused.stderr
+    assert refused.returncode != 0 and "give record_into (a table" in refused.stderr
+
+
+def test_a_recording_backfill_pages_any_key_type_in_any_schema_under_any_table_name(new_shop):
+    """A uuid key, a schema, a table named like the statement's own parts, a condition that
+    names the table: the batches go through it once."""
+    shop = new_shop()
+    shop.execute(
+        "CREATE SCHEMA app; CREATE TABLE app.batch (id uuid PRIMARY KEY DEFAULT "
+        "gen_random_uuid(), note text, k int, upper int); CREATE TABLE app.changes (id uuid, "
+        "was text); INSERT INTO app.batch (note, k, upper) SELECT 'n' || g, g, g FROM "
+        "generate_series(1, 2500) g"
+    )
+    body = (
+        'safe.backfill("batch", {"note": "note || \'!\'"}, where="batch.k % 2 = 0", '
+        'schema="app", batch_size=1000, record_into="changes", record={"id": "id", "was": "note"})'
+    )
+    _ok(shop.upgrade(body))
+    assert shop.execute("SELECT count(*) FROM app.batch WHERE note LIKE '%!'") == [(1250,)]
+    assert shop.execute(
+        "SELECT count(*) FROM app.changes c JOIN app.batch b USING (id) "
+        "WHERE b.note = c.was || '!' AND b.k % 2 = 0"
+    ) == [(1250,)]
+    assert shop.execute("SELECT count(*) FROM app.changes") == [(1250,)]
