@@ -3,7 +3,8 @@
 Each statement the sampler saw is matched to the plan's statement with the same text (else it
 is analyzed on its own). Each lock is judged at the statement it was first seen under (a later
 statement of the same transaction only inherits it); it is explained when that statement, or
-one before it in the plan, was predicted to take at least that mode on the table. PostgreSQL
+one before it in the plan, was predicted to take at least that mode on the table, or created
+the table (a lock on a table no other session can see yet holds nobody up). PostgreSQL
 holding a stronger lock than any prediction explains is a ``high`` mismatch:
 the analyzer understated what the application waits for. A statement that ran holding a weaker
 lock on its table than predicted is a ``low`` one. Either is a regression case for the analyzer.
@@ -20,6 +21,7 @@ from autopr_migrate.analysis.walk import LOCK_STRENGTH
 from autopr_migrate.backends.lock_sampler import OurStatement
 
 _MATCHED_CHARS = 200
+_CREATES = ("CreateStmt", "CreateTableAsStmt")
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,10 @@ def _mismatches(
     number = index + 1 if index is not None else None
     text = " ".join(found.statement.query.split())[:70]
     out = []
+    created = {table for s in pool if s.kind in _CREATES for table in _tables(s)}
     for table, mode in sorted(_strongest(found.statement.acquired).items()):
+        if table in created:
+            continue  # no other session sees a table until the transaction creating it commits
         explained = max(
             (LOCK_STRENGTH.index(s.lock) for s in pool if table in _tables(s)), default=0
         )
