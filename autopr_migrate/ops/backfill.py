@@ -1,10 +1,11 @@
 """A batched backfill: ``UPDATE`` in primary-key order, a batch at a time, resumable.
 
 Each batch is one statement, in its own transaction, that updates the next ``batch_size`` keys
-and moves the checkpoint (table ``autopr_backfill_checkpoint``) in the same statement: after a
-crash the revision, re-run, goes on after the last finished batch and never updates a finished
-batch again. Between batches it pauses; the pause doubles (up to ``max_pause_seconds``) while
-the application's queries wait behind the batches or a batch runs longer than
+(and, given ``record_into``, inserts a record of each row it changed) and moves the checkpoint
+(table ``autopr_backfill_checkpoint``) in the same statement: after a crash the revision,
+re-run, goes on after the last finished batch and never updates a finished batch again.
+Between batches it pauses; the pause doubles (up to ``max_pause_seconds``) while the
+application's queries wait behind the batches or a batch runs longer than
 ``slow_batch_seconds``, and halves back towards ``pause_seconds`` when they stop. A finished
 backfill's checkpoint stays until the transaction that records the revision as applied, which
 removes it (and the table once empty): a crash later in the revision does not repeat the
@@ -70,12 +71,8 @@ def backfill(
         # In the revision's transaction: offline the batches cannot be known (they depend on
         # the live table), and SQLite has one writer anyway.
         return _whole(runner, table, qualified, assignments, where, recording, batch_size, key)
-    label = (
-        name
-        or hashlib.sha256(
-            f"{qualified}|{assignments}|{where}|{key}|{recording}".encode()
-        ).hexdigest()[:16]
-    )
+    identity = f"{qualified}|{assignments}|{where}|{key}" + (f"|{recording}" if recording else "")
+    label = name or hashlib.sha256(identity.encode()).hexdigest()[:16]
     with runner.outside_transaction():
         updated = _in_batches(
             runner,
@@ -126,7 +123,7 @@ def _whole(
         online = (
             f"-- online: in batches of {batch_size} by {key}, resumable"
             if runner.postgresql
-            else "-- whole, as online"
+            else "-- on SQLite: whole, online too"
         )
         for statement in statements:
             comment = safe_step_comment("backfill", "whole")
