@@ -70,8 +70,12 @@ def _binds(node: ast.AST) -> bool:
         return node.id == ATTRIBUTE
     if isinstance(node, ast.alias):
         return (node.asname or node.name) == ATTRIBUTE
-    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.ExceptHandler):
         return node.name == ATTRIBUTE
+    if isinstance(node, ast.MatchAs | ast.MatchStar):
+        return node.name == ATTRIBUTE
+    if isinstance(node, ast.MatchMapping):
+        return node.rest == ATTRIBUTE
     return isinstance(node, ast.Global | ast.Nonlocal) and ATTRIBUTE in node.names
 
 

@@ -73,6 +73,10 @@ def test_a_malformed_declaration_is_refused_in_one_line(tmp_path, value, says) -
         f"def upgrade():\n    equivalent_sha256 = {{{SHA!r}: 'same'}}\n",
         "from elsewhere import equivalent_sha256\n",
         f"a = equivalent_sha256 = {{{SHA!r}: 'same'}}\n",
+        f"equivalent_sha256 = {{{SHA!r}: 'same'}}\ntry:\n    pass\n"
+        "except Exception as equivalent_sha256:\n    pass\n",
+        f"equivalent_sha256 = {{{SHA!r}: 'same'}}\nmatch 1:\n    case _ as equivalent_sha256:\n"
+        "        pass\n",
     ],
 )
 def test_a_name_bound_other_than_once_at_the_top_level_is_refused(tmp_path, source) -> None:
