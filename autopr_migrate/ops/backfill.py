@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from dataclasses import dataclass, replace
 
 from alembic import op
 from sqlalchemy import text
@@ -31,6 +32,33 @@ from autopr_migrate.ops.runner import BATCH, BRIEF, Runner, escape_colons
 LOG = logging.getLogger("autopr_migrate.ops")
 CHECKPOINT_TABLE = BACKFILL_CHECKPOINT_TABLE
 _LOG_EVERY = 20  # batches
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a backfill changes: ``UPDATE <qualified> SET <assignments> WHERE <where>``, keyed
+    by ``key``, and the records it writes (``(table, {column: expression})``)."""
+
+    table: str
+    qualified: str
+    assignments: str
+    where: str | None
+    key: str
+    recording: tuple[str, dict[str, str]] | None
+
+    def for_text(self) -> Change:
+        """The same with every colon of its expressions escaped, for a ``text()`` statement
+        whose own parameters are ``:last`` and ``:name``."""
+        recording = self.recording and (
+            self.recording[0],
+            {column: escape_colons(value) for column, value in self.recording[1].items()},
+        )
+        return replace(
+            self,
+            assignments=escape_colons(self.assignments),
+            where=escape_colons(self.where) if self.where else None,
+            recording=recording,
+        )
 
 
 def backfill(
@@ -66,22 +94,19 @@ def backfill(
     )
     qualified = sql.qualified(table, schema)
     recording = (sql.qualified(record_into, schema), record) if record_into and record else None
+    change = Change(table, qualified, assignments, where, key, recording)
     runner = Runner("backfill")
     if runner.offline or not runner.postgresql:
         # In the revision's transaction: offline the batches cannot be known (they depend on
         # the live table), and SQLite has one writer anyway.
-        return _whole(runner, table, qualified, assignments, where, recording, batch_size, key)
+        return _whole(runner, change, batch_size)
     identity = f"{qualified}|{assignments}|{where}|{key}" + (f"|{recording}" if recording else "")
     label = name or hashlib.sha256(identity.encode()).hexdigest()[:16]
     with runner.outside_transaction():
         updated = _in_batches(
             runner,
             label,
-            (table, qualified),
-            assignments,
-            where,
-            recording,
-            key,
+            change,
             batch_size,
             (pause_seconds, max_pause_seconds, slow_batch_seconds),
         )
@@ -89,39 +114,27 @@ def backfill(
     return updated
 
 
-def _whole(
-    runner: Runner,
-    table: str,
-    qualified: str,
-    assignments: str,
-    where: str | None,
-    recording: tuple[str, dict[str, str]] | None,
-    batch_size: int,
-    key: str,
-) -> int:
+def _whole(runner: Runner, change: Change, batch_size: int) -> int:
     """The whole backfill in the revision's transaction. PostgreSQL (offline): one statement,
     which locks, updates and records the same rows. SQLite (one writer): the records of the
     rows about to change, then their update."""
-    condition = f" WHERE {where}" if where else ""
+    condition = f" WHERE {change.where}" if change.where else ""
+    plain = f"UPDATE {change.qualified} SET {change.assignments}{condition}"
     if runner.postgresql:
-        statements = [
-            f"WITH {_changes(table, qualified, assignments, where, recording, sql.quote(key))} "
-            + _records(recording)
-            if recording
-            else f"UPDATE {qualified} SET {assignments}{condition}"
-        ]
+        recording = change.recording
+        statements = [f"WITH {_changes(change)} {_records(recording)}" if recording else plain]
     else:
-        statements = [f"UPDATE {qualified} SET {assignments}{condition}"]
-        if recording is not None:
-            into, columns = recording
+        statements = [plain]
+        if change.recording is not None:
+            into, columns = change.recording
             statements.insert(
                 0,
                 f"INSERT INTO {into} ({sql.column_list(list(columns))}) "
-                f"SELECT {', '.join(columns.values())} FROM {qualified}{condition}",
+                f"SELECT {', '.join(columns.values())} FROM {change.qualified}{condition}",
             )
     if runner.offline:
         online = (
-            f"-- online: in batches of {batch_size} by {key}, resumable"
+            f"-- online: in batches of {batch_size} by {change.key}, resumable"
             if runner.postgresql
             else "-- on SQLite: whole, online too"
         )
@@ -135,34 +148,27 @@ def _whole(
     return int(bind.exec_driver_sql(statements[-1]).rowcount or 0)
 
 
-def _changes(
-    table: str,
-    qualified: str,
-    assignments: str,
-    where: str | None,
-    recording: tuple[str, dict[str, str]] | None,
-    key: str,
-    bounds: str | None = None,
-) -> str:
+def _changes(change: Change, bounds: str | None = None) -> str:
     """The CTEs that change the rows (``bounds``: a condition on ``_autopr_bound``) and end in
     ``_autopr_updated``: with a record, each row is locked first (``FOR NO KEY UPDATE``, which
     the application's foreign-key checks pass), its record's values read before its update,
     and the update changes exactly the rows locked."""
-    own_key = f"{sql.quote(table)}.{key}"
-    conditions = [c for c in (bounds, f"({where})" if where else None) if c]
-    if recording is None:  # only in batches: offline, a plain UPDATE is the whole
+    table, qualified, assignments = sql.quote(change.table), change.qualified, change.assignments
+    own_key = f"{table}.{sql.quote(change.key)}"
+    conditions = [c for c in (bounds, f"({change.where})" if change.where else None) if c]
+    if change.recording is None:  # only in batches: offline, a plain UPDATE is the whole
         return (
             f"_autopr_updated AS (UPDATE {qualified} SET {assignments} FROM _autopr_bound "
             f"WHERE {' AND '.join(conditions)} RETURNING 1)"
         )
-    _into, columns = recording
+    _into, columns = change.recording
     values = ", ".join(f"{value} AS _autopr_{i}" for i, value in enumerate(columns.values()))
     sources = f"{qualified}, _autopr_bound" if bounds else qualified
     selected = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     again = f" AND {bounds}" if bounds else ""  # lets the planner reach only the batch's rows
     return (
         f"_autopr_before AS (SELECT {own_key} AS _autopr_key, {values} FROM {sources}{selected} "
-        f"FOR NO KEY UPDATE OF {sql.quote(table)}), "
+        f"FOR NO KEY UPDATE OF {table}), "
         f"_autopr_updated AS (UPDATE {qualified} SET {assignments} FROM _autopr_before"
         f"{', _autopr_bound' if bounds else ''} WHERE {own_key} = _autopr_before._autopr_key"
         f"{again} RETURNING _autopr_before.*)"
@@ -202,16 +208,12 @@ def _forget_once_stamped(label: str) -> None:
 def _in_batches(
     runner: Runner,
     label: str,
-    names: tuple[str, str],
-    assignments: str,
-    where: str | None,
-    recording: tuple[str, dict[str, str]] | None,
-    key: str,
+    change: Change,
     batch_size: int,
     pacing: tuple[float, float, float],
 ) -> int:
     assert runner.connection is not None
-    table, qualified = names
+    qualified, key = change.qualified, change.key
     connection = runner.connection
     described = connection.execute(
         text(
@@ -256,23 +258,7 @@ def _in_batches(
             last,
             done_before,
         )
-    escaped = (
-        None
-        if recording is None
-        else (recording[0], {c: escape_colons(v) for c, v in recording[1].items()})
-    )
-    statement = text(
-        _batch_sql(
-            table,
-            qualified,
-            escape_colons(assignments),
-            escape_colons(where) if where else None,
-            escaped,
-            sql.quote(key),
-            key_type,
-            batch_size,
-        )
-    )
+    statement = text(_batch_sql(change.for_text(), key_type, batch_size))
     pause, max_pause, slow = pacing
     current_pause, updated, batches = pause, 0, 0
     migrating = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
@@ -321,29 +307,21 @@ def _in_batches(
     return updated
 
 
-def _batch_sql(
-    table: str,
-    qualified: str,
-    assignments: str,
-    where: str | None,
-    recording: tuple[str, dict[str, str]] | None,
-    key: str,
-    key_type: str,
-    size: int,
-) -> str:
+def _batch_sql(change: Change, key_type: str, size: int) -> str:
     """One statement: the next batch's keys, their update (and its records), and the checkpoint
     moved past them; no row when nothing is left. Its parameters are ``:last`` and ``:name``:
     the caller has escaped the colons of the expressions it passes."""
     after = f"CAST(:last AS {key_type})"
-    own_key = f"{sql.quote(table)}.{key}"
+    key, qualified = sql.quote(change.key), change.qualified
+    own_key = f"{sql.quote(change.table)}.{key}"
     bounds = f"(:last IS NULL OR {own_key} > {after}) AND {own_key} <= _autopr_bound._autopr_upper"
-    changes = _changes(table, qualified, assignments, where, recording, key, bounds)
+    recording = change.recording
     recorded = f", _autopr_recorded AS ({_records(recording)})" if recording else ""
     return (
         f"WITH _autopr_batch AS (SELECT {key} AS k FROM {qualified} "
         f"WHERE :last IS NULL OR {key} > {after} ORDER BY {key} LIMIT {int(size)}), "
         "_autopr_bound AS (SELECT k AS _autopr_upper FROM _autopr_batch ORDER BY k DESC LIMIT 1), "
-        f"{changes}{recorded} "
+        f"{_changes(change, bounds)}{recorded} "
         f"UPDATE {CHECKPOINT_TABLE} SET "
         "last_key = (SELECT _autopr_upper::text FROM _autopr_bound), "
         "rows_done = rows_done + (SELECT count(*) FROM _autopr_updated), "
