@@ -249,7 +249,7 @@ def _approve_then_kill(parent: subprocess.Popen, fleet_id: str, urls: dict, log:
 
 
 @pytest.mark.long
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(420)  # 48 s alone; 80-165 s seen with the whole suite on two cores
 def test_a_killed_fleet_resumes_and_stops_at_its_error_budget(fleet_bed, tmp_path):
     bed = fleet_bed(20, poisoned=["t05"], broken=["t07"], drifted=["t03"])
     urls = bed["urls"]
@@ -259,7 +259,7 @@ def test_a_killed_fleet_resumes_and_stops_at_its_error_budget(fleet_bed, tmp_pat
 
     # Resumed: the earlier attempt's runs are waited for and kept; nothing is applied twice.
     background = _approve_fleet(targets=["t*"], fleet_id="tenants", policy=policy)
-    state = background.result(timeout=280)
+    state = background.result(timeout=360)
     assert state.is_failed(), state.message
     assert "the error budget is exceeded: 2 of 19 member(s) failed (t05, t07)" in state.message
     assert "1 left out (t03)" in state.message

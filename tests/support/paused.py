@@ -80,7 +80,7 @@ def migrate_approving(*, approver: str = "test-approver", **kwargs: Any) -> Any:
     from prefect.flow_runs import resume_flow_run
 
     background = BackgroundRun(**kwargs)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 240
     while background.running and time.monotonic() < deadline:
         run = background.paused_now()
         if run is not None:
