@@ -367,11 +367,9 @@ def _print(results, args) -> None:
         f"{'blocked s':>9} {'longest wait s':>14}"
     )
     for name, how, latencies, failed, observed, _elapsed in results:
-        ordered = sorted(latencies) or [0.0]
-        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
         print(
-            f"{name:42} {how:14} {len(latencies):>6} {failed:>6} {p99:>8.1f} "
-            f"{max(ordered):>8.1f} {observed.blocked_seconds:>9.2f} "
+            f"{name:42} {how:14} {len(latencies):>6} {failed:>6} {p99(latencies):>8.1f} "
+            f"{max(latencies, default=0.0):>8.1f} {observed.blocked_seconds:>9.2f} "
             f"{observed.longest_wait:>14.2f}"
         )
 
@@ -394,6 +392,11 @@ def _psql(url, statement: str) -> None:
     with engine.connect() as connection:
         connection.exec_driver_sql(statement)
     engine.dispose()
+
+
+def p99(latencies: list[float]) -> float:
+    ordered = sorted(latencies) or [0.0]
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
 if __name__ == "__main__":

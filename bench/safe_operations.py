@@ -25,7 +25,7 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.impact import _project, _under_load, accounts_and_application  # noqa: E402
+from bench.impact import _project, _under_load, accounts_and_application, p99  # noqa: E402
 
 SAFE = "    from autopr_migrate.ops import safe\n    import sqlalchemy as sa\n"
 CHANGES = {
@@ -140,11 +140,9 @@ def _print(results, args) -> None:
         f"{'blocked s':>9} {'longest wait s':>14} {'seconds':>8}  same schema"
     )
     for name, how, latencies, failed, observed, elapsed, *same in results:
-        ordered = sorted(latencies) or [0.0]
-        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
         print(
-            f"{name:18} {how:6} {len(latencies):>6} {failed:>6} {p99:>8.1f} "
-            f"{max(ordered):>8.1f} {observed.blocked_seconds:>9.2f} "
+            f"{name:18} {how:6} {len(latencies):>6} {failed:>6} {p99(latencies):>8.1f} "
+            f"{max(latencies, default=0.0):>8.1f} {observed.blocked_seconds:>9.2f} "
             f"{observed.longest_wait:>14.2f} {elapsed:>8.1f}  "
             f"{('yes' if same[0] else 'NO') if same else ''}"
         )

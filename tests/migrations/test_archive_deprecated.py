@@ -11,7 +11,7 @@ from sqlalchemy.pool import NullPool
 from autopr.database import make_engine
 from tests.support.alembic_run import downgrade, upgrade
 from tests.support.databases import table_checksums
-from tests.support.seed import seed
+from tests.support.seed import seed, workflow_statuses
 
 pytestmark = pytest.mark.both_dialects  # their behaviour differs by dialect
 
@@ -29,21 +29,15 @@ def engine(database_url: URL) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _statuses(engine: Engine) -> dict[int, str]:
-    with engine.connect() as connection:
-        rows = connection.execute(text("SELECT id, status FROM workflows"))
-        return {row.id: row.status for row in rows}
-
-
 def _checksums(engine: Engine) -> dict:
     with engine.connect() as connection:
         return table_checksums(connection, exclude=frozenset({"alembic_version"}))
 
 
 def test_upgrade_archives_every_deprecated_workflow_and_nothing_else(engine: Engine) -> None:
-    before = _statuses(engine)
+    before = workflow_statuses(engine)
     upgrade(engine, ARCHIVE)
-    after = _statuses(engine)
+    after = workflow_statuses(engine)
     deprecated = {i for i, status in before.items() if status == "deprecated"}
     assert deprecated
     assert "deprecated" not in after.values()
@@ -62,7 +56,7 @@ def test_round_trip_restores_every_table_exactly(engine: Engine) -> None:
 
 
 def test_downgrade_leaves_workflows_the_application_changed_since(engine: Engine) -> None:
-    before = _statuses(engine)
+    before = workflow_statuses(engine)
     already_archived = {i for i, s in before.items() if s == "archived"}
     upgrade(engine, ARCHIVE)
     migrated = sorted(i for i, s in before.items() if s == "deprecated")
@@ -72,7 +66,7 @@ def test_downgrade_leaves_workflows_the_application_changed_since(engine: Engine
             text("UPDATE workflows SET status = 'active' WHERE id = :id"), {"id": reactivated}
         )
     downgrade(engine, BEFORE_ARCHIVE)
-    after = _statuses(engine)
+    after = workflow_statuses(engine)
     assert after[reactivated] == "active"
     assert all(after[i] == "deprecated" for i in still_archived)
     assert all(after[i] == "archived" for i in already_archived)

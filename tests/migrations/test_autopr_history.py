@@ -23,7 +23,7 @@ from autopr_migrate.ops.backfill import CHECKPOINT_TABLE
 from autopr_migrate.ops.runner import CRASH_AFTER_ENV
 from tests.support.alembic_run import PROJECT_ROOT, alembic_cli, downgrade, revision_of, upgrade
 from tests.support.databases import new_database, schema_only
-from tests.support.seed import seed
+from tests.support.seed import seed, workflow_statuses
 
 AS_THEY_RAN = Path(__file__).with_name("as_they_ran")
 VERSIONS = PROJECT_ROOT / "alembic" / "versions"
@@ -55,16 +55,11 @@ def second_url(database_url: URL, postgresql_admin_url: URL, tmp_path: Path) -> 
 
 
 @pytest.fixture
-def history_as_it_ran(tmp_path: Path) -> Path:
-    """The project's history with the three revisions as they ran, and its alembic.ini."""
-    root = tmp_path / "as_it_ran"
-    shutil.copytree(
-        PROJECT_ROOT / "alembic", root / "alembic", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    shutil.copy(PROJECT_ROOT / "alembic.ini", root / "alembic.ini")
+def history_as_it_ran(history: Path) -> Path:
+    """A copy of the project's history with the three revisions as they ran; its alembic.ini."""
     for earlier in _earlier_texts():
-        shutil.copy(earlier, root / "alembic" / "versions" / earlier.name.removesuffix(".txt"))
-    return root / "alembic.ini"
+        shutil.copy(earlier, history / earlier.name.removesuffix(".txt"))
+    return history.parents[1] / "alembic.ini"
 
 
 def _engine(url: URL) -> Engine:
@@ -125,6 +120,7 @@ def test_the_rewritten_history_produces_what_the_texts_that_ran_did(
     database_url: URL, second_url: URL, history_as_it_ran: Path, monkeypatch
 ) -> None:
     rewritten, as_it_ran = _seeded(database_url), _seeded(second_url)
+    _with_history(monkeypatch, None)
     upgrade(rewritten, "head")
     _with_history(monkeypatch, history_as_it_ran)
     upgrade(as_it_ran, "head")
@@ -143,25 +139,20 @@ def test_the_rewritten_history_produces_what_the_texts_that_ran_did(
     as_it_ran.dispose()
 
 
-def _statuses(engine: Engine) -> dict[int, str]:
-    with engine.connect() as connection:
-        return dict(connection.execute(text("SELECT id, status FROM workflows")).all())
-
-
 def test_the_archive_killed_after_a_batch_finishes_on_the_next_run(
     postgresql_url: URL, monkeypatch
 ) -> None:
     """The application writes between the batches: the records name exactly the rows the
     migration archived, and the downgrade puts back exactly those still archived."""
     engine = _seeded(postgresql_url)
-    before = _statuses(engine)
+    before = workflow_statuses(engine)
     monkeypatch.setenv(CRASH_AFTER_ENV, "backfill:batch")
     crashed = alembic_cli("upgrade", "6a0d3f9b2c48", url=postgresql_url)
     assert crashed.returncode == -9, crashed.stderr[-2000:]
     assert revision_of(engine) == "e5c8f2a1d934"
     with engine.connect() as connection:
         done = connection.scalar(text(f"SELECT rows_done FROM {CHECKPOINT_TABLE}"))
-    archived_first = {i for i, s in _statuses(engine).items() if before[i] != s}
+    archived_first = {i for i, s in workflow_statuses(engine).items() if before[i] != s}
     assert archived_first == {i for i, s in before.items() if s == "deprecated" and i <= 1000}
     assert done == len(archived_first)
 
@@ -191,14 +182,14 @@ def test_the_archive_killed_after_a_batch_finishes_on_the_next_run(
     archived = (archived_first | {i for i, s in before.items() if s == "deprecated"}) - {spared}
     archived |= {newly}
     assert _marked(engine) == sorted(archived)  # each once, none it did not archive
-    after = _statuses(engine)
+    after = workflow_statuses(engine)
     assert {i for i in archived if after[i] == "archived"} == archived - {reactivated}
     assert (after[reactivated], after[spared], after[late]) == ("active", "active", "deprecated")
     with engine.connect() as connection:
         assert connection.scalar(text("SELECT to_regclass(:t)"), {"t": CHECKPOINT_TABLE}) is None
 
     downgrade(engine, "e5c8f2a1d934")
-    back = _statuses(engine)
+    back = workflow_statuses(engine)
     assert {i for i in archived - {reactivated} if back[i] == "deprecated"} == archived - {
         reactivated
     }

@@ -102,19 +102,14 @@ class Shop:
 
     def upgrade_here(self) -> subprocess.CompletedProcess:
         """``alembic upgrade head`` in this process: the same outcome, without a Python start."""
-        saved = {name: os.environ.get(name) for name in ("SHOP_URL", "SHOP_DIALECT")}
-        os.environ["SHOP_URL"] = self.url.render_as_string(hide_password=False)
-        os.environ["SHOP_DIALECT"] = self.url.get_backend_name()
-        try:
-            command.upgrade(Config(str(self.directory / "alembic.ini")), "head")
-        except Exception as exc:  # what the alembic command would print before exiting 1
-            return subprocess.CompletedProcess("upgrade", 1, "", f"{type(exc).__name__}: {exc}")
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+        with pytest.MonkeyPatch.context() as environment:
+            environment.setenv("SHOP_URL", self.url.render_as_string(hide_password=False))
+            environment.setenv("SHOP_DIALECT", self.url.get_backend_name())
+            try:
+                command.upgrade(Config(str(self.directory / "alembic.ini")), "head")
+            except Exception as exc:  # what the alembic command would print before exiting 1
+                failed = f"{type(exc).__name__}: {exc}"
+                return subprocess.CompletedProcess("upgrade", 1, "", failed)
         return subprocess.CompletedProcess("upgrade", 0, "", "")
 
     def execute(self, sql: str) -> list:

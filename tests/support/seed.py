@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
 STATUSES = ("active", "deprecated", "archived", "draft")
 
@@ -44,3 +44,8 @@ def seed(connection: Connection, *, workflows: int = 24) -> None:
         ),
         [{"id": i, "w": i % workflows + 1, "p": i % 12 + 1, "d": i * 1.5} for i in range(1, 41)],
     )
+
+
+def workflow_statuses(engine: Engine) -> dict[int, str]:
+    with engine.connect() as connection:
+        return dict(connection.execute(text("SELECT id, status FROM workflows")).all())
